@@ -1,0 +1,67 @@
+// Package headless is a CoreDNS plugin that serves the DNS records of
+// Kubernetes headless services, as the Kubernetes DNS specification
+// (schema 1.1.0) describes them: per-endpoint A/AAAA, service A/AAAA, SRV
+// for named ports and for the port-less form peer-finder asks, and PTR.
+//
+// Services and EndpointSlices come from the Kubernetes API through client-go
+// informers, or from manifest files. Every change publishes an immutable
+// snapshot that ServeDNS reads with one atomic load and one map lookup.
+package headless
+
+import (
+	"sync/atomic"
+
+	"github.com/coredns/coredns/plugin"
+	"github.com/coredns/coredns/plugin/pkg/fall"
+	"github.com/miekg/dns"
+)
+
+const pluginName = "headless"
+
+// Headless is the plugin. Build it with setup; its zero value serves
+// nothing.
+type Headless struct {
+	Next plugin.Handler
+	Fall fall.F
+
+	// zones are all zones served, lowercased and fully qualified; reverse
+	// tells which of them are reverse zones.
+	zones   []string
+	reverse []bool
+	names   names
+	negTTL  uint32
+	soa     []dns.SOA // one template per zone; ServeDNS fills in the serial
+
+	src     source
+	builder *builder
+	snap    atomic.Pointer[snapshot]
+}
+
+// source feeds the plugin with Services and EndpointSlices. start calls
+// publish (from one goroutine at a time) whenever services change;
+// stop ends it.
+type source interface {
+	start(publish func(l lister, keys []svcKey)) error
+	stop()
+}
+
+// publish rebuilds the named services and makes the result visible to
+// ServeDNS.
+func (h *Headless) publish(l lister, keys []svcKey) {
+	h.snap.Store(h.builder.apply(l, keys))
+}
+
+// newSOA makes the SOA template of one zone. The negative TTL is both the
+// record's TTL and its MINIMUM, so that resolvers cache an NXDOMAIN or
+// NODATA for that long and no longer (RFC 2308).
+func newSOA(zone, primary string, negTTL uint32) dns.SOA {
+	return dns.SOA{
+		Hdr:     dns.RR_Header{Name: zone, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: negTTL},
+		Ns:      "ns.dns." + primary,
+		Mbox:    "hostmaster." + primary,
+		Refresh: 7200,
+		Retry:   1800,
+		Expire:  86400,
+		Minttl:  negTTL,
+	}
+}

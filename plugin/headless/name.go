@@ -1,0 +1,88 @@
+package headless
+
+// maxName is the longest domain name in presentation form that a query can
+// carry (RFC 1035: 255 octets on the wire, 254 characters with the root dot).
+const maxName = 255
+
+// fold writes the ASCII-lowercased form of name into buf and returns the
+// used part together with its FNV-1a hash. It never allocates; names longer
+// than buf report ok=false. Only A-Z are folded: DNS compares case
+// insensitively in ASCII alone (RFC 4343).
+//
+//	fold(&buf, "Web-0.WEB.default.svc.cluster.local.") // "web-0.web.default.svc.cluster.local."
+func fold(buf *[maxName]byte, name string) (key []byte, hash uint32, ok bool) {
+	if len(name) > maxName {
+		return nil, 0, false
+	}
+	hash = fnvOffset
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		buf[i] = c
+		hash = (hash ^ uint32(c)) * fnvPrime
+	}
+	return buf[:len(name)], hash, true
+}
+
+const (
+	fnvOffset = 2166136261
+	fnvPrime  = 16777619
+)
+
+// hash is the FNV-1a hash that fold computes, for a name already folded.
+func hash[T ~string | ~[]byte](s T) uint32 {
+	h := uint32(fnvOffset)
+	for i := 0; i < len(s); i++ {
+		h = (h ^ uint32(s[i])) * fnvPrime
+	}
+	return h
+}
+
+// inZone reports whether the folded name key is zone or a name below it.
+// zone is lowercased and fully qualified.
+func inZone(key []byte, zone string) bool {
+	if zone == "." {
+		return true
+	}
+	n := len(key) - len(zone)
+	if n < 0 || string(key[n:]) != zone {
+		return false
+	}
+	return n == 0 || key[n-1] == '.'
+}
+
+// apexStart finds the service name in prefix, the part of a folded name
+// before its zone ("web-0.web.ns.svc."), and returns the offset of the
+// service's label ("web"), or -1 when prefix is not at or below
+// <svc>.<ns>.svc.
+func apexStart(prefix []byte) int {
+	end := len(prefix) - 1 // the dot that ends the "svc" label
+	if end < 0 || prefix[end] != '.' {
+		return -1
+	}
+	s := prevDot(prefix, end)
+	if string(prefix[s+1:end]) != "svc" || s < 0 {
+		return -1
+	}
+	n := prevDot(prefix, s) // prefix[n+1:s] is the namespace
+	if n < 0 || n+1 == s {
+		return -1
+	}
+	a := prevDot(prefix, n) // prefix[a+1:n] is the service
+	if a+1 == n {
+		return -1
+	}
+	return a + 1
+}
+
+// prevDot returns the index of the last '.' before i, or -1.
+func prevDot(b []byte, i int) int {
+	for j := i - 1; j >= 0; j-- {
+		if b[j] == '.' {
+			return j
+		}
+	}
+	return -1
+}

@@ -1,0 +1,223 @@
+package headless
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/coredns/caddy"
+	"github.com/coredns/coredns/core/dnsserver"
+	"github.com/coredns/coredns/plugin"
+	"github.com/go-logr/logr"
+	"github.com/miekg/dns"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/klog/v2"
+)
+
+func init() { plugin.Register(pluginName, setup) }
+
+const (
+	defaultTTL    = 5
+	defaultNegTTL = 5
+	maxTTL        = 3600
+	// defaultReload is how often manifest files are checked for changes.
+	defaultReload = 2 * time.Second
+	// startupWait is how long CoreDNS's start waits for the first sync.
+	// Until then the plugin answers SERVFAIL for the names it may own.
+	startupWait = 5 * time.Second
+)
+
+func setup(c *caddy.Controller) error {
+	h, err := parse(c)
+	if err != nil {
+		return plugin.Error(pluginName, err)
+	}
+	if _, ok := h.src.(*kubeSource); ok {
+		// Route client-go's logs into CoreDNS's. Never klog.InitFlags here:
+		// it panics on reload.
+		klog.SetLogger(logr.New(klogSink{}))
+	}
+
+	c.OnStartup(func() error {
+		if err := h.src.start(h.publish); err != nil {
+			return plugin.Error(pluginName, err)
+		}
+		deadline := time.Now().Add(startupWait)
+		for !h.Ready() && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if !h.Ready() {
+			log.Warningf("Not synced after %s; answering SERVFAIL for headless names until synced", startupWait)
+		}
+		return nil
+	})
+	c.OnShutdown(func() error {
+		h.src.stop()
+		return nil
+	})
+
+	dnsserver.GetConfig(c).AddPlugin(func(next plugin.Handler) plugin.Handler {
+		h.Next = next
+		return h
+	})
+	return nil
+}
+
+// parse reads one headless stanza:
+//
+//	headless [ZONES...] {
+//	    kubeconfig PATH [CONTEXT]
+//	    manifests PATH...
+//	    reload DURATION
+//	    namespaces NAMESPACE...
+//	    ttl SECONDS
+//	    negative_ttl SECONDS
+//	    fallthrough [ZONES...]
+//	}
+func parse(c *caddy.Controller) (*Headless, error) {
+	var h *Headless
+	for c.Next() {
+		if h != nil {
+			return nil, plugin.ErrOnce
+		}
+		h = &Headless{}
+		zones := plugin.OriginsFromArgsOrServerBlock(c.RemainingArgs(), c.ServerBlockKeys)
+		ttl, negTTL := uint32(defaultTTL), uint32(defaultNegTTL)
+		var (
+			kubeconfig, kubecontext string
+			manifests               []string
+			reload                  = defaultReload
+			reloadSet               bool
+			namespaces              []string
+			sourceSet               bool
+		)
+		for c.NextBlock() {
+			opt := c.Val()
+			args := c.RemainingArgs()
+			var err error
+			switch opt {
+			case "kubeconfig":
+				if len(args) < 1 || len(args) > 2 {
+					return nil, c.ArgErr()
+				}
+				if sourceSet {
+					return nil, c.Errf("only one of kubeconfig and manifests may be given")
+				}
+				sourceSet = true
+				kubeconfig = args[0]
+				if len(args) == 2 {
+					kubecontext = args[1]
+				}
+			case "manifests":
+				if len(args) == 0 {
+					return nil, c.ArgErr()
+				}
+				if sourceSet {
+					return nil, c.Errf("only one of kubeconfig and manifests may be given")
+				}
+				sourceSet = true
+				manifests = args
+			case "reload":
+				if len(args) != 1 {
+					return nil, c.ArgErr()
+				}
+				reload, err = time.ParseDuration(args[0])
+				if err != nil || reload < 0 {
+					return nil, c.Errf("reload: want a duration such as 2s, or 0 to turn it off, got %q", args[0])
+				}
+				reloadSet = true
+			case "namespaces":
+				if len(args) == 0 {
+					return nil, c.ArgErr()
+				}
+				for _, ns := range args {
+					if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+						return nil, c.Errf("namespaces: %q is not a namespace name: %s", ns, strings.Join(errs, "; "))
+					}
+				}
+				namespaces = append(namespaces, args...)
+			case "ttl":
+				if ttl, err = seconds(c, opt, args); err != nil {
+					return nil, err
+				}
+			case "negative_ttl":
+				if negTTL, err = seconds(c, opt, args); err != nil {
+					return nil, err
+				}
+			case "fallthrough":
+				h.Fall.SetZonesFromArgs(args)
+			default:
+				return nil, c.Errf("unknown property %q", opt)
+			}
+		}
+		if reloadSet && manifests == nil {
+			return nil, c.Errf("reload only applies to manifests")
+		}
+		if err := h.configure(zones, ttl, negTTL); err != nil {
+			return nil, c.Errf("%v", err)
+		}
+
+		if manifests != nil {
+			src := &manifestSource{paths: manifests, reload: reload, namespaces: map[string]bool{}}
+			for _, ns := range namespaces {
+				src.namespaces[ns] = true
+			}
+			if err := src.load(); err != nil {
+				return nil, c.Errf("manifests: %v", err)
+			}
+			h.src = src
+			continue
+		}
+		cfg, err := restConfig(kubeconfig, kubecontext)
+		if err != nil {
+			if kubeconfig == "" {
+				return nil, c.Errf("no kubeconfig or manifests given, and no in-cluster configuration: %v", err)
+			}
+			return nil, c.Errf("kubeconfig %s: %v", kubeconfig, err)
+		}
+		h.src = &kubeSource{config: cfg, namespaces: namespaces}
+	}
+	if h == nil {
+		return nil, errors.New("no headless stanza")
+	}
+	return h, nil
+}
+
+// configure sets the zones and TTLs and prepares what ServeDNS needs.
+func (h *Headless) configure(zones []string, ttl, negTTL uint32) error {
+	h.negTTL = negTTL
+	h.names = names{ttl: ttl}
+	for _, z := range zones {
+		z = strings.ToLower(dns.Fqdn(z))
+		h.zones = append(h.zones, z)
+		rev := dns.IsSubDomain("in-addr.arpa.", z) || dns.IsSubDomain("ip6.arpa.", z)
+		h.reverse = append(h.reverse, rev)
+		if rev {
+			h.names.reverse = append(h.names.reverse, z)
+		} else {
+			h.names.forward = append(h.names.forward, z)
+		}
+	}
+	if len(h.names.forward) == 0 {
+		return fmt.Errorf("zones %s: at least one zone must be a forward zone (such as cluster.local)", strings.Join(zones, " "))
+	}
+	for _, z := range h.zones {
+		h.soa = append(h.soa, newSOA(z, h.names.forward[0], negTTL))
+	}
+	h.builder = newBuilder(h.names)
+	return nil
+}
+
+// seconds parses a TTL option: one whole number of seconds, 0 to maxTTL.
+func seconds(c *caddy.Controller, opt string, args []string) (uint32, error) {
+	if len(args) != 1 {
+		return 0, c.ArgErr()
+	}
+	n, err := strconv.ParseUint(args[0], 10, 32)
+	if err != nil || n > maxTTL {
+		return 0, c.Errf("%s: want whole seconds from 0 to %d, got %q", opt, maxTTL, args[0])
+	}
+	return uint32(n), nil
+}
