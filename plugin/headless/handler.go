@@ -28,8 +28,11 @@ func (h *Headless) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 
 	snap := h.snap.Load()
 	if snap == nil {
-		// Not synced yet: never claim a name does not exist.
-		if h.mayOwn(key, zi) {
+		// Not synced yet: never claim a name does not exist. Only names
+		// that cannot be ours (with fallthrough) and the zone apex are
+		// answered.
+		apex := len(key) == len(h.zones[zi])
+		if h.mayOwn(key, zi) || (!apex && !h.Fall.Through(q.Name)) {
 			return dns.RcodeServerFailure, nil
 		}
 		return h.notOurs(ctx, w, r, nil, key, zi, 0)

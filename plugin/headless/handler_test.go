@@ -1,0 +1,289 @@
+package headless
+
+import (
+	"context"
+	"testing"
+
+	"github.com/coredns/coredns/plugin/pkg/dnstest"
+	"github.com/coredns/coredns/plugin/test"
+	"github.com/miekg/dns"
+)
+
+const soaLine = " 3 IN SOA ns.dns.cluster.local. hostmaster.cluster.local. 0 7200 1800 86400 3"
+
+func soa(zone string) dns.RR { return test.SOA(zone + soaLine) }
+
+// Records every headless name gets, whatever the mode.
+var headlessCases = []test.Case{
+	// Per-endpoint names.
+	{Qname: "web-0.web.ns.svc.cluster.local.", Qtype: dns.TypeA, Authoritative: true,
+		Answer: []dns.RR{test.A("web-0.web.ns.svc.cluster.local. 5 IN A 10.244.0.10")}},
+	{Qname: "web-0.web.ns.svc.cluster.local.", Qtype: dns.TypeAAAA,
+		Answer: []dns.RR{test.AAAA("web-0.web.ns.svc.cluster.local. 5 IN AAAA fd00::10")}},
+	{Qname: "web-1.web.ns.svc.cluster.local.", Qtype: dns.TypeA,
+		Answer: []dns.RR{test.A("web-1.web.ns.svc.cluster.local. 5 IN A 10.244.0.11")}},
+	{Qname: "web-1.web.ns.svc.cluster.local.", Qtype: dns.TypeAAAA, // NODATA
+		Ns: []dns.RR{soa("cluster.local.")}},
+	{Qname: "web-0.web.ns.svc.cluster.local.", Qtype: dns.TypeTXT,
+		Ns: []dns.RR{soa("cluster.local.")}},
+	{Qname: "web-2.web.ns.svc.cluster.local.", Qtype: dns.TypeA, Rcode: dns.RcodeNameError, // not ready
+		Ns: []dns.RR{soa("cluster.local.")}},
+	{Qname: "10-244-0-13.web.ns.svc.cluster.local.", Qtype: dns.TypeA, // no hostname
+		Answer: []dns.RR{test.A("10-244-0-13.web.ns.svc.cluster.local. 5 IN A 10.244.0.13")}},
+	{Qname: "nope.web.ns.svc.cluster.local.", Qtype: dns.TypeA, Rcode: dns.RcodeNameError,
+		Ns: []dns.RR{soa("cluster.local.")}},
+	{Qname: "a.b.web-0.web.ns.svc.cluster.local.", Qtype: dns.TypeA, Rcode: dns.RcodeNameError,
+		Ns: []dns.RR{soa("cluster.local.")}},
+	// Case: matched in any case, answered in the query's.
+	{Qname: "WEB-0.Web.Ns.svc.Cluster.Local.", Qtype: dns.TypeA,
+		Answer: []dns.RR{test.A("WEB-0.Web.Ns.svc.Cluster.Local. 5 IN A 10.244.0.10")}},
+	{Qname: "NOPE.web.NS.svc.cluster.local.", Qtype: dns.TypeA, Rcode: dns.RcodeNameError,
+		Ns: []dns.RR{soa("cluster.local.")}},
+
+	// The service name.
+	{Qname: "web.ns.svc.cluster.local.", Qtype: dns.TypeA, Answer: []dns.RR{
+		test.A("web.ns.svc.cluster.local. 5 IN A 10.244.0.10"),
+		test.A("web.ns.svc.cluster.local. 5 IN A 10.244.0.11"),
+		test.A("web.ns.svc.cluster.local. 5 IN A 10.244.0.13"),
+	}},
+	{Qname: "web.ns.svc.cluster.local.", Qtype: dns.TypeAAAA,
+		Answer: []dns.RR{test.AAAA("web.ns.svc.cluster.local. 5 IN AAAA fd00::10")}},
+	{Qname: "empty.ns.svc.cluster.local.", Qtype: dns.TypeA, Rcode: dns.RcodeNameError,
+		Ns: []dns.RR{soa("cluster.local.")}},
+	{Qname: "x.empty.ns.svc.cluster.local.", Qtype: dns.TypeA, Rcode: dns.RcodeNameError,
+		Ns: []dns.RR{soa("cluster.local.")}},
+	{Qname: "empty.ns.svc.cluster.local.", Qtype: dns.TypeSRV, Rcode: dns.RcodeNameError,
+		Ns: []dns.RR{soa("cluster.local.")}},
+
+	// SRV for a named port, with glue.
+	{Qname: "_http._tcp.web.ns.svc.cluster.local.", Qtype: dns.TypeSRV, Answer: []dns.RR{
+		test.SRV("_http._tcp.web.ns.svc.cluster.local. 5 IN SRV 0 33 8080 10-244-0-13.web.ns.svc.cluster.local."),
+		test.SRV("_http._tcp.web.ns.svc.cluster.local. 5 IN SRV 0 33 8080 web-0.web.ns.svc.cluster.local."),
+		test.SRV("_http._tcp.web.ns.svc.cluster.local. 5 IN SRV 0 33 8080 web-1.web.ns.svc.cluster.local."),
+	}, Extra: []dns.RR{
+		test.A("10-244-0-13.web.ns.svc.cluster.local. 5 IN A 10.244.0.13"),
+		test.A("web-0.web.ns.svc.cluster.local. 5 IN A 10.244.0.10"),
+		test.AAAA("web-0.web.ns.svc.cluster.local. 5 IN AAAA fd00::10"),
+		test.A("web-1.web.ns.svc.cluster.local. 5 IN A 10.244.0.11"),
+	}},
+	{Qname: "_dns._udp.web.ns.svc.cluster.local.", Qtype: dns.TypeSRV, Answer: []dns.RR{
+		test.SRV("_dns._udp.web.ns.svc.cluster.local. 5 IN SRV 0 33 53 10-244-0-13.web.ns.svc.cluster.local."),
+		test.SRV("_dns._udp.web.ns.svc.cluster.local. 5 IN SRV 0 33 53 web-0.web.ns.svc.cluster.local."),
+		test.SRV("_dns._udp.web.ns.svc.cluster.local. 5 IN SRV 0 33 53 web-1.web.ns.svc.cluster.local."),
+	}, Extra: []dns.RR{
+		test.A("10-244-0-13.web.ns.svc.cluster.local. 5 IN A 10.244.0.13"),
+		test.A("web-0.web.ns.svc.cluster.local. 5 IN A 10.244.0.10"),
+		test.AAAA("web-0.web.ns.svc.cluster.local. 5 IN AAAA fd00::10"),
+		test.A("web-1.web.ns.svc.cluster.local. 5 IN A 10.244.0.11"),
+	}},
+	{Qname: "_http._udp.web.ns.svc.cluster.local.", Qtype: dns.TypeSRV, Rcode: dns.RcodeNameError,
+		Ns: []dns.RR{soa("cluster.local.")}},
+	{Qname: "_tcp.web.ns.svc.cluster.local.", Qtype: dns.TypeA, // empty non-terminal
+		Ns: []dns.RR{soa("cluster.local.")}},
+	{Qname: "_http._tcp.web.ns.svc.cluster.local.", Qtype: dns.TypeA,
+		Ns: []dns.RR{soa("cluster.local.")}},
+
+	// The port-less SRV form peer-finder uses: every port of every endpoint.
+	{Qname: "web.ns.svc.cluster.local.", Qtype: dns.TypeSRV, Answer: []dns.RR{
+		test.SRV("web.ns.svc.cluster.local. 5 IN SRV 0 16 53 10-244-0-13.web.ns.svc.cluster.local."),
+		test.SRV("web.ns.svc.cluster.local. 5 IN SRV 0 16 53 web-0.web.ns.svc.cluster.local."),
+		test.SRV("web.ns.svc.cluster.local. 5 IN SRV 0 16 53 web-1.web.ns.svc.cluster.local."),
+		test.SRV("web.ns.svc.cluster.local. 5 IN SRV 0 16 8080 10-244-0-13.web.ns.svc.cluster.local."),
+		test.SRV("web.ns.svc.cluster.local. 5 IN SRV 0 16 8080 web-0.web.ns.svc.cluster.local."),
+		test.SRV("web.ns.svc.cluster.local. 5 IN SRV 0 16 8080 web-1.web.ns.svc.cluster.local."),
+	}, Extra: []dns.RR{
+		test.A("10-244-0-13.web.ns.svc.cluster.local. 5 IN A 10.244.0.13"),
+		test.A("web-0.web.ns.svc.cluster.local. 5 IN A 10.244.0.10"),
+		test.AAAA("web-0.web.ns.svc.cluster.local. 5 IN AAAA fd00::10"),
+		test.A("web-1.web.ns.svc.cluster.local. 5 IN A 10.244.0.11"),
+	}},
+	// SRV on a per-endpoint name: that endpoint's ports.
+	{Qname: "web-0.web.ns.svc.cluster.local.", Qtype: dns.TypeSRV, Answer: []dns.RR{
+		test.SRV("web-0.web.ns.svc.cluster.local. 5 IN SRV 0 50 53 web-0.web.ns.svc.cluster.local."),
+		test.SRV("web-0.web.ns.svc.cluster.local. 5 IN SRV 0 50 8080 web-0.web.ns.svc.cluster.local."),
+	}, Extra: []dns.RR{
+		test.A("web-0.web.ns.svc.cluster.local. 5 IN A 10.244.0.10"),
+		test.AAAA("web-0.web.ns.svc.cluster.local. 5 IN AAAA fd00::10"),
+	}},
+	{Qname: "web-0.web.ns.svc.cluster.local.", Qtype: dns.TypeANY, Answer: []dns.RR{
+		test.A("web-0.web.ns.svc.cluster.local. 5 IN A 10.244.0.10"),
+		test.AAAA("web-0.web.ns.svc.cluster.local. 5 IN AAAA fd00::10"),
+		test.SRV("web-0.web.ns.svc.cluster.local. 5 IN SRV 0 50 53 web-0.web.ns.svc.cluster.local."),
+		test.SRV("web-0.web.ns.svc.cluster.local. 5 IN SRV 0 50 8080 web-0.web.ns.svc.cluster.local."),
+	}},
+
+	// Endpoints sharing a hostname: all their addresses. A service without
+	// ports: the port-less SRV form still lists its members, on port 0.
+	{Qname: "both.shared.ns.svc.cluster.local.", Qtype: dns.TypeA, Answer: []dns.RR{
+		test.A("both.shared.ns.svc.cluster.local. 5 IN A 10.244.0.20"),
+		test.A("both.shared.ns.svc.cluster.local. 5 IN A 10.244.0.21"),
+	}},
+	{Qname: "shared.ns.svc.cluster.local.", Qtype: dns.TypeA, Answer: []dns.RR{
+		test.A("shared.ns.svc.cluster.local. 5 IN A 10.244.0.20"),
+		test.A("shared.ns.svc.cluster.local. 5 IN A 10.244.0.21"),
+		test.A("shared.ns.svc.cluster.local. 5 IN A 10.244.0.22"),
+	}},
+	{Qname: "shared.ns.svc.cluster.local.", Qtype: dns.TypeSRV, Answer: []dns.RR{
+		test.SRV("shared.ns.svc.cluster.local. 5 IN SRV 0 33 0 a.shared.ns.svc.cluster.local."),
+		test.SRV("shared.ns.svc.cluster.local. 5 IN SRV 0 33 0 b.shared.ns.svc.cluster.local."),
+		test.SRV("shared.ns.svc.cluster.local. 5 IN SRV 0 33 0 both.shared.ns.svc.cluster.local."),
+	}, Extra: []dns.RR{
+		test.A("a.shared.ns.svc.cluster.local. 5 IN A 10.244.0.22"),
+		test.A("b.shared.ns.svc.cluster.local. 5 IN A 10.244.0.22"),
+		test.A("both.shared.ns.svc.cluster.local. 5 IN A 10.244.0.20"),
+		test.A("both.shared.ns.svc.cluster.local. 5 IN A 10.244.0.21"),
+	}},
+
+	// PTR: exactly one name per headless service; none from ClusterIP
+	// services (api selects web-0 too).
+	{Qname: "10.0.244.10.in-addr.arpa.", Qtype: dns.TypePTR, Answer: []dns.RR{
+		test.PTR("10.0.244.10.in-addr.arpa. 5 IN PTR pet.alias.other.svc.cluster.local."),
+		test.PTR("10.0.244.10.in-addr.arpa. 5 IN PTR web-0.web.ns.svc.cluster.local."),
+	}},
+	{Qname: "22.0.244.10.in-addr.arpa.", Qtype: dns.TypePTR,
+		Answer: []dns.RR{test.PTR("22.0.244.10.in-addr.arpa. 5 IN PTR a.shared.ns.svc.cluster.local.")}},
+	{Qname: "0.1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa.", Qtype: dns.TypePTR,
+		Answer: []dns.RR{test.PTR("0.1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa. 5 IN PTR web-0.web.ns.svc.cluster.local.")}},
+	{Qname: "10.0.244.10.in-addr.arpa.", Qtype: dns.TypeA,
+		Ns: []dns.RR{soa("in-addr.arpa.")}},
+}
+
+func TestServeDNSHeadless(t *testing.T) {
+	for _, fall := range []bool{false, true} {
+		h := newTest(t, fixture(), fall)
+		for _, tc := range headlessCases {
+			run(t, h, tc)
+		}
+	}
+}
+
+// Names no headless service owns: what happens depends on fallthrough.
+var notOursCases = []struct {
+	tc   test.Case // the answer without fallthrough
+	next bool      // with fallthrough, the next plugin answers
+}{
+	{test.Case{Qname: "api.ns.svc.cluster.local.", Qtype: dns.TypeA, Rcode: dns.RcodeNameError,
+		Ns: []dns.RR{soa("cluster.local.")}}, true},
+	{test.Case{Qname: "ext.ns.svc.cluster.local.", Qtype: dns.TypeCNAME, Rcode: dns.RcodeNameError,
+		Ns: []dns.RR{soa("cluster.local.")}}, true},
+	{test.Case{Qname: "ns.svc.cluster.local.", Qtype: dns.TypeA,
+		Ns: []dns.RR{soa("cluster.local.")}}, true},
+	{test.Case{Qname: "svc.cluster.local.", Qtype: dns.TypeA,
+		Ns: []dns.RR{soa("cluster.local.")}}, true},
+	{test.Case{Qname: "nons.svc.cluster.local.", Qtype: dns.TypeA, Rcode: dns.RcodeNameError,
+		Ns: []dns.RR{soa("cluster.local.")}}, true},
+	{test.Case{Qname: "cluster.local.", Qtype: dns.TypeSOA,
+		Answer: []dns.RR{soa("cluster.local.")}}, true},
+	{test.Case{Qname: "cluster.local.", Qtype: dns.TypeNS,
+		Ns: []dns.RR{soa("cluster.local.")}}, true},
+	{test.Case{Qname: "dns-version.cluster.local.", Qtype: dns.TypeTXT, Rcode: dns.RcodeNameError,
+		Ns: []dns.RR{soa("cluster.local.")}}, true},
+	{test.Case{Qname: "10-244-0-13.ns.pod.cluster.local.", Qtype: dns.TypeA, Rcode: dns.RcodeNameError,
+		Ns: []dns.RR{soa("cluster.local.")}}, true},
+	{test.Case{Qname: "13.0.244.10.in-addr.arpa.", Qtype: dns.TypePTR, Rcode: dns.RcodeNameError, // no hostname
+		Ns: []dns.RR{soa("in-addr.arpa.")}}, true},
+	{test.Case{Qname: "12.0.244.10.in-addr.arpa.", Qtype: dns.TypePTR, Rcode: dns.RcodeNameError, // not ready
+		Ns: []dns.RR{soa("in-addr.arpa.")}}, true},
+	{test.Case{Qname: "cluster.local.", Qtype: dns.TypeAXFR, Rcode: dns.RcodeRefused}, true},
+	{test.Case{Qname: "web.ns.svc.cluster.local.", Qtype: dns.TypeAXFR, Rcode: dns.RcodeRefused}, false},
+	{test.Case{Qname: "web.ns.svc.cluster.local.", Qtype: dns.TypeIXFR, Rcode: dns.RcodeRefused}, false},
+	// Outside the plugin's zones: always the next plugin.
+	{test.Case{Qname: "example.org.", Qtype: dns.TypeA, Answer: []dns.RR{nextTXT("example.org.")}}, true},
+}
+
+func TestServeDNSNotOurs(t *testing.T) {
+	auth := newTest(t, fixture(), false)
+	fall := newTest(t, fixture(), true)
+	for _, c := range notOursCases {
+		run(t, auth, c.tc)
+		tc := c.tc
+		if c.next {
+			tc = test.Case{Qname: tc.Qname, Qtype: tc.Qtype, Answer: []dns.RR{nextTXT(tc.Qname)}}
+		}
+		run(t, fall, tc)
+	}
+}
+
+func TestServeDNSFallthroughZones(t *testing.T) {
+	h := newTest(t, fixture(), false)
+	h.Fall.SetZonesFromArgs([]string{"in-addr.arpa."})
+	run(t, h, test.Case{Qname: "13.0.244.10.in-addr.arpa.", Qtype: dns.TypePTR, Answer: []dns.RR{nextTXT("13.0.244.10.in-addr.arpa.")}})
+	run(t, h, test.Case{Qname: "api.ns.svc.cluster.local.", Qtype: dns.TypeA, Rcode: dns.RcodeNameError, Ns: []dns.RR{soa("cluster.local.")}})
+}
+
+// Before the first snapshot: SERVFAIL for names the plugin may own, never a
+// false NXDOMAIN; the rest as usual.
+func TestServeDNSBeforeSync(t *testing.T) {
+	h := &Headless{Next: nextHandler}
+	if err := h.configure([]string{"cluster.local.", "in-addr.arpa."}, 5, 3); err != nil {
+		t.Fatal(err)
+	}
+	if h.Ready() {
+		t.Fatal("Ready() before the first snapshot")
+	}
+	for _, tc := range []test.Case{
+		{Qname: "web-0.web.ns.svc.cluster.local.", Qtype: dns.TypeA, Rcode: dns.RcodeServerFailure},
+		{Qname: "web.ns.svc.cluster.local.", Qtype: dns.TypeSRV, Rcode: dns.RcodeServerFailure},
+		{Qname: "10.0.244.10.in-addr.arpa.", Qtype: dns.TypePTR, Rcode: dns.RcodeServerFailure},
+		{Qname: "ns.svc.cluster.local.", Qtype: dns.TypeA, Rcode: dns.RcodeServerFailure},
+		{Qname: "cluster.local.", Qtype: dns.TypeSOA, Answer: []dns.RR{soa("cluster.local.")}},
+		{Qname: "example.org.", Qtype: dns.TypeA, Answer: []dns.RR{nextTXT("example.org.")}},
+	} {
+		run(t, h, tc)
+	}
+	h.publish(fixture(), fixture().keys())
+	if !h.Ready() {
+		t.Fatal("not Ready() after the first snapshot")
+	}
+	run(t, h, test.Case{Qname: "web-1.web.ns.svc.cluster.local.", Qtype: dns.TypeA,
+		Answer: []dns.RR{test.A("web-1.web.ns.svc.cluster.local. 5 IN A 10.244.0.11")}})
+}
+
+func TestServeDNSOtherClassGoesNext(t *testing.T) {
+	h := newTest(t, fixture(), false)
+	m := new(dns.Msg)
+	m.SetQuestion("web-0.web.ns.svc.cluster.local.", dns.TypeTXT)
+	m.Question[0].Qclass = dns.ClassCHAOS
+	rec := dnstest.NewRecorder(&test.ResponseWriter{})
+	if _, err := h.ServeDNS(context.Background(), rec, m); err != nil {
+		t.Fatal(err)
+	}
+	if rec.Msg == nil || len(rec.Msg.Answer) != 1 || rec.Msg.Answer[0].(*dns.TXT).Txt[0] != "next" {
+		t.Fatalf("CHAOS query not passed on: %v", rec.Msg)
+	}
+}
+
+// The SOA serial moves forward with every change.
+func TestSerialChanges(t *testing.T) {
+	l := fixture()
+	h := newTest(t, l, false)
+	first := h.snap.Load().serial
+	h.publish(l, l.keys())
+	second := h.snap.Load().serial
+	if second <= first {
+		t.Fatalf("serial went from %d to %d", first, second)
+	}
+	resp := run(t, h, test.Case{Qname: "nope.web.ns.svc.cluster.local.", Qtype: dns.TypeA, Rcode: dns.RcodeNameError, Ns: []dns.RR{soa("cluster.local.")}})
+	if got := resp.Ns[0].(*dns.SOA).Serial; got != second {
+		t.Fatalf("SOA serial %d, want %d", got, second)
+	}
+}
+
+// Answers are copies: changing one must not change the next.
+func TestAnswersAreCopies(t *testing.T) {
+	h := newTest(t, fixture(), false)
+	tc := test.Case{Qname: "web.ns.svc.cluster.local.", Qtype: dns.TypeSRV}
+	rec := dnstest.NewRecorder(&test.ResponseWriter{})
+	h.ServeDNS(context.Background(), rec, tc.Msg())
+	for _, rr := range append(rec.Msg.Answer, rec.Msg.Extra...) {
+		rr.Header().Name = "mangled."
+		rr.Header().Ttl = 9999
+	}
+	rec2 := dnstest.NewRecorder(&test.ResponseWriter{})
+	h.ServeDNS(context.Background(), rec2, tc.Msg())
+	for _, rr := range append(rec2.Msg.Answer, rec2.Msg.Extra...) {
+		if rr.Header().Name == "mangled." || rr.Header().Ttl == 9999 {
+			t.Fatalf("a change to an answer leaked into the snapshot: %s", rr)
+		}
+	}
+}
