@@ -131,8 +131,8 @@ func Parse(name string, data []byte) (*Objects, error) {
 		if err != nil {
 			return nil, yamlError(name, err)
 		}
-		if len(doc.Content) == 0 {
-			continue // an empty document
+		if len(doc.Content) == 0 || doc.Content[0].Tag == "!!null" {
+			continue // an empty document, or only comments
 		}
 		if err := o.add(name, doc.Content[0], ""); err != nil {
 			return nil, err
