@@ -25,7 +25,8 @@ import (
 // last snapshot keeps serving.
 type kubeSource struct {
 	config     *rest.Config
-	namespaces []string // empty: all
+	client     kubernetes.Interface // made from config at start when nil
+	namespaces []string             // empty: all
 
 	watch   map[string]*informerPair // by namespace; "" when watching all
 	mu      sync.Mutex
@@ -66,9 +67,13 @@ func restConfig(path, context string) (*rest.Config, error) {
 }
 
 func (s *kubeSource) start(publish func(lister, []svcKey)) error {
-	client, err := kubernetes.NewForConfig(s.config)
-	if err != nil {
-		return fmt.Errorf("kubernetes client: %w", err)
+	client := s.client
+	if client == nil {
+		c, err := kubernetes.NewForConfig(s.config)
+		if err != nil {
+			return fmt.Errorf("kubernetes client: %w", err)
+		}
+		client = c
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
