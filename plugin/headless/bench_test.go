@@ -45,7 +45,7 @@ func BenchmarkServeDNS(b *testing.B) {
 		{"_peer._tcp.set42.bench.svc.cluster.local.", dns.TypeSRV},
 		{"set42.bench.svc.cluster.local.", dns.TypeSRV},
 		{"7.42.244.10.in-addr.arpa.", dns.TypePTR},
-		{"set42-99.set42.bench.svc.cluster.local.", dns.TypeA}, // NXDOMAIN
+		{"set42-99.set42.bench.svc.cluster.local.", dns.TypeA},   // NXDOMAIN
 		{"set42-7.set42.bench.svc.cluster.local.", dns.TypeAAAA}, // NODATA
 	}
 	for _, q := range queries {

@@ -138,6 +138,9 @@ func newTest(t testing.TB, l *staticLister, fall bool) *Headless {
 
 // nextHandler answers with a TXT record "next", so tests see fallthrough.
 var nextHandler = test.HandlerFunc(func(_ context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+	if len(r.Question) == 0 {
+		return dns.RcodeFormatError, nil
+	}
 	m := new(dns.Msg)
 	m.SetReply(r)
 	m.Answer = []dns.RR{&dns.TXT{Hdr: dns.RR_Header{Name: r.Question[0].Name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 303}, Txt: []string{"next"}}}

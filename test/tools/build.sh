@@ -6,7 +6,8 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 cache=${1:-$root/.cache/testbed}
-key=$(cat "$here/go.mod" "$here/go.sum" | sha256sum | cut -c1-16)
+kwok_version=v0.8.0
+key=$( (cat "$here/go.mod" "$here/go.sum"; echo "kwok $kwok_version") | sha256sum | cut -c1-16)
 out=$cache/$key
 bins=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
 missing=0
@@ -25,5 +26,10 @@ build etcd go.etcd.io/etcd/server/v3
 build kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
 build kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager
 build kube-scheduler k8s.io/kubernetes/cmd/kube-scheduler
-build kwok sigs.k8s.io/kwok/cmd/kwok
+# kwok pins its own Kubernetes libraries, which clash with the v0.34 ones
+# above: install it from its own module.
+if [ ! -x "$out/kwok" ]; then
+	echo "building kwok" >&2
+	GOBIN="$out" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$kwok_version" >&2
+fi
 echo "$out"
