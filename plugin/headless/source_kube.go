@@ -97,6 +97,12 @@ func (s *kubeSource) start(publish func(lister, []svcKey)) error {
 			cancel()
 			return err
 		}
+		for _, inf := range []cache.SharedIndexInformer{p.services, p.slices} {
+			if err := inf.SetWatchErrorHandlerWithContext(watchError); err != nil {
+				cancel()
+				return err
+			}
+		}
 		if _, err := p.services.AddEventHandler(cache.ResourceEventHandlerFuncs{
 			AddFunc:    func(o any) { s.serviceChanged(o) },
 			UpdateFunc: func(_, o any) { s.serviceChanged(o) },
@@ -207,6 +213,13 @@ func (s *kubeSource) sliceChanged(old, o any) {
 		trigger, _ = time.Parse(time.RFC3339Nano, sl.Annotations[corev1.EndpointsLastChangeTriggerTime])
 	}
 	s.mark(svcKey{Namespace: sl.Namespace, Name: name}, trigger)
+}
+
+// watchError counts a failed list or watch, then lets client-go log it and
+// back off as it always does.
+func watchError(ctx context.Context, r *cache.Reflector, err error) {
+	sourceErrors.WithLabelValues("kubernetes").Inc()
+	cache.DefaultWatchErrorHandler(ctx, r, err)
 }
 
 // unwrap returns the object inside a tombstone.

@@ -1,0 +1,47 @@
+# petset: one command for the demo, one for every test.
+#
+#   make demo   serve headless-service DNS from corefile/demo on 127.0.0.1:1053
+#   make test   everything CI runs
+
+SHELL := /bin/bash
+GO    ?= go
+FUZZTIME ?= 15s
+
+.PHONY: all build demo test setup lint unit fuzz bench clean
+
+all: build
+
+build:
+	$(GO) build -o bin/coredns ./cmd/coredns
+
+demo:
+	$(GO) run ./cmd/coredns -conf corefile/demo.Corefile
+
+# setup installs what the tests need that Go does not bring: dig and dnsperf.
+setup:
+	@if ! command -v dig >/dev/null || ! command -v dnsperf >/dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq bind9-dnsutils dnsperf >/dev/null; \
+	fi
+
+test: setup lint unit fuzz
+
+lint:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -race -count=1 ./...
+
+# Bounded runs of the fuzz targets; the seed corpora also run in 'unit'.
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzServeDNS$$' -fuzztime $(FUZZTIME) ./plugin/headless/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./plugin/headless/manifest/
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./plugin/headless/
+
+clean:
+	rm -rf bin
