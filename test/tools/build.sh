@@ -10,8 +10,10 @@ kwok_version=v0.8.0
 key=$( (cat "$here/go.mod" "$here/go.sum"; echo "kwok $kwok_version") | sha256sum | cut -c1-16)
 out=$cache/$key
 bins=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
+files=(kwok-stages.yaml)
 missing=0
 for b in "${bins[@]}"; do [ -x "$out/$b" ] || missing=1; done
+for f in "${files[@]}"; do [ -s "$out/$f" ] || missing=1; done
 if [ $missing = 0 ]; then echo "$out"; exit 0; fi
 mkdir -p "$out"
 cd "$here"
@@ -31,5 +33,15 @@ build kube-scheduler k8s.io/kubernetes/cmd/kube-scheduler
 if [ ! -x "$out/kwok" ]; then
 	echo "building kwok" >&2
 	GOBIN="$out" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$kwok_version" >&2
+fi
+# kwok's stages: nodes become Ready and keep a heartbeat, pods become Ready,
+# finish and go away. Joined into one file for --config.
+if [ ! -s "$out/kwok-stages.yaml" ]; then
+	stages=$(go env GOMODCACHE)/sigs.k8s.io/kwok@$kwok_version/kustomize/stage
+	[ -d "$stages" ] || (cd "$(mktemp -d)" && go mod init x >/dev/null 2>&1 && go mod download -x "sigs.k8s.io/kwok@$kwok_version" >/dev/null 2>&1)
+	for f in node/fast/node-initialize.yaml node/heartbeat/node-heartbeat.yaml pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
+		cat "$stages/$f"; echo "---"
+	done > "$out/kwok-stages.yaml.tmp"
+	mv "$out/kwok-stages.yaml.tmp" "$out/kwok-stages.yaml"
 fi
 echo "$out"
