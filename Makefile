@@ -7,7 +7,9 @@ SHELL := /bin/bash
 GO    ?= go
 FUZZTIME ?= 15s
 
-.PHONY: all build demo test setup lint unit fuzz bench clean
+CLUSTER_DIR ?= $(CURDIR)/.cache/cluster
+
+.PHONY: all build demo test setup lint unit fuzz e2e testbed cluster-up cluster-down bench dnsperf clean
 
 all: build
 
@@ -25,7 +27,7 @@ setup:
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq bind9-dnsutils dnsperf >/dev/null; \
 	fi
 
-test: setup lint unit fuzz
+test: setup lint unit fuzz e2e
 
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -40,8 +42,28 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzServeDNS$$' -fuzztime $(FUZZTIME) ./plugin/headless/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./plugin/headless/manifest/
 
+# The control-plane binaries, built once and cached under .cache/testbed.
+testbed:
+	test/tools/build.sh
+
+# End-to-end: a real control plane, CoreDNS from cmd/coredns, and dig.
+e2e: setup testbed
+	$(GO) test -tags e2e -count=1 -v -timeout 20m ./test/e2e/ 2>&1 | grep -vE '^=== (RUN|PAUSE|CONT)'; exit $${PIPESTATUS[0]}
+
+# A control plane for trying things by hand: KUBECONFIG=$(CLUSTER_DIR)/kubeconfig
+cluster-up: testbed
+	$(GO) run ./test/cluster/cmd/testbed up $(CLUSTER_DIR)
+
+cluster-down:
+	$(GO) run ./test/cluster/cmd/testbed down $(CLUSTER_DIR)
+
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./plugin/headless/
+
+# dnsperf against the demo server: 20 seconds of the queries in
+# test/dnsperf/queries.txt on 127.0.0.1.
+dnsperf: setup build
+	test/dnsperf/run.sh bin/coredns
 
 clean:
 	rm -rf bin

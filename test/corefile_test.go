@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -80,74 +79,6 @@ func corefiles(t *testing.T) []example {
 	return out
 }
 
-var (
-	keyPort     = regexp.MustCompile(`:\d+\b`)
-	listenPlug  = regexp.MustCompile(`^(\s*)(health|ready|prometheus|pprof)\b(\s+\S*:\d+)?`)
-	resolvConf  = regexp.MustCompile(`/etc/resolv\.conf`)
-	kubeconfigL = regexp.MustCompile(`^(\s*)kubeconfig\s+.*$`)
-	sourcePlug  = regexp.MustCompile(`^(\s*)(headless|kubernetes)\b([^{]*)(\{?)\s*$`)
-)
-
-// localize makes a Corefile safe to start in a test: servers listen on
-// ephemeral loopback ports, health/ready/metrics too, nothing is forwarded
-// off this machine, and plugins that need a cluster get a kubeconfig for
-// an API server that is not there (tests here run without one).
-func localize(body, kubeconfig string) string {
-	var out []string
-	lines := strings.Split(body, "\n")
-	depth := 0
-	for i := 0; i < len(lines); i++ {
-		line := lines[i]
-		trimmed := strings.TrimSpace(line)
-		if depth == 0 && strings.HasSuffix(trimmed, "{") && !strings.HasPrefix(trimmed, "#") {
-			keys := strings.Fields(strings.TrimSuffix(trimmed, "{"))
-			for j, k := range keys {
-				if keyPort.MatchString(k) {
-					keys[j] = keyPort.ReplaceAllString(k, ":0")
-				} else {
-					keys[j] = k + ":0"
-				}
-			}
-			line = strings.Join(keys, " ") + " {"
-		}
-		line = listenPlug.ReplaceAllString(line, "${1}${2} 127.0.0.1:0")
-		line = resolvConf.ReplaceAllString(line, "127.0.0.1:9")
-		line = kubeconfigL.ReplaceAllString(line, "${1}kubeconfig "+kubeconfig)
-		if m := sourcePlug.FindStringSubmatch(line); m != nil && depth > 0 && !hasSource(lines[i+1:], m[4] == "{") {
-			if m[4] == "{" {
-				line += "\n" + m[1] + "    kubeconfig " + kubeconfig
-			} else {
-				line = m[1] + m[2] + m[3] + " {\n" + m[1] + "    kubeconfig " + kubeconfig + "\n" + m[1] + "}"
-			}
-		}
-		depth += strings.Count(trimmed, "{") - strings.Count(trimmed, "}")
-		out = append(out, line)
-	}
-	return strings.Join(out, "\n")
-}
-
-// hasSource reports whether the block that starts after an opening line
-// names its own source (manifests, kubeconfig or an API endpoint).
-func hasSource(rest []string, open bool) bool {
-	if !open {
-		return false
-	}
-	for _, l := range rest {
-		f := strings.Fields(l)
-		if len(f) == 0 {
-			continue
-		}
-		if f[0] == "}" {
-			return false
-		}
-		switch f[0] {
-		case "manifests", "kubeconfig", "endpoint":
-			return true
-		}
-	}
-	return false
-}
-
 // TestCorefiles starts CoreDNS from every Corefile in corefile/ and every
 // Corefile example in a README, and queries each one: a served headless
 // name must be answered (from manifests), or be SERVFAIL while the
@@ -169,7 +100,7 @@ current-context: none
 	}
 	for _, ex := range examples {
 		t.Run(ex.source, func(t *testing.T) {
-			body := localize(ex.body, kubeconfig)
+			body := Localize(ex.body, kubeconfig)
 			i, udp, _, err := coretest.CoreDNSServerAndPorts(body)
 			if err != nil {
 				t.Fatalf("start failed: %v\n%s", err, body)

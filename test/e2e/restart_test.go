@@ -8,6 +8,7 @@ import (
 
 	"github.com/miekg/dns"
 	corev1 "k8s.io/api/core/v1"
+	discovery "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -43,8 +44,12 @@ func TestAPIServerRestart(t *testing.T) {
 	restarted = true
 	start := time.Now()
 	scale(t, ns, "kept", 3)
+	// Split the wait: the controllers and kwok must first reconnect and
+	// publish the new endpoint; then headless must serve it.
+	inSlice := waitSliceHostname(t, ns, "kept", "kept-2")
+	recordLatency("after API server restart: scale-up in EndpointSlice", inSlice.Sub(start))
 	eventually(t, 90*time.Second, fqdn("kept-2", "kept", ns), dns.TypeA, func(m *dns.Msg) bool { return len(m.Answer) == 1 })
-	recordLatency("after API server restart: scale-up resolves", time.Since(start))
+	recordLatency("after API server restart: EndpointSlice -> DNS", time.Since(inSlice))
 
 	// The kubernetes plugin behind headless is back too: a new ClusterIP
 	// service resolves through the chain.
@@ -58,4 +63,26 @@ func TestAPIServerRestart(t *testing.T) {
 	eventually(t, 90*time.Second, fqdn("after", ns), dns.TypeA, func(m *dns.Msg) bool {
 		return len(m.Answer) == 1 && m.Answer[0].(*dns.A).A.String() == lb.Spec.ClusterIP
 	})
+}
+
+// waitSliceHostname waits until a ready endpoint with hostname appears in
+// the service's EndpointSlices, and returns when it saw it.
+func waitSliceHostname(t *testing.T, ns, svc, hostname string) time.Time {
+	t.Helper()
+	sel := discovery.LabelServiceName + "=" + svc
+	for deadline := time.Now().Add(90 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		list, err := tb.Client.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{LabelSelector: sel})
+		if err != nil {
+			continue
+		}
+		for _, s := range list.Items {
+			for _, e := range s.Endpoints {
+				if e.Hostname != nil && *e.Hostname == hostname && (e.Conditions.Ready == nil || *e.Conditions.Ready) {
+					return time.Now()
+				}
+			}
+		}
+	}
+	t.Fatalf("%s never appeared in the EndpointSlices of %s", hostname, svc)
+	return time.Time{}
 }

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Builds the control-plane binaries for the end-to-end tests into a cache
 # directory keyed by the tools module's go.sum, so a second run is a no-op.
-# Usage: test/tools/build.sh [CACHE_DIR]   (default: .cache/testbed)
+# Usage: test/tools/build.sh [CACHE_DIR]
+# CACHE_DIR defaults to $PETSET_TESTBED_CACHE, else .cache/testbed in the
+# repository (git ignores it).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-cache=${1:-$root/.cache/testbed}
+cache=${1:-${PETSET_TESTBED_CACHE:-$root/.cache/testbed}}
 kwok_version=v0.8.0
 key=$( (cat "$here/go.mod" "$here/go.sum"; echo "kwok $kwok_version") | sha256sum | cut -c1-16)
 out=$cache/$key
