@@ -72,4 +72,3 @@ func hasSource(rest []string, open bool) bool {
 	}
 	return false
 }
-
