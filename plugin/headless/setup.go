@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/coredns/caddy"
@@ -17,6 +18,8 @@ import (
 )
 
 func init() { plugin.Register(pluginName, setup) }
+
+var klogOnce sync.Once
 
 const (
 	defaultTTL    = 5
@@ -35,9 +38,10 @@ func setup(c *caddy.Controller) error {
 		return plugin.Error(pluginName, err)
 	}
 	if _, ok := h.src.(*kubeSource); ok {
-		// Route client-go's logs into CoreDNS's. Never klog.InitFlags here:
-		// it panics on reload.
-		klog.SetLogger(logr.New(klogSink{}))
+		// Route client-go's logs into CoreDNS's, once per process: a
+		// reload must not swap klog's logger under running informers.
+		// Never klog.InitFlags here: it panics on reload.
+		klogOnce.Do(func() { klog.SetLogger(logr.New(klogSink{})) })
 	}
 
 	c.OnStartup(func() error {

@@ -28,13 +28,14 @@ type kubeSource struct {
 	client     kubernetes.Interface // made from config at start when nil
 	namespaces []string             // empty: all
 
-	watch   map[string]*informerPair // by namespace; "" when watching all
-	mu      sync.Mutex
-	dirty   map[svcKey]time.Time // service -> earliest pending trigger time (zero: none)
-	wake    chan struct{}
-	synced  bool
-	cancel  context.CancelFunc
-	stopped sync.WaitGroup
+	watch     map[string]*informerPair // by namespace; "" when watching all
+	factories []informers.SharedInformerFactory
+	mu        sync.Mutex
+	dirty     map[svcKey]time.Time // service -> earliest pending trigger time (zero: none)
+	wake      chan struct{}
+	synced    bool
+	cancel    context.CancelFunc
+	stopped   sync.WaitGroup
 }
 
 type informerPair struct {
@@ -120,6 +121,7 @@ func (s *kubeSource) start(publish func(lister, []svcKey)) error {
 			return err
 		}
 		s.watch[ns] = p
+		s.factories = append(s.factories, f)
 		synced = append(synced, p.services.HasSynced, p.slices.HasSynced)
 		f.Start(ctx.Done())
 	}
@@ -291,9 +293,14 @@ func (s *kubeSource) allKeys() []svcKey {
 	return keys
 }
 
+// stop ends the watches and waits until every informer goroutine is gone,
+// so that a reload never overlaps two generations of watches.
 func (s *kubeSource) stop() {
 	if s.cancel != nil {
 		s.cancel()
+	}
+	for _, f := range s.factories {
+		f.Shutdown()
 	}
 	s.stopped.Wait()
 }
