@@ -1,0 +1,226 @@
+package v1alpha1
+
+import (
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+// PetSet keeps a set of pets: pods with stable ordinal names
+// (<name>-<ordinal>), stable network identities through a headless service,
+// and stable storage through one PersistentVolumeClaim per claim template
+// and ordinal.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:subresource:scale:specpath=.spec.replicas,statuspath=.status.replicas,selectorpath=.status.selector
+// +kubebuilder:resource:shortName=pets,categories=all
+// +kubebuilder:printcolumn:name="Desired",type=integer,JSONPath=`.spec.replicas`
+// +kubebuilder:printcolumn:name="Ready",type=integer,JSONPath=`.status.readyReplicas`
+// +kubebuilder:printcolumn:name="Updated",type=integer,JSONPath=`.status.updatedReplicas`
+// +kubebuilder:printcolumn:name="Service",type=string,JSONPath=`.spec.serviceName`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type PetSet struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   PetSetSpec   `json:"spec"`
+	Status PetSetStatus `json:"status,omitempty"`
+}
+
+// PetSetSpec is the desired set.
+type PetSetSpec struct {
+	// Replicas is the number of pets. Default 1.
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	Replicas *int32 `json:"replicas,omitempty"`
+
+	// ServiceName is the headless service that gives the pets their
+	// names: each pod's subdomain, so <pod>.<serviceName>.<ns>.svc.<zone>
+	// resolves.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z]([-a-z0-9]*[a-z0-9])?$`
+	ServiceName string `json:"serviceName"`
+
+	// Selector must match the template's labels.
+	Selector *metav1.LabelSelector `json:"selector"`
+
+	// Template is the pod every pet is made from.
+	Template corev1.PodTemplateSpec `json:"template"`
+
+	// VolumeClaimTemplates are the claims each pet gets, named
+	// <claim>-<set>-<ordinal> and mounted by the container volumes of the
+	// same name. They are made before the pod and never renamed.
+	// +optional
+	// +listType=atomic
+	VolumeClaimTemplates []corev1.PersistentVolumeClaim `json:"volumeClaimTemplates,omitempty"`
+
+	// PodManagementPolicy is OrderedReady (one pet at a time, each after
+	// the one before is Ready) or Parallel. Default OrderedReady.
+	// +kubebuilder:default=OrderedReady
+	// +kubebuilder:validation:Enum=OrderedReady;Parallel
+	// +optional
+	PodManagementPolicy appsv1.PodManagementPolicyType `json:"podManagementPolicy,omitempty"`
+
+	// UpdateStrategy says how a template change reaches the pets.
+	// +optional
+	UpdateStrategy UpdateStrategy `json:"updateStrategy,omitempty"`
+
+	// PersistentVolumeClaimRetentionPolicy says what happens to the
+	// claims when the set is deleted or scaled down. Default: Retain both.
+	// +optional
+	PersistentVolumeClaimRetentionPolicy *RetentionPolicy `json:"persistentVolumeClaimRetentionPolicy,omitempty"`
+
+	// Ordinals sets the first ordinal. Default 0.
+	// +optional
+	Ordinals *Ordinals `json:"ordinals,omitempty"`
+
+	// MinReadySeconds is how long a pet must be Ready before it counts
+	// as available.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	MinReadySeconds int32 `json:"minReadySeconds,omitempty"`
+
+	// RevisionHistoryLimit is how many old ControllerRevisions to keep.
+	// Default 10.
+	// +kubebuilder:default=10
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	RevisionHistoryLimit *int32 `json:"revisionHistoryLimit,omitempty"`
+}
+
+// UpdateStrategyType names an update strategy.
+// +kubebuilder:validation:Enum=RollingUpdate;OnDelete
+type UpdateStrategyType string
+
+const (
+	// RollingUpdateStrategy replaces pets from the highest ordinal down.
+	RollingUpdateStrategy UpdateStrategyType = "RollingUpdate"
+	// OnDeleteStrategy replaces a pet only when someone deletes it.
+	OnDeleteStrategy UpdateStrategyType = "OnDelete"
+)
+
+// UpdateStrategy says how a template change reaches the pets.
+type UpdateStrategy struct {
+	// Type is RollingUpdate or OnDelete. Default RollingUpdate.
+	// +kubebuilder:default=RollingUpdate
+	// +optional
+	Type UpdateStrategyType `json:"type,omitempty"`
+	// RollingUpdate tunes the RollingUpdate strategy.
+	// +optional
+	RollingUpdate *RollingUpdate `json:"rollingUpdate,omitempty"`
+}
+
+// RollingUpdate tunes a rolling update.
+type RollingUpdate struct {
+	// Partition: pets with an ordinal below it keep their revision.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	Partition *int32 `json:"partition,omitempty"`
+	// MaxUnavailable is how many pets may be down for the update at
+	// once, a number or a percentage of replicas. Default 1.
+	// +kubebuilder:validation:XIntOrString
+	// +optional
+	MaxUnavailable *intstr.IntOrString `json:"maxUnavailable,omitempty"`
+}
+
+// RetentionPolicyType is Retain or Delete.
+// +kubebuilder:validation:Enum=Retain;Delete
+type RetentionPolicyType string
+
+const (
+	// Retain keeps the claims.
+	Retain RetentionPolicyType = "Retain"
+	// Delete removes the claims.
+	Delete RetentionPolicyType = "Delete"
+)
+
+// RetentionPolicy says what happens to claims.
+type RetentionPolicy struct {
+	// WhenDeleted applies when the PetSet is deleted. Default Retain.
+	// +kubebuilder:default=Retain
+	// +optional
+	WhenDeleted RetentionPolicyType `json:"whenDeleted,omitempty"`
+	// WhenScaled applies to the ordinals a scale-down removes. Default
+	// Retain: a later scale-up gets the same claims back.
+	// +kubebuilder:default=Retain
+	// +optional
+	WhenScaled RetentionPolicyType `json:"whenScaled,omitempty"`
+}
+
+// Ordinals sets where numbering starts.
+type Ordinals struct {
+	// Start is the first ordinal. Default 0.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	Start int32 `json:"start,omitempty"`
+}
+
+// PetSetStatus is what the controller last saw and did.
+type PetSetStatus struct {
+	// ObservedGeneration is the generation this status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Replicas counts the pets that exist.
+	Replicas int32 `json:"replicas"`
+	// ReadyReplicas counts Ready pets.
+	// +optional
+	ReadyReplicas int32 `json:"readyReplicas,omitempty"`
+	// AvailableReplicas counts pets Ready for MinReadySeconds.
+	// +optional
+	AvailableReplicas int32 `json:"availableReplicas,omitempty"`
+	// CurrentReplicas counts pets at CurrentRevision.
+	// +optional
+	CurrentReplicas int32 `json:"currentReplicas,omitempty"`
+	// UpdatedReplicas counts pets at UpdateRevision.
+	// +optional
+	UpdatedReplicas int32 `json:"updatedReplicas,omitempty"`
+	// CurrentRevision is the revision the pets had before the update in
+	// progress.
+	// +optional
+	CurrentRevision string `json:"currentRevision,omitempty"`
+	// UpdateRevision is the revision of the current template.
+	// +optional
+	UpdateRevision string `json:"updateRevision,omitempty"`
+	// Selector is spec.selector as a string, for the scale subresource.
+	// +optional
+	Selector string `json:"selector,omitempty"`
+	// Conditions: Ready, Progressing, ClaimsResized.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// Members is the membership: one entry per pet, by ordinal.
+	// +optional
+	// +listType=atomic
+	Members []Member `json:"members,omitempty"`
+}
+
+// Member is one pet as the rest of petset sees it.
+type Member struct {
+	// Ordinal is the pet's number.
+	Ordinal int32 `json:"ordinal"`
+	// Pod is the pod's name, <set>-<ordinal>.
+	Pod string `json:"pod"`
+	// Ready says whether the pod is Ready.
+	Ready bool `json:"ready"`
+	// Revision is the pod's revision.
+	// +optional
+	Revision string `json:"revision,omitempty"`
+	// Claims are the pet's PersistentVolumeClaims.
+	// +optional
+	// +listType=atomic
+	Claims []string `json:"claims,omitempty"`
+}
+
+// PetSetList is a list of PetSets.
+//
+// +kubebuilder:object:root=true
+type PetSetList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []PetSet `json:"items"`
+}

@@ -1,0 +1,10 @@
+// Package controller is the PetSet ordinal controller. It follows the
+// StatefulSet controller's split between deciding and doing:
+//
+//   - identity.go: pure helpers for names, ordinals, labels and revisions;
+//   - plan.go: the pure ordinal plan, what to create, delete or replace
+//     next for a spec and the pets that exist;
+//   - pets.go: the side effects (claims before pods, one event per verb);
+//   - reconciler.go: the controller-runtime shell that reads state, runs
+//     the plan, does it and writes status.
+package controller
