@@ -1,0 +1,79 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/tools/events"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	v1alpha1 "petset.dev/petset/api/v1alpha1"
+)
+
+// PetControl does what the plan decides. It is an interface so the
+// reconciler can be tested without an API server.
+type PetControl interface {
+	// CreatePet makes pet ordinal at revision rev: its claims first
+	// (existing ones are reused, never renamed), then its pod.
+	CreatePet(ctx context.Context, ps *v1alpha1.PetSet, ordinal int, rev string) error
+	// DeletePet deletes a pet's pod; its claims stay.
+	DeletePet(ctx context.Context, ps *v1alpha1.PetSet, pod *corev1.Pod) error
+}
+
+// apiPets is PetControl on the API server, with one event per verb.
+type apiPets struct {
+	c        client.Client
+	recorder events.EventRecorder
+}
+
+// NewPetControl returns the PetControl the controller uses.
+func NewPetControl(c client.Client, r events.EventRecorder) PetControl {
+	return &apiPets{c: c, recorder: r}
+}
+
+func (p *apiPets) CreatePet(ctx context.Context, ps *v1alpha1.PetSet, ordinal int, rev string) error {
+	for _, claim := range NewClaims(ps, ordinal) {
+		err := p.c.Create(ctx, claim)
+		switch {
+		case apierrors.IsAlreadyExists(err):
+			// The pet's storage from before: reuse it.
+		case err != nil:
+			p.recorder.Eventf(ps, nil, corev1.EventTypeWarning, "FailedCreate", "CreateClaim", "claim %s for pod %s: %v", claim.Name, PodName(ps.Name, ordinal), err)
+			return fmt.Errorf("claim %s: %w", claim.Name, err)
+		default:
+			operations.WithLabelValues("create_claim").Inc()
+			p.recorder.Eventf(ps, nil, corev1.EventTypeNormal, "SuccessfulCreate", "CreateClaim", "claim %s for pod %s", claim.Name, PodName(ps.Name, ordinal))
+		}
+	}
+	pod := NewPod(ps, ordinal, rev)
+	if err := controllerutil.SetControllerReference(ps, pod, p.c.Scheme()); err != nil {
+		return err
+	}
+	if err := p.c.Create(ctx, pod); err != nil {
+		if apierrors.IsAlreadyExists(err) {
+			return nil // a stale cache; the next pass sees it
+		}
+		p.recorder.Eventf(ps, nil, corev1.EventTypeWarning, "FailedCreate", "CreatePod", "pod %s: %v", pod.Name, err)
+		return fmt.Errorf("pod %s: %w", pod.Name, err)
+	}
+	operations.WithLabelValues("create_pod").Inc()
+	p.recorder.Eventf(ps, nil, corev1.EventTypeNormal, "SuccessfulCreate", "CreatePod", "pod %s", pod.Name)
+	return nil
+}
+
+func (p *apiPets) DeletePet(ctx context.Context, ps *v1alpha1.PetSet, pod *corev1.Pod) error {
+	err := p.c.Delete(ctx, pod, client.Preconditions{UID: &pod.UID})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		p.recorder.Eventf(ps, nil, corev1.EventTypeWarning, "FailedDelete", "DeletePod", "pod %s: %v", pod.Name, err)
+		return fmt.Errorf("delete pod %s: %w", pod.Name, err)
+	}
+	operations.WithLabelValues("delete_pod").Inc()
+	p.recorder.Eventf(ps, nil, corev1.EventTypeNormal, "SuccessfulDelete", "DeletePod", "pod %s", pod.Name)
+	return nil
+}

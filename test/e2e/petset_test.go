@@ -1,0 +1,264 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+	autoscalingv1 "k8s.io/api/autoscaling/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/dynamic"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	v1alpha1 "petset.dev/petset/api/v1alpha1"
+	"petset.dev/petset/controller"
+)
+
+var crdGVR = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
+
+// startController installs the PetSet CRD from deploy/ and runs
+// cmd/ordinal-controller against the testbed; it returns a client that
+// knows PetSets and a stop function.
+func startController(t *testing.T) (client.Client, func()) {
+	t.Helper()
+	b, err := os.ReadFile("../../deploy/crd/petset.dev_petsets.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var obj map[string]any
+	if err := yaml.Unmarshal(b, &obj); err != nil {
+		t.Fatal(err)
+	}
+	dyn, err := dynamic.NewForConfig(tb.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dyn.Resource(crdGVR).Create(ctx, &unstructured.Unstructured{Object: obj}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatalf("CRD: %v", err)
+	}
+	scheme := runtime.NewScheme()
+	clientgoscheme.AddToScheme(scheme)
+	v1alpha1.AddToScheme(scheme)
+	c, err := client.New(tb.Config, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The CRD is served once a list works.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if err := c.List(ctx, &v1alpha1.PetSetList{}); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("PetSet API not served: %v", err)
+		}
+	}
+
+	bin := filepath.Join(tb.Dir, "ordinal-controller")
+	build := exec.Command("go", "build", "-o", bin, "petset.dev/petset/cmd/ordinal-controller")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		t.Fatal(err)
+	}
+	logf, err := os.OpenFile(filepath.Join(tb.Dir, "logs", "ordinal-controller.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "--kubeconfig="+tb.Kubeconfig, "--metrics-bind-address=0", "--health-probe-bind-address=0",
+		"--leader-elect=true", "--leader-election-namespace=default", "-v=2")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return c, func() { cmd.Process.Kill(); cmd.Wait(); logf.Close() }
+}
+
+func newPetSet(ns, name, service string, replicas int32) *v1alpha1.PetSet {
+	ps := &v1alpha1.PetSet{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: v1alpha1.PetSetSpec{
+			Replicas:    &replicas,
+			ServiceName: service,
+			Selector:    &metav1.LabelSelector{MatchLabels: map[string]string{"app": name}},
+			Template:    podTemplate(name, svcPort{"peer", 2380, corev1.ProtocolTCP}),
+			VolumeClaimTemplates: []corev1.PersistentVolumeClaim{{
+				ObjectMeta: metav1.ObjectMeta{Name: "data"},
+				Spec: corev1.PersistentVolumeClaimSpec{
+					AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+					Resources:   corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}},
+				},
+			}},
+		},
+	}
+	return ps
+}
+
+// podEvents watches pods of app in ns and reports ADDED and DELETED names
+// in the order they happened.
+func podEvents(t *testing.T, ns, app string) (added, deleted func() []string, stop func()) {
+	t.Helper()
+	w, err := tb.Client.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{LabelSelector: "app=" + app})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu   sync.Mutex
+		a, d []string
+	)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ev := range w.ResultChan() {
+			p, ok := ev.Object.(*corev1.Pod)
+			if !ok {
+				continue
+			}
+			mu.Lock()
+			switch ev.Type {
+			case watch.Added:
+				a = append(a, p.Name)
+			case watch.Deleted:
+				d = append(d, p.Name)
+			}
+			mu.Unlock()
+		}
+	}()
+	snapshot := func(s *[]string) func() []string {
+		return func() []string { mu.Lock(); defer mu.Unlock(); return slices.Clone(*s) }
+	}
+	return snapshot(&a), snapshot(&d), func() { w.Stop(); <-done }
+}
+
+func TestPetSet(t *testing.T) {
+	c, stop := startController(t)
+	defer stop()
+	ns := tb.Namespace(t, "petset")
+	headlessService(t, ns, "db", map[string]string{"app": "db"}, false, svcPort{"peer", 2380, corev1.ProtocolTCP})
+	added, deleted, stopWatch := podEvents(t, ns, "db")
+	defer stopWatch()
+
+	ps := newPetSet(ns, "db", "db", 3)
+	if err := c.Create(ctx, ps); err != nil {
+		t.Fatal(err)
+	}
+	pods := waitPods(t, ns, "db", 3)
+	if got := added(); !slices.Equal(got, []string{"db-0", "db-1", "db-2"}) {
+		t.Errorf("creation order %v, want db-0, db-1, db-2", got)
+	}
+	volumes := map[string]string{}
+	for i := range 3 {
+		pod := pods[controller.PodName("db", i)]
+		if pod.Spec.Hostname != pod.Name || pod.Spec.Subdomain != "db" {
+			t.Errorf("%s: hostname %q subdomain %q", pod.Name, pod.Spec.Hostname, pod.Spec.Subdomain)
+		}
+		if pod.Labels[controller.LabelPodName] != pod.Name || pod.Labels[controller.LabelPodIndex] != fmt.Sprint(i) {
+			t.Errorf("%s: labels %v", pod.Name, pod.Labels)
+		}
+		if ref := metav1.GetControllerOf(pod); ref == nil || ref.Kind != "PetSet" || ref.Name != "db" {
+			t.Errorf("%s: controller %v", pod.Name, ref)
+		}
+		claim := controller.ClaimName("data", "db", i)
+		volumes[claim] = boundVolume(t, ns, claim)
+		// headless serves the pet by its stable name.
+		host := fqdn(pod.Name, "db", ns)
+		eventually(t, 30*time.Second, host, dns.TypeA, func(m *dns.Msg) bool {
+			return len(m.Answer) == 1 && m.Answer[0].(*dns.A).A.String() == pod.Status.PodIP
+		})
+	}
+	waitStatus(t, c, ns, "db", func(st v1alpha1.PetSetStatus) bool {
+		return st.ReadyReplicas == 3 && len(st.Members) == 3 && st.Members[2].Claims[0] == "data-db-2"
+	})
+
+	// Scale down through the scale subresource: highest ordinal first,
+	// claims kept.
+	scalePetSet(t, c, ns, "db", 1)
+	waitPods(t, ns, "db", 1)
+	if got := deleted(); !slices.Equal(got, []string{"db-2", "db-1"}) {
+		t.Errorf("deletion order %v, want db-2, db-1", got)
+	}
+	// Scale up again: the same claims, so the same volumes.
+	scalePetSet(t, c, ns, "db", 3)
+	waitPods(t, ns, "db", 3)
+	for claim, pv := range volumes {
+		if got := boundVolume(t, ns, claim); got != pv {
+			t.Errorf("%s is bound to %s, was %s", claim, got, pv)
+		}
+	}
+
+	// A deleted pet comes back with its name and its claim.
+	old := waitPods(t, ns, "db", 3)["db-1"]
+	if err := tb.Client.CoreV1().Pods(ns).Delete(ctx, "db-1", metav1.DeleteOptions{GracePeriodSeconds: ptr(int64(0))}); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		p, err := tb.Client.CoreV1().Pods(ns).Get(ctx, "db-1", metav1.GetOptions{})
+		if err == nil && p.UID != old.UID && podReady(p) {
+			if v := p.Spec.Volumes; len(v) == 0 || v[0].PersistentVolumeClaim == nil || v[0].PersistentVolumeClaim.ClaimName != "data-db-1" {
+				t.Errorf("recreated db-1 volumes %+v", v)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("db-1 did not come back")
+		}
+	}
+}
+
+func boundVolume(t *testing.T, ns, claim string) string {
+	t.Helper()
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		pvc, err := tb.Client.CoreV1().PersistentVolumeClaims(ns).Get(ctx, claim, metav1.GetOptions{})
+		if err == nil && pvc.Status.Phase == corev1.ClaimBound && pvc.Spec.VolumeName != "" {
+			return pvc.Spec.VolumeName
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("claim %s not bound: %v %v", claim, err, pvc)
+		}
+	}
+}
+
+func scalePetSet(t *testing.T, c client.Client, ns, name string, replicas int32) {
+	t.Helper()
+	ps := &v1alpha1.PetSet{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, ps); err != nil {
+		t.Fatal(err)
+	}
+	scale := &autoscalingv1.Scale{}
+	if err := c.SubResource("scale").Get(ctx, ps, scale); err != nil {
+		t.Fatalf("get scale: %v", err)
+	}
+	scale.Spec.Replicas = replicas
+	if err := c.SubResource("scale").Update(ctx, ps, client.WithSubResourceBody(scale)); err != nil {
+		t.Fatalf("update scale: %v", err)
+	}
+}
+
+func waitStatus(t *testing.T, c client.Client, ns, name string, cond func(v1alpha1.PetSetStatus) bool) {
+	t.Helper()
+	var ps v1alpha1.PetSet
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &ps); err == nil && cond(ps.Status) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status of %s never as wanted: %+v", name, ps.Status)
+		}
+	}
+}
