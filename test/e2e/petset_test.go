@@ -34,10 +34,9 @@ import (
 
 var crdGVR = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
 
-// startController installs the PetSet CRD from deploy/ and runs
-// cmd/ordinal-controller against the testbed; it returns a client that
-// knows PetSets and a stop function.
-func startController(t *testing.T) (client.Client, func()) {
+// installCRD installs the PetSet CRD from deploy/ and returns a client
+// that knows PetSets once the API serves them.
+func installCRD(t *testing.T) client.Client {
 	t.Helper()
 	b, err := os.ReadFile("../../deploy/crd/petset.dev_petsets.yaml")
 	if err != nil {
@@ -69,6 +68,16 @@ func startController(t *testing.T) (client.Client, func()) {
 			t.Fatalf("PetSet API not served: %v", err)
 		}
 	}
+
+	return c
+}
+
+// startController installs the PetSet CRD from deploy/ and runs
+// cmd/ordinal-controller against the testbed; it returns a client that
+// knows PetSets and a stop function.
+func startController(t *testing.T) (client.Client, func()) {
+	t.Helper()
+	c := installCRD(t)
 
 	bin := filepath.Join(tb.Dir, "ordinal-controller")
 	build := exec.Command("go", "build", "-o", bin, "petset.dev/petset/cmd/ordinal-controller")

@@ -1,0 +1,147 @@
+package controller
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+
+	v1alpha1 "petset.dev/petset/api/v1alpha1"
+)
+
+func testSet(replicas int32) *v1alpha1.PetSet {
+	return &v1alpha1.PetSet{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "db", UID: "uid-db", Generation: 1},
+		Spec: v1alpha1.PetSetSpec{
+			Replicas:    &replicas,
+			ServiceName: "db",
+			Selector:    &metav1.LabelSelector{MatchLabels: map[string]string{"app": "db"}},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "db"}},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "db", Image: "db:1"}}},
+			},
+			VolumeClaimTemplates: []corev1.PersistentVolumeClaim{{ObjectMeta: metav1.ObjectMeta{Name: "data"}}},
+		},
+	}
+}
+
+// The reconciler over a fake API: claims before pods, one pet at a time,
+// names and labels, status, and scale-down from the top, keeping claims.
+func TestReconcile(t *testing.T) {
+	scheme := runtime.NewScheme()
+	clientgoscheme.AddToScheme(scheme)
+	v1alpha1.AddToScheme(scheme)
+	c := fake.NewClientBuilder().WithScheme(scheme).WithStatusSubresource(&v1alpha1.PetSet{}).WithObjects(testSet(2)).Build()
+	rec := events.NewFakeRecorder(100)
+	r := &Reconciler{Client: c, Pets: NewPetControl(c, rec)}
+	ctx := context.Background()
+	key := types.NamespacedName{Namespace: "ns", Name: "db"}
+	reconcile := func() {
+		t.Helper()
+		if _, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: key}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	podNames := func() []string {
+		var list corev1.PodList
+		c.List(ctx, &list)
+		var out []string
+		for _, p := range list.Items {
+			out = append(out, p.Name)
+		}
+		slices.Sort(out)
+		return out
+	}
+	markReady := func(name string) {
+		t.Helper()
+		var p corev1.Pod
+		c.Get(ctx, types.NamespacedName{Namespace: "ns", Name: name}, &p)
+		p.Status.Phase = corev1.PodRunning
+		p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
+		if err := c.Status().Update(ctx, &p); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	reconcile()
+	if got := podNames(); !slices.Equal(got, []string{"db-0"}) {
+		t.Fatalf("pods %v, want only db-0 before it is ready", got)
+	}
+	var pod corev1.Pod
+	c.Get(ctx, types.NamespacedName{Namespace: "ns", Name: "db-0"}, &pod)
+	if pod.Spec.Hostname != "db-0" || pod.Spec.Subdomain != "db" || pod.Labels[LabelPodIndex] != "0" || pod.Labels["app"] != "db" {
+		t.Errorf("db-0: hostname %q subdomain %q labels %v", pod.Spec.Hostname, pod.Spec.Subdomain, pod.Labels)
+	}
+	if ref := metav1.GetControllerOf(&pod); ref == nil || ref.UID != "uid-db" {
+		t.Errorf("db-0 controller %v", ref)
+	}
+	var claim corev1.PersistentVolumeClaim
+	if err := c.Get(ctx, types.NamespacedName{Namespace: "ns", Name: "data-db-0"}, &claim); err != nil {
+		t.Fatalf("claim data-db-0: %v", err)
+	}
+	if v := pod.Spec.Volumes; len(v) != 1 || v[0].PersistentVolumeClaim.ClaimName != "data-db-0" {
+		t.Errorf("db-0 volumes %+v", v)
+	}
+
+	reconcile() // still not ready: nothing new
+	if got := podNames(); len(got) != 1 {
+		t.Fatalf("pods %v after a second pass", got)
+	}
+	markReady("db-0")
+	reconcile()
+	if got := podNames(); !slices.Equal(got, []string{"db-0", "db-1"}) {
+		t.Fatalf("pods %v, want db-0 and db-1", got)
+	}
+	markReady("db-1")
+	reconcile()
+	var ps v1alpha1.PetSet
+	c.Get(ctx, key, &ps)
+	if ps.Status.Replicas != 2 || ps.Status.ReadyReplicas != 2 || len(ps.Status.Members) != 2 || ps.Status.Members[1].Claims[0] != "data-db-1" {
+		t.Errorf("status %+v", ps.Status)
+	}
+	if ps.Status.Selector != "app=db" || ps.Status.UpdateRevision == "" || ps.Status.CurrentRevision != ps.Status.UpdateRevision {
+		t.Errorf("status selector %q revisions %q %q", ps.Status.Selector, ps.Status.CurrentRevision, ps.Status.UpdateRevision)
+	}
+
+	// Scale to zero: db-1 goes first, the claims stay.
+	ps.Spec.Replicas = ptrTo(int32(0))
+	if err := c.Update(ctx, &ps); err != nil {
+		t.Fatal(err)
+	}
+	reconcile()
+	if got := podNames(); !slices.Equal(got, []string{"db-0"}) {
+		t.Fatalf("pods %v, want db-1 deleted first", got)
+	}
+	reconcile()
+	if got := podNames(); len(got) != 0 {
+		t.Fatalf("pods %v, want none", got)
+	}
+	var claims corev1.PersistentVolumeClaimList
+	c.List(ctx, &claims, client.InNamespace("ns"))
+	if len(claims.Items) != 2 {
+		t.Fatalf("%d claims left, want both kept", len(claims.Items))
+	}
+
+	var seen []string
+	for len(rec.Events) > 0 {
+		seen = append(seen, <-rec.Events)
+	}
+	joined := strings.Join(seen, "\n")
+	for _, want := range []string{"SuccessfulCreate claim data-db-0", "SuccessfulCreate pod db-0", "SuccessfulDelete pod db-1"} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("no event %q in:\n%s", want, joined)
+		}
+	}
+}
+
+func ptrTo[T any](v T) *T { return &v }
