@@ -1,0 +1,99 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1alpha1 "petset.dev/petset/api/v1alpha1"
+	"petset.dev/petset/controller"
+)
+
+// A template change rolls from the highest ordinal down and stops at the
+// partition; a pet stuck not Ready at a superseded revision is replaced
+// once the template is fixed, with nobody deleting it by hand.
+func TestPetSetRollingUpdate(t *testing.T) {
+	c, stop := startController(t)
+	defer stop()
+	ns := tb.Namespace(t, "roll")
+	headlessService(t, ns, "kv", map[string]string{"app": "kv"}, false, svcPort{"peer", 2380, corev1.ProtocolTCP})
+	ps := newPetSet(ns, "kv", "kv", 3)
+	ps.Spec.VolumeClaimTemplates = nil
+	ps.Spec.UpdateStrategy.RollingUpdate = &v1alpha1.RollingUpdate{Partition: ptr(int32(1))}
+	if err := c.Create(ctx, ps); err != nil {
+		t.Fatal(err)
+	}
+	before := waitPods(t, ns, "kv", 3)
+	_, deleted, stopWatch := podEvents(t, ns, "kv")
+	defer stopWatch()
+
+	setImage := func(image string) string {
+		t.Helper()
+		var cur v1alpha1.PetSet
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			if err := c.Get(ctx, client.ObjectKeyFromObject(ps), &cur); err != nil {
+				return err
+			}
+			cur.Spec.Template.Spec.Containers[0].Image = image
+			return c.Update(ctx, &cur)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return controller.Revision(&cur)
+	}
+	revisionOf := func(name string) string {
+		p, err := tb.Client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return ""
+		}
+		return p.Labels[controller.LabelRevision]
+	}
+	waitRevision := func(name, rev string) {
+		t.Helper()
+		for deadline := time.Now().Add(60 * time.Second); revisionOf(name) != rev; time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never reached revision %s (has %q)", name, rev, revisionOf(name))
+			}
+		}
+		waitPods(t, ns, "kv", 3)
+	}
+
+	r2 := setImage("registry.invalid/petset/fake:2")
+	waitRevision("kv-1", r2)
+	waitRevision("kv-2", r2)
+	if got := deleted(); !slices.Equal(got, []string{"kv-2", "kv-1"}) {
+		t.Errorf("update order %v, want kv-2 then kv-1", got)
+	}
+	time.Sleep(time.Second) // give a wrong controller time to touch kv-0
+	if now := waitPods(t, ns, "kv", 3)["kv-0"]; now.UID != before["kv-0"].UID {
+		t.Error("kv-0 below the partition was replaced")
+	}
+
+	// A broken revision: kv-2 comes up at r3 but never becomes Ready (as a
+	// failing readiness probe would have it).
+	r3 := setImage("registry.invalid/petset/broken:3")
+	for deadline := time.Now().Add(60 * time.Second); revisionOf("kv-2") != r3; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("kv-2 never got the broken revision")
+		}
+	}
+	waitPods(t, ns, "kv", 3)
+	if err := tb.SetPodReady(ctx, ns, "kv-2", false); err != nil {
+		t.Fatal(err)
+	}
+	// The rollout is stuck on kv-2; fixing the template must replace it.
+	r4 := setImage("registry.invalid/petset/fake:4")
+	waitRevision("kv-2", r4)
+	waitRevision("kv-1", r4)
+	waitStatus(t, c, ns, "kv", func(st v1alpha1.PetSetStatus) bool {
+		return st.UpdateRevision == r4 && st.UpdatedReplicas == 2 && st.ReadyReplicas == 3
+	})
+}
