@@ -21,6 +21,8 @@ type PetControl interface {
 	CreatePet(ctx context.Context, ps *v1alpha1.PetSet, ordinal int, rev string) error
 	// DeletePet deletes a pet's pod; its claims stay.
 	DeletePet(ctx context.Context, ps *v1alpha1.PetSet, pod *corev1.Pod) error
+	// DeleteClaim deletes a claim the retention policy gives up.
+	DeleteClaim(ctx context.Context, ps *v1alpha1.PetSet, claim *corev1.PersistentVolumeClaim) error
 }
 
 // apiPets is PetControl on the API server, with one event per verb.
@@ -75,5 +77,19 @@ func (p *apiPets) DeletePet(ctx context.Context, ps *v1alpha1.PetSet, pod *corev
 	}
 	operations.WithLabelValues("delete_pod").Inc()
 	p.recorder.Eventf(ps, nil, corev1.EventTypeNormal, "SuccessfulDelete", "DeletePod", "pod %s", pod.Name)
+	return nil
+}
+
+func (p *apiPets) DeleteClaim(ctx context.Context, ps *v1alpha1.PetSet, claim *corev1.PersistentVolumeClaim) error {
+	err := p.c.Delete(ctx, claim, client.Preconditions{UID: &claim.UID})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		p.recorder.Eventf(ps, nil, corev1.EventTypeWarning, "FailedDelete", "DeleteClaim", "claim %s: %v", claim.Name, err)
+		return fmt.Errorf("delete claim %s: %w", claim.Name, err)
+	}
+	operations.WithLabelValues("delete_claim").Inc()
+	p.recorder.Eventf(ps, nil, corev1.EventTypeNormal, "SuccessfulDelete", "DeleteClaim", "claim %s", claim.Name)
 	return nil
 }

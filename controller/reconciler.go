@@ -17,6 +17,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	v1alpha1 "petset.dev/petset/api/v1alpha1"
 )
@@ -48,8 +49,16 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err := r.Get(ctx, req.NamespacedName, ps); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	if ps.DeletionTimestamp != nil {
-		return ctrl.Result{}, nil // the garbage collector removes the pods; the claims stay
+	deleting := ps.DeletionTimestamp != nil
+	if deleting && !controllerutil.ContainsFinalizer(ps, Finalizer) {
+		return ctrl.Result{}, nil
+	}
+	if !deleting && !controllerutil.ContainsFinalizer(ps, Finalizer) {
+		// The finalizer lets a deleted set scale to zero in order first.
+		controllerutil.AddFinalizer(ps, Finalizer)
+		if err := r.Update(ctx, ps); err != nil {
+			return ctrl.Result{}, err
+		}
 	}
 	now := time.Now
 	if r.Now != nil {
@@ -76,6 +85,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 
 	want := wantOf(ps, now())
+	if deleting {
+		want.End = want.Start // scale to zero, highest ordinal first
+	}
 	var state []Pet
 	for o, pod := range owned {
 		state = append(state, petOf(o, pod))
@@ -98,6 +110,19 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 	}
 
+	if err := r.retire(ctx, ps, owned, want, deleting); err != nil {
+		errs = append(errs, err)
+	}
+	if deleting {
+		if len(errs) > 0 {
+			return ctrl.Result{}, errs[0]
+		}
+		if len(owned) > 0 {
+			return ctrl.Result{}, nil // the pods' deletions bring us back
+		}
+		controllerutil.RemoveFinalizer(ps, Finalizer)
+		return ctrl.Result{}, client.IgnoreNotFound(r.Update(ctx, ps))
+	}
 	if err := r.writeStatus(ctx, ps, owned, want, plan); err != nil && !apierrors.IsConflict(err) {
 		errs = append(errs, err)
 	}
@@ -114,6 +139,42 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 	}
 	return ctrl.Result{}, nil
+}
+
+// Finalizer holds a deleted PetSet until its pets are gone, in order.
+const Finalizer = "petset.dev/ordered-deletion"
+
+// retire deletes claims the retention policy gives up: with whenScaled
+// Delete, those of ordinals outside the wanted range whose pod is gone;
+// with whenDeleted Delete, all of them once the set is deleted and its
+// pods are gone. Claims are never deleted while their pod exists.
+func (r *Reconciler) retire(ctx context.Context, ps *v1alpha1.PetSet, owned map[int]*corev1.Pod, want Want, deleting bool) error {
+	policy := ps.Spec.PersistentVolumeClaimRetentionPolicy
+	if policy == nil || len(ps.Spec.VolumeClaimTemplates) == 0 {
+		return nil
+	}
+	whenScaled := policy.WhenScaled == v1alpha1.Delete
+	whenDeleted := deleting && policy.WhenDeleted == v1alpha1.Delete && len(owned) == 0
+	if !whenScaled && !whenDeleted {
+		return nil
+	}
+	var claims corev1.PersistentVolumeClaimList
+	if err := r.List(ctx, &claims, client.InNamespace(ps.Namespace), client.MatchingLabels{LabelSetName: ps.Name}); err != nil {
+		return err
+	}
+	for i := range claims.Items {
+		claim := &claims.Items[i]
+		o, err := strconv.Atoi(claim.Labels[LabelPodIndex])
+		if err != nil || claim.DeletionTimestamp != nil || owned[o] != nil {
+			continue
+		}
+		if whenDeleted || (whenScaled && !deleting && (o < want.Start || o >= want.End)) {
+			if err := r.Pets.DeleteClaim(ctx, ps, claim); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // wantOf turns a spec into the plan's input.

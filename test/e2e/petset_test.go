@@ -271,3 +271,65 @@ func waitStatus(t *testing.T, c client.Client, ns, name string, cond func(v1alph
 		}
 	}
 }
+
+// whenScaled: Delete drops the claims of ordinals scaled away; deleting the
+// set scales it to zero from the highest ordinal, then whenDeleted: Delete
+// drops the rest of the claims, and the set goes.
+func TestPetSetDeletion(t *testing.T) {
+	c, stop := startController(t)
+	defer stop()
+	ns := tb.Namespace(t, "del")
+	headlessService(t, ns, "q", map[string]string{"app": "q"}, false, svcPort{"amqp", 5672, corev1.ProtocolTCP})
+	ps := newPetSet(ns, "q", "q", 3)
+	ps.Spec.PersistentVolumeClaimRetentionPolicy = &v1alpha1.RetentionPolicy{WhenScaled: v1alpha1.Delete, WhenDeleted: v1alpha1.Delete}
+	if err := c.Create(ctx, ps); err != nil {
+		t.Fatal(err)
+	}
+	waitPods(t, ns, "q", 3)
+	claims := func() []string {
+		list, err := tb.Client.CoreV1().PersistentVolumeClaims(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, c := range list.Items {
+			if c.DeletionTimestamp == nil {
+				out = append(out, c.Name)
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	waitClaims := func(want ...string) {
+		t.Helper()
+		for deadline := time.Now().Add(60 * time.Second); !slices.Equal(claims(), want); time.Sleep(100 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("claims %v, want %v", claims(), want)
+			}
+		}
+	}
+	waitClaims("data-q-0", "data-q-1", "data-q-2")
+
+	scalePetSet(t, c, ns, "q", 2)
+	waitPods(t, ns, "q", 2)
+	waitClaims("data-q-0", "data-q-1")
+
+	_, deleted, stopWatch := podEvents(t, ns, "q")
+	defer stopWatch()
+	if err := c.Delete(ctx, ps); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		err := c.Get(ctx, client.ObjectKeyFromObject(ps), &v1alpha1.PetSet{})
+		if apierrors.IsNotFound(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("PetSet still there: %v", err)
+		}
+	}
+	if got := deleted(); !slices.Equal(got, []string{"q-1", "q-0"}) {
+		t.Errorf("deletion order %v, want q-1 then q-0", got)
+	}
+	waitClaims()
+}
