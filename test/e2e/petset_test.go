@@ -72,18 +72,30 @@ func installCRD(t *testing.T) client.Client {
 	return c
 }
 
-// startController installs the PetSet CRD from deploy/ and runs
-// cmd/ordinal-controller against the testbed; it returns a client that
-// knows PetSets and a stop function.
+// startController installs the PetSet CRD and runs cmd/ordinal-controller
+// against the testbed; it returns a client that knows PetSets and a
+// function that kills the controller with SIGKILL.
 func startController(t *testing.T) (client.Client, func()) {
 	t.Helper()
 	c := installCRD(t)
+	return c, runController(t)
+}
 
+var buildController sync.Once
+
+// runController starts cmd/ordinal-controller (built once) with leader
+// election on, and returns a function that kills it with SIGKILL.
+func runController(t *testing.T) func() {
+	t.Helper()
 	bin := filepath.Join(tb.Dir, "ordinal-controller")
-	build := exec.Command("go", "build", "-o", bin, "petset.dev/petset/cmd/ordinal-controller")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		t.Fatal(err)
+	var buildErr error
+	buildController.Do(func() {
+		build := exec.Command("go", "build", "-o", bin, "petset.dev/petset/cmd/ordinal-controller")
+		build.Stderr = os.Stderr
+		buildErr = build.Run()
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
 	}
 	logf, err := os.OpenFile(filepath.Join(tb.Dir, "logs", "ordinal-controller.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -96,7 +108,12 @@ func startController(t *testing.T) (client.Client, func()) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	return c, func() { cmd.Process.Kill(); cmd.Wait(); logf.Close() }
+	var once sync.Once
+	kill := func() {
+		once.Do(func() { cmd.Process.Signal(syscall.SIGKILL); cmd.Wait(); logf.Close() })
+	}
+	t.Cleanup(kill)
+	return kill
 }
 
 func newPetSet(ns, name, service string, replicas int32) *v1alpha1.PetSet {
