@@ -56,7 +56,7 @@ func installCRD(t *testing.T) client.Client {
 	scheme := runtime.NewScheme()
 	clientgoscheme.AddToScheme(scheme)
 	v1alpha1.AddToScheme(scheme)
-	c, err := client.New(tb.Config, client.Options{Scheme: scheme})
+	c, err := client.NewWithWatch(tb.Config, client.Options{Scheme: scheme})
 	if err != nil {
 		t.Fatal(err)
 	}
