@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -38,6 +39,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.PetSet{}).
 		Owns(&corev1.Pod{}).
+		Owns(&appsv1.ControllerRevision{}).
 		WithOptions(controller.Options{MaxConcurrentReconciles: concurrency}).
 		Complete(r)
 }
@@ -85,6 +87,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 
 	want := wantOf(ps, now())
+	if !deleting {
+		inUse := map[string]bool{}
+		for _, pod := range owned {
+			inUse[pod.Labels[LabelRevision]] = true
+		}
+		if _, err := r.syncRevisions(ctx, ps, inUse); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
 	if deleting {
 		want.End = want.Start // scale to zero, highest ordinal first
 	}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -145,3 +146,51 @@ func TestReconcile(t *testing.T) {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// Every template gets a ControllerRevision; a rollback renumbers the old
+// one; revisions no pet uses are pruned past revisionHistoryLimit.
+func TestControllerRevisions(t *testing.T) {
+	scheme := runtime.NewScheme()
+	clientgoscheme.AddToScheme(scheme)
+	v1alpha1.AddToScheme(scheme)
+	ps := testSet(0)
+	ps.Spec.RevisionHistoryLimit = ptrTo(int32(0))
+	c := fake.NewClientBuilder().WithScheme(scheme).WithStatusSubresource(&v1alpha1.PetSet{}).WithObjects(ps).Build()
+	r := &Reconciler{Client: c, Pets: NewPetControl(c, events.NewFakeRecorder(100))}
+	ctx := context.Background()
+	key := types.NamespacedName{Namespace: "ns", Name: "db"}
+	revisions := func() map[string]int64 {
+		var list appsv1.ControllerRevisionList
+		c.List(ctx, &list)
+		out := map[string]int64{}
+		for _, cr := range list.Items {
+			out[cr.Name] = cr.Revision
+		}
+		return out
+	}
+	setImage := func(image string) string {
+		t.Helper()
+		var cur v1alpha1.PetSet
+		c.Get(ctx, key, &cur)
+		cur.Spec.Template.Spec.Containers[0].Image = image
+		if err := c.Update(ctx, &cur); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: key}); err != nil {
+			t.Fatal(err)
+		}
+		return Revision(&cur)
+	}
+	r1 := setImage("db:1")
+	r2 := setImage("db:2")
+	if got := revisions(); len(got) != 2 || got[r1] != 1 || got[r2] != 2 {
+		t.Fatalf("revisions %v, want %s=1 and %s=2", got, r1, r2)
+	}
+	r3 := setImage("db:3")
+	if got := revisions(); len(got) != 2 || got[r3] != 3 {
+		t.Fatalf("revisions %v, want the one neither current nor updated pruned (limit 0)", got)
+	}
+	if back := setImage("db:2"); back != r2 || revisions()[r2] != 4 {
+		t.Fatalf("rollback: revisions %v, want %s renumbered 4", revisions(), r2)
+	}
+}

@@ -96,4 +96,17 @@ func TestPetSetRollingUpdate(t *testing.T) {
 	waitStatus(t, c, ns, "kv", func(st v1alpha1.PetSetStatus) bool {
 		return st.UpdateRevision == r4 && st.UpdatedReplicas == 2 && st.ReadyReplicas == 3
 	})
+
+	// Each template has its ControllerRevision, numbered in order.
+	crs, err := tb.Client.AppsV1().ControllerRevisions(ns).List(ctx, metav1.ListOptions{LabelSelector: controller.LabelSetName + "=kv"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	number := map[string]int64{}
+	for _, cr := range crs.Items {
+		number[cr.Name] = cr.Revision
+	}
+	if !(number[r2] > 0 && number[r3] > number[r2] && number[r4] > number[r3]) {
+		t.Errorf("controller revisions %v, want %s < %s < %s", number, r2, r3, r4)
+	}
 }
