@@ -6,7 +6,7 @@ import (
 )
 
 // operations counts what the controller did, by verb: create_pod,
-// delete_pod, create_claim, delete_claim. It is served with controller-runtime's own
+// delete_pod, create_claim, delete_claim, expand_claim. It is served with controller-runtime's own
 // metrics (workqueue, reconcile counts and durations).
 var operations = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Name: "petset_operations_total",

@@ -13,12 +13,15 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	v1alpha1 "petset.dev/petset/api/v1alpha1"
 )
@@ -40,8 +43,19 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) error {
 		For(&v1alpha1.PetSet{}).
 		Owns(&corev1.Pod{}).
 		Owns(&appsv1.ControllerRevision{}).
+		Watches(&corev1.PersistentVolumeClaim{}, handler.EnqueueRequestsFromMapFunc(claimOwner)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: concurrency}).
 		Complete(r)
+}
+
+// claimOwner maps a claim to its PetSet, so that a claim's resize or
+// deletion brings the set back for a look.
+func claimOwner(_ context.Context, o client.Object) []reconcile.Request {
+	set := o.GetLabels()[LabelSetName]
+	if set == "" {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: set}}}
 }
 
 // Reconcile implements reconcile.Reconciler.
@@ -134,7 +148,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		controllerutil.RemoveFinalizer(ps, Finalizer)
 		return ctrl.Result{}, client.IgnoreNotFound(r.Update(ctx, ps))
 	}
-	if err := r.writeStatus(ctx, ps, owned, want, plan); err != nil && !apierrors.IsConflict(err) {
+	resized, err := r.expandClaims(ctx, ps, want)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if err := r.writeStatus(ctx, ps, owned, want, plan, resized); err != nil && !apierrors.IsConflict(err) {
 		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
@@ -230,7 +248,7 @@ func petOf(o int, pod *corev1.Pod) Pet {
 }
 
 // writeStatus records counts, revisions, membership and conditions.
-func (r *Reconciler) writeStatus(ctx context.Context, ps *v1alpha1.PetSet, owned map[int]*corev1.Pod, want Want, plan Plan) error {
+func (r *Reconciler) writeStatus(ctx context.Context, ps *v1alpha1.PetSet, owned map[int]*corev1.Pod, want Want, plan Plan, resized *metav1.Condition) error {
 	st := v1alpha1.PetSetStatus{
 		ObservedGeneration: ps.Generation,
 		UpdateRevision:     want.Revision,
@@ -276,6 +294,9 @@ func (r *Reconciler) writeStatus(ctx context.Context, ps *v1alpha1.PetSet, owned
 		readyCond.Status, readyCond.Reason, readyCond.Message = metav1.ConditionTrue, "AllPetsReady", strconv.Itoa(int(st.ReadyReplicas))+" pets ready"
 	}
 	meta.SetStatusCondition(&st.Conditions, readyCond)
+	if resized != nil {
+		meta.SetStatusCondition(&st.Conditions, *resized)
+	}
 
 	if equality.Semantic.DeepEqual(ps.Status, st) {
 		return nil
