@@ -1,0 +1,88 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Two controllers run at once: one holds the lease and acts, the other
+// waits; when the leader dies, the other takes over and finishes the work.
+func TestPetSetLeaderElection(t *testing.T) {
+	c := installCRD(t)
+	logPath := filepath.Join(tb.Dir, "logs", "ordinal-controller.log")
+	var offset int64 // earlier tests' controllers logged before this
+	if fi, err := os.Stat(logPath); err == nil {
+		offset = fi.Size()
+	}
+	killFirst := runController(t)
+	lease := func() string {
+		l, err := tb.Client.CoordinationV1().Leases("default").Get(ctx, "ordinal-controller.petset.dev", metav1.GetOptions{})
+		if err != nil || l.Spec.HolderIdentity == nil {
+			return ""
+		}
+		return *l.Spec.HolderIdentity
+	}
+	// Wait for the first one to lead, then start the second.
+	var first string
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		// A killed controller from an earlier test may hold the lease
+		// until it expires; wait for a live holder that keeps renewing.
+		if h := lease(); h != "" && h != first {
+			first = h
+			time.Sleep(3 * time.Second)
+			if lease() == first && renewing(first) {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no leader")
+		}
+	}
+	runController(t)
+
+	ns := tb.Namespace(t, "leader")
+	headlessService(t, ns, "le", map[string]string{"app": "le"}, false, svcPort{"peer", 7000, corev1.ProtocolTCP})
+	if err := c.Create(ctx, newPetSet(ns, "le", "le", 2)); err != nil {
+		t.Fatal(err)
+	}
+	waitPods(t, ns, "le", 2)
+	if h := lease(); h != first {
+		t.Fatalf("leader changed from %s to %s with both running", first, h)
+	}
+	killFirst()
+	scalePetSet(t, c, ns, "le", 4)
+	waitPods(t, ns, "le", 4) // only the second controller can do this
+	if h := lease(); h == first || h == "" {
+		t.Fatalf("lease holder %q after the leader died", h)
+	}
+	// Both processes logged taking the lease, one after the other.
+	b, _ := os.ReadFile(logPath)
+	b = b[min(offset, int64(len(b))):]
+	leaders := map[string]bool{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 3 && strings.Contains(line, "Successfully acquired lease") {
+			leaders[f[2]] = true // klog's third field is the process id
+		}
+	}
+	if len(leaders) < 2 {
+		t.Errorf("processes that acquired the lease: %v, want the first and, after it died, the second", leaders)
+	}
+}
+
+// renewing reports whether the lease held by id was renewed in the last
+// few seconds.
+func renewing(id string) bool {
+	l, err := tb.Client.CoordinationV1().Leases("default").Get(ctx, "ordinal-controller.petset.dev", metav1.GetOptions{})
+	if err != nil || l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity != id || l.Spec.RenewTime == nil {
+		return false
+	}
+	return time.Since(l.Spec.RenewTime.Time) < 5*time.Second
+}
