@@ -211,7 +211,7 @@ func wantOf(ps *v1alpha1.PetSet, now time.Time) Want {
 	start, end := Range(ps)
 	w := Want{
 		Start: start, End: end,
-		Parallel:        ps.Spec.PodManagementPolicy == "Parallel",
+		Parallel:        ps.Spec.PodManagementPolicy == appsv1.ParallelPodManagement,
 		Revision:        Revision(ps),
 		RollingUpdate:   ps.Spec.UpdateStrategy.Type != v1alpha1.OnDeleteStrategy,
 		MaxUnavailable:  1,
