@@ -2,7 +2,6 @@ package controller
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"strings"
 
@@ -54,11 +53,9 @@ func (r *Reconciler) expandClaims(ctx context.Context, ps *v1alpha1.PetSet, want
 					forbidden = append(forbidden, claim.Name)
 					continue
 				}
-				claim.Spec.Resources.Requests[corev1.ResourceStorage] = wantSize
-				if err := r.Update(ctx, claim); err != nil {
-					return nil, fmt.Errorf("expand claim %s: %w", claim.Name, err)
+				if err := r.Pets.ExpandClaim(ctx, ps, claim, wantSize); err != nil {
+					return nil, err
 				}
-				operations.WithLabelValues("expand_claim").Inc()
 			}
 			if capacity, ok := claim.Status.Capacity[corev1.ResourceStorage]; !ok || capacity.Cmp(wantSize) < 0 {
 				resizing = append(resizing, claim.Name)

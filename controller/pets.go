@@ -6,6 +6,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -23,6 +24,8 @@ type PetControl interface {
 	DeletePet(ctx context.Context, ps *v1alpha1.PetSet, pod *corev1.Pod) error
 	// DeleteClaim deletes a claim the retention policy gives up.
 	DeleteClaim(ctx context.Context, ps *v1alpha1.PetSet, claim *corev1.PersistentVolumeClaim) error
+	// ExpandClaim raises a claim's storage request to size.
+	ExpandClaim(ctx context.Context, ps *v1alpha1.PetSet, claim *corev1.PersistentVolumeClaim, size resource.Quantity) error
 }
 
 // apiPets is PetControl on the API server, with one event per verb.
@@ -91,5 +94,17 @@ func (p *apiPets) DeleteClaim(ctx context.Context, ps *v1alpha1.PetSet, claim *c
 	}
 	operations.WithLabelValues("delete_claim").Inc()
 	p.recorder.Eventf(ps, nil, corev1.EventTypeNormal, "SuccessfulDelete", "DeleteClaim", "claim %s", claim.Name)
+	return nil
+}
+
+func (p *apiPets) ExpandClaim(ctx context.Context, ps *v1alpha1.PetSet, claim *corev1.PersistentVolumeClaim, size resource.Quantity) error {
+	from := claim.Spec.Resources.Requests[corev1.ResourceStorage]
+	claim.Spec.Resources.Requests[corev1.ResourceStorage] = size
+	if err := p.c.Update(ctx, claim); err != nil {
+		p.recorder.Eventf(ps, nil, corev1.EventTypeWarning, "FailedUpdate", "ExpandClaim", "claim %s to %s: %v", claim.Name, size.String(), err)
+		return fmt.Errorf("expand claim %s: %w", claim.Name, err)
+	}
+	operations.WithLabelValues("expand_claim").Inc()
+	p.recorder.Eventf(ps, nil, corev1.EventTypeNormal, "SuccessfulUpdate", "ExpandClaim", "claim %s from %s to %s", claim.Name, from.String(), size.String())
 	return nil
 }
