@@ -1,6 +1,7 @@
 package test
 
 import (
+	"net"
 	"regexp"
 	"strings"
 )
@@ -35,7 +36,11 @@ func Localize(body, kubeconfig string) string {
 			}
 			line = strings.Join(keys, " ") + " {"
 		}
-		line = listenPlug.ReplaceAllString(line, "${1}${2} 127.0.0.1:0")
+		line = listenPlug.ReplaceAllStringFunc(line, func(m string) string {
+			g := listenPlug.FindStringSubmatch(m)
+			// health probes its own address, so it needs a real port.
+			return g[1] + g[2] + " " + loopbackAddr(g[2] == "health")
+		})
 		line = resolvConf.ReplaceAllString(line, "127.0.0.1:9")
 		line = kubeconfigL.ReplaceAllString(line, "${1}kubeconfig "+kubeconfig)
 		if m := sourcePlug.FindStringSubmatch(line); m != nil && depth > 0 && !hasSource(lines[i+1:], m[4] == "{") {
@@ -71,4 +76,18 @@ func hasSource(rest []string, open bool) bool {
 		}
 	}
 	return false
+}
+
+// loopbackAddr is 127.0.0.1 with a free port when real is set, else with
+// port 0 (the kernel picks one when the plugin listens).
+func loopbackAddr(real bool) string {
+	if !real {
+		return "127.0.0.1:0"
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "127.0.0.1:0"
+	}
+	defer l.Close()
+	return l.Addr().String()
 }

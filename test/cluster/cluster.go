@@ -42,7 +42,7 @@ type Options struct {
 	// (make cluster-up); otherwise they die with it.
 	Detach bool
 	// Volumes is how many PersistentVolumes to create for claims to bind
-	// to. Default 40.
+	// to. Default 200: the end-to-end suite binds well over a hundred.
 	Volumes int
 	// Log receives progress lines; nil discards them.
 	Log func(format string, args ...any)
@@ -85,7 +85,7 @@ func Binaries() (string, error) {
 // started is stopped.
 func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	if opts.Volumes == 0 {
-		opts.Volumes = 40
+		opts.Volumes = 200
 	}
 	if opts.Log == nil {
 		opts.Log = func(string, ...any) {}

@@ -10,8 +10,10 @@ import (
 	"time"
 
 	coretest "github.com/coredns/coredns/test"
+	"github.com/go-logr/logr"
 	"github.com/miekg/dns"
 	corev1 "k8s.io/api/core/v1"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/coredns/caddy"
 	"github.com/coredns/coredns/core/dnsserver"
@@ -22,6 +24,7 @@ import (
 )
 
 func init() {
+	ctrllog.SetLogger(logr.Discard()) // the suite's controller-runtime clients log nothing
 	dnsserver.Directives = headless.InsertDirective(dnsserver.Directives)
 	caddy.Quiet = true
 	dnsserver.Quiet = true

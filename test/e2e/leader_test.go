@@ -30,20 +30,18 @@ func TestPetSetLeaderElection(t *testing.T) {
 		}
 		return *l.Spec.HolderIdentity
 	}
-	// Wait for the first one to lead, then start the second.
+	// Wait for the first one to lead, then start the second. A controller
+	// killed by an earlier test may still hold the lease until it expires;
+	// a live leader is one whose renewals keep coming.
 	var first string
-	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		// A killed controller from an earlier test may hold the lease
-		// until it expires; wait for a live holder that keeps renewing.
-		if h := lease(); h != "" && h != first {
-			first = h
-			time.Sleep(3 * time.Second)
-			if lease() == first && renewing(first) {
-				break
-			}
+	for deadline := time.Now().Add(60 * time.Second); first == ""; {
+		h1, r1 := holder()
+		time.Sleep(3 * time.Second)
+		if h2, r2 := holder(); h2 != "" && h2 == h1 && r2.After(r1) {
+			first = h2
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("no leader")
+			t.Fatal("no live leader")
 		}
 	}
 	runController(t)
@@ -77,12 +75,11 @@ func TestPetSetLeaderElection(t *testing.T) {
 	}
 }
 
-// renewing reports whether the lease held by id was renewed in the last
-// few seconds.
-func renewing(id string) bool {
+// holder returns the lease's holder and its last renewal.
+func holder() (string, time.Time) {
 	l, err := tb.Client.CoordinationV1().Leases("default").Get(ctx, "ordinal-controller.petset.dev", metav1.GetOptions{})
-	if err != nil || l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity != id || l.Spec.RenewTime == nil {
-		return false
+	if err != nil || l.Spec.HolderIdentity == nil || l.Spec.RenewTime == nil {
+		return "", time.Time{}
 	}
-	return time.Since(l.Spec.RenewTime.Time) < 5*time.Second
+	return *l.Spec.HolderIdentity, l.Spec.RenewTime.Time
 }
