@@ -12,7 +12,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1alpha1 "petset.dev/petset/api/v1alpha1"
@@ -61,18 +60,11 @@ func TestPetSetClaimExpansion(t *testing.T) {
 	boundVolume(t, ns, "data-st-0")
 	boundVolume(t, ns, "logs-st-0")
 
-	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		var cur v1alpha1.PetSet
-		if err := c.Get(ctx, client.ObjectKeyFromObject(ps), &cur); err != nil {
-			return err
+	updatePetSet(t, c, client.ObjectKeyFromObject(ps), func(p *v1alpha1.PetSet) {
+		for i := range p.Spec.VolumeClaimTemplates {
+			p.Spec.VolumeClaimTemplates[i].Spec.Resources.Requests[corev1.ResourceStorage] = resource.MustParse("2Gi")
 		}
-		for i := range cur.Spec.VolumeClaimTemplates {
-			cur.Spec.VolumeClaimTemplates[i].Spec.Resources.Requests[corev1.ResourceStorage] = resource.MustParse("2Gi")
-		}
-		return c.Update(ctx, &cur)
-	}); err != nil {
-		t.Fatal(err)
-	}
+	})
 	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		claim, err := tb.Client.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "data-st-0", metav1.GetOptions{})
 		if err == nil && claim.Spec.Resources.Requests.Storage().String() == "2Gi" {

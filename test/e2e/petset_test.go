@@ -25,6 +25,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -349,4 +350,22 @@ func TestPetSetDeletion(t *testing.T) {
 		t.Errorf("deletion order %v, want q-1 then q-0", got)
 	}
 	waitClaims()
+}
+
+// updatePetSet changes a PetSet, retrying on conflicts with the
+// controller's own writes, and returns the result.
+func updatePetSet(t *testing.T, c client.Client, key client.ObjectKey, change func(*v1alpha1.PetSet)) *v1alpha1.PetSet {
+	t.Helper()
+	cur := &v1alpha1.PetSet{}
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := c.Get(ctx, key, cur); err != nil {
+			return err
+		}
+		change(cur)
+		return c.Update(ctx, cur)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cur
 }

@@ -9,7 +9,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1alpha1 "petset.dev/petset/api/v1alpha1"
@@ -36,18 +35,10 @@ func TestPetSetRollingUpdate(t *testing.T) {
 
 	setImage := func(image string) string {
 		t.Helper()
-		var cur v1alpha1.PetSet
-		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			if err := c.Get(ctx, client.ObjectKeyFromObject(ps), &cur); err != nil {
-				return err
-			}
-			cur.Spec.Template.Spec.Containers[0].Image = image
-			return c.Update(ctx, &cur)
+		cur := updatePetSet(t, c, client.ObjectKeyFromObject(ps), func(p *v1alpha1.PetSet) {
+			p.Spec.Template.Spec.Containers[0].Image = image
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return controller.Revision(&cur)
+		return controller.Revision(cur)
 	}
 	revisionOf := func(name string) string {
 		p, err := tb.Client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
