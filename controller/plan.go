@@ -98,7 +98,7 @@ func Decide(w Want, pets []Pet) Plan {
 				plan.Delete = append(plan.Delete, o)
 				return plan
 			}
-			plan.Wait = "waiting for " + itoa(o) + " to be available"
+			plan.Wait = "waiting for " + strconv.Itoa(o) + " to be available"
 			return plan
 		}
 	}
@@ -118,7 +118,7 @@ func Decide(w Want, pets []Pet) Plan {
 	for _, o := range condemned {
 		if by[o].Terminating {
 			if !w.Parallel {
-				plan.Wait = "waiting for " + itoa(o) + " to terminate"
+				plan.Wait = "waiting for " + strconv.Itoa(o) + " to terminate"
 				return plan
 			}
 			continue
@@ -159,7 +159,7 @@ func Decide(w Want, pets []Pet) Plan {
 		}
 		if unavailable >= budget {
 			// No more Ready pets go down now; stuck ones below still do.
-			plan.Wait = "waiting for unavailable pets before updating " + itoa(o)
+			plan.Wait = "waiting for unavailable pets before updating " + strconv.Itoa(o)
 			continue
 		}
 		plan.Delete = append(plan.Delete, o)
@@ -167,5 +167,3 @@ func Decide(w Want, pets []Pet) Plan {
 	}
 	return plan
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }

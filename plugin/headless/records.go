@@ -278,8 +278,8 @@ func finish(n *node) *node {
 		}
 		return int(x.Port) - int(y.Port)
 	})
-	n.a = dedupe(n.a, func(x, y dns.A) bool { return x.A.Equal(y.A) })
-	n.aaaa = dedupe(n.aaaa, func(x, y dns.AAAA) bool { return x.AAAA.Equal(y.AAAA) })
+	n.a = slices.CompactFunc(n.a, func(x, y dns.A) bool { return x.A.Equal(y.A) })
+	n.aaaa = slices.CompactFunc(n.aaaa, func(x, y dns.AAAA) bool { return x.AAAA.Equal(y.AAAA) })
 	if len(n.srv) > 0 {
 		w := uint16(max(1, 100/len(n.srv)))
 		for i := range n.srv {
@@ -287,10 +287,6 @@ func finish(n *node) *node {
 		}
 	}
 	return n
-}
-
-func dedupe[T any](s []T, eq func(a, b T) bool) []T {
-	return slices.CompactFunc(s, eq)
 }
 
 func compareIP(a, b net.IP) int {

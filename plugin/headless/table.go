@@ -104,10 +104,5 @@ func (w *tableWriter) put(name string, n *node) {
 	w.own(i)[name] = n
 }
 
-// get reads the table being written.
-func (w *tableWriter) get(name string) *node {
-	return w.next.shard[hash(name)%shards][name]
-}
-
 // done returns the new table; w must not be used afterwards.
 func (w *tableWriter) done() *table { return w.next }
