@@ -73,3 +73,18 @@ func BenchmarkRebuildOne(b *testing.B) {
 		h.publish(l, keys)
 	}
 }
+
+// BenchmarkFallthrough is the cost headless adds to every name it does not
+// own (ClusterIP services, pods) on its way to the kubernetes plugin.
+func BenchmarkFallthrough(b *testing.B) {
+	h := newTest(b, thousandPods(), true)
+	h.Next = test.NextHandler(dns.RcodeSuccess, nil)
+	m := new(dns.Msg)
+	m.SetQuestion("api.default.svc.cluster.local.", dns.TypeA)
+	w := &discard{}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		h.ServeDNS(ctx, w, m)
+	}
+}
