@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/util/retry"
 )
 
 var ctx = context.Background()
@@ -76,13 +77,18 @@ func statefulSet(t *testing.T, ns, name, service string, replicas int32, paralle
 
 func scale(t *testing.T, ns, name string, replicas int32) {
 	t.Helper()
-	s, err := tb.Client.AppsV1().StatefulSets(ns).GetScale(ctx, name, metav1.GetOptions{})
+	// Retry on conflicts with the StatefulSet controller's status writes.
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		s, err := tb.Client.AppsV1().StatefulSets(ns).GetScale(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		s.Spec.Replicas = replicas
+		_, err = tb.Client.AppsV1().StatefulSets(ns).UpdateScale(ctx, name, s, metav1.UpdateOptions{})
+		return err
+	})
 	if err != nil {
-		t.Fatal(err)
-	}
-	s.Spec.Replicas = replicas
-	if _, err := tb.Client.AppsV1().StatefulSets(ns).UpdateScale(ctx, name, s, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
+		t.Fatalf("scale %s to %d: %v", name, replicas, err)
 	}
 }
 

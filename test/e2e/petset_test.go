@@ -246,6 +246,30 @@ func TestPetSet(t *testing.T) {
 			t.Fatal("db-1 did not come back")
 		}
 	}
+
+	// Deleting the set scales it to zero from the top; the claims stay
+	// (whenDeleted defaults to Retain).
+	before := len(deleted())
+	if err := c.Delete(ctx, ps); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if err := c.Get(ctx, client.ObjectKeyFromObject(ps), &v1alpha1.PetSet{}); apierrors.IsNotFound(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("PetSet not deleted")
+		}
+	}
+	// db-1's recreation shows as one more deletion before these.
+	if got := deleted()[before:]; !slices.Equal(got, []string{"db-2", "db-1", "db-0"}) {
+		t.Errorf("deletion order %v, want db-2, db-1, db-0", got)
+	}
+	for claim, pv := range volumes {
+		if got := boundVolume(t, ns, claim); got != pv {
+			t.Errorf("after deleting the set, %s is bound to %q, was %s", claim, got, pv)
+		}
+	}
 }
 
 func boundVolume(t *testing.T, ns, claim string) string {
@@ -263,17 +287,19 @@ func boundVolume(t *testing.T, ns, claim string) string {
 
 func scalePetSet(t *testing.T, c client.Client, ns, name string, replicas int32) {
 	t.Helper()
-	ps := &v1alpha1.PetSet{}
-	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, ps); err != nil {
-		t.Fatal(err)
-	}
-	scale := &autoscalingv1.Scale{}
-	if err := c.SubResource("scale").Get(ctx, ps, scale); err != nil {
-		t.Fatalf("get scale: %v", err)
-	}
-	scale.Spec.Replicas = replicas
-	if err := c.SubResource("scale").Update(ctx, ps, client.WithSubResourceBody(scale)); err != nil {
-		t.Fatalf("update scale: %v", err)
+	ps := &v1alpha1.PetSet{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+	// The scale subresource carries the set's resourceVersion, which the
+	// controller's status writes move on: retry on conflicts.
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		scale := &autoscalingv1.Scale{}
+		if err := c.SubResource("scale").Get(ctx, ps, scale); err != nil {
+			return err
+		}
+		scale.Spec.Replicas = replicas
+		return c.SubResource("scale").Update(ctx, ps, client.WithSubResourceBody(scale))
+	})
+	if err != nil {
+		t.Fatalf("scale %s to %d: %v", name, replicas, err)
 	}
 }
 
