@@ -101,20 +101,18 @@ func (z *names) build(svc *corev1.Service, sl []*discovery.EndpointSlice) *fragm
 		f.nodes[apex] = finish(top)
 	}
 
-	if len(z.forward) > 0 {
-		primary := ".svc." + z.forward[0]
-		for _, m := range members {
-			if !m.hostname {
+	primary := ".svc." + z.forward[0] // setup insists on a forward zone
+	for _, m := range members {
+		if !m.hostname {
+			continue
+		}
+		target := m.label + "." + name + "." + ns + primary
+		for _, a := range append(slices.Clip(m.v4), m.v6...) {
+			rev, err := dns.ReverseAddr(a.String())
+			if err != nil || !inZones(rev, z.reverse) {
 				continue
 			}
-			target := m.label + "." + name + "." + ns + primary
-			for _, a := range append(slices.Clip(m.v4), m.v6...) {
-				rev, err := dns.ReverseAddr(a.String())
-				if err != nil || !inZones(rev, z.reverse) {
-					continue
-				}
-				f.ptrs = append(f.ptrs, ptrEntry{reverse: rev, target: target})
-			}
+			f.ptrs = append(f.ptrs, ptrEntry{reverse: rev, target: target})
 		}
 	}
 	return f

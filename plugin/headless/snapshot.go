@@ -104,6 +104,17 @@ func (b *builder) replace(w *tableWriter, k svcKey, f *fragment, touchedPTR map[
 			w.put(name, nil)
 		}
 	}
+	// Count the new ancestors before dropping the old ones, so that a
+	// service that stays does not take its ancestors out and back in.
+	var ancestors []string
+	if f != nil {
+		ancestors = f.ancestors
+	}
+	for _, a := range ancestors {
+		if b.ancestors[a]++; b.ancestors[a] == 1 {
+			w.put(a, ancestorNode)
+		}
+	}
 	for _, a := range b.ancOf[k] {
 		if b.ancestors[a]--; b.ancestors[a] <= 0 {
 			delete(b.ancestors, a)
@@ -129,11 +140,6 @@ func (b *builder) replace(w *tableWriter, k svcKey, f *fragment, touchedPTR map[
 		owned = append(owned, name)
 	}
 	b.owned[k] = owned
-	for _, a := range f.ancestors {
-		if b.ancestors[a]++; b.ancestors[a] == 1 {
-			w.put(a, ancestorNode)
-		}
-	}
 	b.ancOf[k] = f.ancestors
 	for _, p := range f.ptrs {
 		b.ptrs[p.reverse] = append(b.ptrs[p.reverse], ptrOwner{key: k, target: p.target})
