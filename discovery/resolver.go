@@ -1,0 +1,78 @@
+package discovery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/miekg/dns"
+)
+
+// Resolver sends one DNS question and returns the reply. DNSResolver is the
+// real one; tests use fakes.
+type Resolver interface {
+	Exchange(ctx context.Context, name string, qtype uint16) (*dns.Msg, error)
+}
+
+// DNSResolver asks its servers in turn over UDP, and again over TCP when a
+// UDP reply comes back truncated: a service with many members does not fit
+// in 512 bytes. A server that fails, or answers SERVFAIL or REFUSED, hands
+// the question to the next one.
+type DNSResolver struct {
+	Servers []string      // host:port
+	Timeout time.Duration // per exchange; 0 means 2s
+	Log     logr.Logger
+	// Truncated, if set, is called each time a UDP reply was truncated and
+	// the question is asked again over TCP.
+	Truncated func()
+}
+
+// Exchange implements Resolver.
+func (r *DNSResolver) Exchange(ctx context.Context, name string, qtype uint16) (*dns.Msg, error) {
+	if len(r.Servers) == 0 {
+		return nil, errors.New("no DNS server configured")
+	}
+	timeout := r.Timeout
+	if timeout <= 0 {
+		timeout = 2 * time.Second
+	}
+	q := new(dns.Msg)
+	q.SetQuestion(dns.Fqdn(name), qtype)
+	var errs []error
+	for _, server := range r.Servers {
+		udp := &dns.Client{Net: "udp", Timeout: timeout}
+		in, _, err := udp.ExchangeContext(ctx, q, server)
+		if err == nil && in.Truncated {
+			r.Log.V(1).Info("UDP reply truncated, asking again over TCP", "name", q.Question[0].Name, "server", server, "answers", len(in.Answer))
+			if r.Truncated != nil {
+				r.Truncated()
+			}
+			tcp := &dns.Client{Net: "tcp", Timeout: timeout}
+			in, _, err = tcp.ExchangeContext(ctx, q, server)
+		}
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("%s: %w", server, err))
+		case in.Rcode == dns.RcodeServerFailure || in.Rcode == dns.RcodeRefused:
+			errs = append(errs, fmt.Errorf("%s: %s", server, rcodeName(in.Rcode)))
+		default:
+			return in, nil
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, fmt.Errorf("lookup %s %s: %w", strings.TrimSuffix(q.Question[0].Name, "."), dns.TypeToString[qtype], errors.Join(errs...))
+}
+
+// withPort adds DNS's port 53 to a server address without one.
+func withPort(server string) string {
+	if _, _, err := net.SplitHostPort(server); err == nil {
+		return server
+	}
+	return net.JoinHostPort(strings.Trim(server, "[]"), "53")
+}

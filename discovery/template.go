@@ -1,0 +1,122 @@
+package discovery
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"text/template"
+)
+
+// Builtins are the templates named builtin:<name>.
+var Builtins = map[string]string{
+	// etcd's configuration file (etcd --config-file): this member's name and
+	// URLs, and the initial cluster of every peer, on etcd's default ports.
+	"etcd": `# etcd configuration rendered by peer-finder from {{.Service}}.{{.Namespace}}.svc.{{.Domain}}
+name: {{.Host}}
+initial-cluster: {{range $i, $p := .Peers}}{{if $i}},{{end}}{{$p.Host}}=http://{{$p.Name}}:2380{{end}}
+initial-cluster-token: {{.Service}}.{{.Namespace}}
+initial-cluster-state: new
+initial-advertise-peer-urls: http://{{.Self}}:2380
+advertise-client-urls: http://{{.Self}}:2379
+listen-peer-urls: http://0.0.0.0:2380
+listen-client-urls: http://0.0.0.0:2379
+`,
+	// ZooKeeper's server list: server.<ordinal+1>=<name>:2888:3888 (ids
+	// start at 1; a peer without an ordinal takes its position).
+	"zookeeper": `# ZooKeeper ensemble rendered by peer-finder from {{.Service}}.{{.Namespace}}.svc.{{.Domain}}
+{{range $i, $p := .Peers}}server.{{if ge $p.Ordinal 0}}{{add $p.Ordinal 1}}{{else}}{{add $i 1}}{{end}}={{$p.Name}}:2888:3888
+{{end}}`,
+	// Everything templates see, as JSON.
+	"json": "{{json .}}\n",
+}
+
+// BuiltinNames lists the builtin templates, sorted.
+func BuiltinNames() []string {
+	var out []string
+	for k := range Builtins {
+		out = append(out, "builtin:"+k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+var funcs = template.FuncMap{
+	"add":  func(a, b int) int { return a + b },
+	"join": strings.Join,
+	"json": func(v any) (string, error) {
+		b, err := json.MarshalIndent(v, "", "  ")
+		return string(b), err
+	},
+}
+
+// loadTemplate parses a template file, or a builtin for builtin:<name>.
+func loadTemplate(name string) (*template.Template, error) {
+	var text string
+	if b, ok := strings.CutPrefix(name, "builtin:"); ok {
+		t, ok := Builtins[b]
+		if !ok {
+			return nil, fmt.Errorf("no builtin template %q; there are %s", name, strings.Join(BuiltinNames(), ", "))
+		}
+		text = t
+	} else {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			return nil, fmt.Errorf("read: %w", err)
+		}
+		text = string(b)
+	}
+	t, err := template.New(filepath.Base(name)).Funcs(funcs).Option("missingkey=error").Parse(text)
+	if err != nil {
+		return nil, fmt.Errorf("parse: %w", err)
+	}
+	return t, nil
+}
+
+// render executes t on d.
+func render(t *template.Template, d Data) ([]byte, error) {
+	var b bytes.Buffer
+	if err := t.Execute(&b, d); err != nil {
+		return nil, fmt.Errorf("render template: %w", err)
+	}
+	return b.Bytes(), nil
+}
+
+// writeAtomic replaces path with data: a temporary file in the same
+// directory is written, synced and renamed over path, so readers see the
+// old contents or the new, never a part.
+func writeAtomic(path string, data []byte, perm os.FileMode) (err error) {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if _, err = f.Write(data); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err = f.Chmod(perm); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err = f.Sync(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err = f.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err = os.Rename(f.Name(), path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
