@@ -203,8 +203,8 @@ func ParseFlags(args []string, env Environment) (*Config, error) {
 	}
 	if dnsServer != "" {
 		s := withPort(dnsServer)
-		if _, _, err := net.SplitHostPort(s); err != nil {
-			return nil, usagef("-dns-server %q: %w", dnsServer, err)
+		if h, _, err := net.SplitHostPort(s); err != nil || h == "" || strings.ContainsAny(h, "[]") {
+			return nil, usagef("-dns-server %q: want HOST:PORT or HOST", dnsServer)
 		}
 		c.Servers = []string{s}
 	}

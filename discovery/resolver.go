@@ -74,5 +74,8 @@ func withPort(server string) string {
 	if _, _, err := net.SplitHostPort(server); err == nil {
 		return server
 	}
-	return net.JoinHostPort(strings.Trim(server, "[]"), "53")
+	if strings.HasPrefix(server, "[") && strings.HasSuffix(server, "]") {
+		server = server[1 : len(server)-1]
+	}
+	return net.JoinHostPort(server, "53")
 }

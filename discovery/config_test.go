@@ -1,0 +1,180 @@
+package discovery
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseFlags(t *testing.T) {
+	dir := t.TempDir()
+	resolv := filepath.Join(dir, "resolv.conf")
+	os.WriteFile(resolv, []byte("search demo.svc.corp.example svc.corp.example corp.example\nnameserver 10.96.0.10\noptions ndots:5\n"), 0o644)
+	bare := filepath.Join(dir, "bare.conf")
+	os.WriteFile(bare, []byte("nameserver 127.0.0.53\nsearch lan\n"), 0o644)
+	tmpl := filepath.Join(dir, "peers.tmpl")
+	os.WriteFile(tmpl, []byte("{{range .Peers}}{{.Name}} {{end}}\n"), 0o644)
+	broken := filepath.Join(dir, "broken.tmpl")
+	os.WriteFile(broken, []byte("{{range .Peers}"), 0o644)
+	unreadable := filepath.Join(dir, "secret.tmpl")
+	os.WriteFile(unreadable, []byte("x"), 0o000)
+	notDir := filepath.Join(dir, "file")
+	os.WriteFile(notDir, nil, 0o644)
+
+	env := map[string]string{"POD_NAMESPACE": "demo"}
+	base := []string{"-service", "web", "-resolv-conf", resolv}
+	tests := []struct {
+		name  string
+		args  []string
+		check func(*Config) string // "" when fine
+		err   string               // a usage error containing this
+	}{
+		{name: "defaults from the environment and resolv.conf", args: base, check: func(c *Config) string {
+			switch {
+			case c.Namespace != "demo", c.Domain != "corp.example", c.Hostname != "web-3":
+				return "ns, domain or hostname"
+			case !reflect.DeepEqual(c.Servers, []string{"10.96.0.10:53"}):
+				return "servers"
+			case c.SelfName() != "web-3.web.demo.svc.corp.example", c.ServiceName() != "web.demo.svc.corp.example":
+				return "names"
+			case c.Watching(), c.MinPeers != 1, c.Timeout != 0, c.Format != "lines":
+				return "mode"
+			}
+			return ""
+		}},
+		{name: "flags win", args: append(base, "-ns", "other", "-domain", "cluster.local.", "-hostname", "db-1", "-dns-server", "127.0.0.1:1053"), check: func(c *Config) string {
+			if c.SelfName() != "db-1.web.other.svc.cluster.local" || c.Servers[0] != "127.0.0.1:1053" {
+				return c.SelfName() + " " + c.Servers[0]
+			}
+			return ""
+		}},
+		{name: "no svc search entry: cluster.local; port 53 added", args: []string{"-service", "web", "-resolv-conf", bare, "-dns-server", "::1"}, check: func(c *Config) string {
+			if c.Domain != "cluster.local" || c.Servers[0] != "[::1]:53" {
+				return c.Domain + " " + c.Servers[0]
+			}
+			return ""
+		}},
+		{name: "on-change watches; hooks split into arguments, no shell", args: append(base, "-on-change", "/bin/echo a;b $(c)", "-on-start", "/bin/true"), check: func(c *Config) string {
+			if !c.Watching() || !reflect.DeepEqual(c.OnChange, []string{"/bin/echo", "a;b", "$(c)"}) || c.OnStart[0] != "/bin/true" {
+				return "hooks"
+			}
+			return ""
+		}},
+		{name: "repeatable waits", args: append(base, "-wait-dns", "a.example", "-wait-dns", "b.example.", "-wait-tcp", "127.0.0.1:1", "-timeout", "1m", "-min-peers", "3"), check: func(c *Config) string {
+			if len(c.WaitDNS) != 2 || len(c.WaitTCP) != 1 || c.Timeout != time.Minute || c.MinPeers != 3 {
+				return "waits"
+			}
+			return ""
+		}},
+		{name: "builtin template, -out in an existing directory", args: append(base, "-template", "builtin:etcd", "-out", filepath.Join(dir, "etcd.yaml")), check: func(c *Config) string {
+			if c.tmpl == nil {
+				return "template"
+			}
+			return ""
+		}},
+		{name: "template file", args: append(base, "-template", tmpl)},
+		{name: "unknown flag", args: append(base, "-bogus"), err: "not defined: -bogus"},
+		{name: "stray argument", args: append(base, "extra"), err: `unexpected argument "extra"`},
+		{name: "no service", args: []string{"-resolv-conf", resolv}, err: "-service is required"},
+		{name: "service not a label", args: []string{"-service", "web.demo", "-resolv-conf", resolv}, err: `-service "web.demo" is not a DNS label`},
+		{name: "service upper case", args: []string{"-service", "Web", "-resolv-conf", resolv}, err: "not a DNS label"},
+		{name: "bad namespace", args: append(base, "-ns", "a_b"), err: "-ns"},
+		{name: "bad hostname", args: append(base, "-hostname", "web_0"), err: "-hostname"},
+		{name: "bad domain", args: append(base, "-domain", "bad_domain"), err: "-domain"},
+		{name: "missing template", args: append(base, "-template", filepath.Join(dir, "none.tmpl")), err: "-template: read"},
+		{name: "unknown builtin", args: append(base, "-template", "builtin:redis"), err: "builtin:etcd, builtin:json, builtin:zookeeper"},
+		{name: "template that does not parse", args: append(base, "-template", broken), err: "-template: parse"},
+		{name: "out directory missing", args: append(base, "-template", tmpl, "-out", filepath.Join(dir, "nope", "x")), err: "-out"},
+		{name: "out directory a file", args: append(base, "-template", tmpl, "-out", filepath.Join(notDir, "x")), err: "-out"},
+		{name: "out without template", args: append(base, "-out", filepath.Join(dir, "x")), err: "needs -template"},
+		{name: "hook not found", args: append(base, "-on-start", "/no/such/hook"), err: "-on-start"},
+		{name: "blank hook", args: append(base, "-on-change", "  "), err: "blank"},
+		{name: "negative timeout", args: append(base, "-timeout", "-1s"), err: "-timeout"},
+		{name: "min-peers 0", args: append(base, "-min-peers", "0"), err: "-min-peers"},
+		{name: "bad format", args: append(base, "-format", "yaml"), err: "-format"},
+		{name: "bad wait-tcp", args: append(base, "-wait-tcp", "localhost"), err: "-wait-tcp"},
+		{name: "bad wait-dns", args: append(base, "-wait-dns", "a..b"), err: "-wait-dns"},
+		{name: "bad dns-server", args: append(base, "-dns-server", "[::1"), err: "-dns-server"},
+		{name: "interval above max", args: append(base, "-interval", "1m"), err: "-interval"},
+		{name: "ready-file directory missing", args: append(base, "-ready-file", filepath.Join(dir, "nope", "ready")), err: "-ready-file"},
+		{name: "bad health address", args: append(base, "-health-addr", "8080"), err: "-health-addr"},
+		{name: "no resolv.conf and no server", args: []string{"-service", "web", "-resolv-conf", filepath.Join(dir, "none")}, err: "give -dns-server"},
+	}
+	if os.Geteuid() != 0 { // root reads any file
+		tests = append(tests, struct {
+			name  string
+			args  []string
+			check func(*Config) string
+			err   string
+		}{name: "unreadable template", args: append(base, "-template", unreadable), err: "permission denied"})
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			c, err := ParseFlags(tc.args, Environment{
+				Getenv:   func(k string) string { return env[k] },
+				Hostname: func() (string, error) { return "web-3.web.demo.svc.corp.example", nil },
+				Stderr:   &stderr,
+			})
+			if tc.err != "" {
+				var u *UsageError
+				if !errors.As(err, &u) || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err = %v, want a usage error containing %q", err, tc.err)
+				}
+				if ExitCode(err) != ExitUsage {
+					t.Fatalf("exit code %d, want %d", ExitCode(err), ExitUsage)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.check != nil {
+				if what := tc.check(c); what != "" {
+					t.Fatalf("wrong %s: %+v", what, c)
+				}
+			}
+		})
+	}
+}
+
+func TestParseFlagsHelpAndVersion(t *testing.T) {
+	var out, errOut bytes.Buffer
+	_, err := ParseFlags([]string{"-version"}, Environment{Stdout: &out, Stderr: &errOut})
+	if !errors.Is(err, ErrVersion) || !strings.HasPrefix(out.String(), "peer-finder "+Version) {
+		t.Fatalf("-version: %v, %q", err, out.String())
+	}
+	_, err = ParseFlags([]string{"-help"}, Environment{Stdout: &out, Stderr: &errOut})
+	if !errors.Is(err, flag.ErrHelp) || !strings.Contains(errOut.String(), "-on-start") {
+		t.Fatalf("-help: %v, %q", err, errOut.String())
+	}
+}
+
+func TestResolvConfDomain(t *testing.T) {
+	for _, tc := range []struct{ file, domain string }{
+		{"search demo.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.96.0.10\n", "cluster.local"},
+		{"search svc.my.zone.\n", "my.zone"},
+		{"search ns1.svc.k8s.internal example.com\n", "k8s.internal"},
+		{"search example.com\nnameserver 1.1.1.1\n", ""},
+		{"nameserver 1.1.1.1\n", ""},
+		{"search Demo.SVC.Cluster.Local\n", "cluster.local"},
+	} {
+		rc, err := ParseResolvConf(strings.NewReader(tc.file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := rc.Domain(); got != tc.domain {
+			t.Errorf("Domain(%q) = %q, want %q", tc.file, got, tc.domain)
+		}
+	}
+	rc, _ := ParseResolvConf(strings.NewReader("nameserver 10.0.0.1\nnameserver fd00::53\n"))
+	if !reflect.DeepEqual(rc.Servers, []string{"10.0.0.1:53", "[fd00::53]:53"}) {
+		t.Errorf("servers %v", rc.Servers)
+	}
+}

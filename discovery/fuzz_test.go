@@ -1,0 +1,67 @@
+package discovery
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/miekg/dns"
+)
+
+// FuzzParseSRV feeds arbitrary DNS replies to the SRV handling: it must not
+// panic, and the peers it returns must be distinct lower-case names under
+// no final dot, each with its host and ordinal, in ordinal order, with
+// sorted distinct ports.
+func FuzzParseSRV(f *testing.F) {
+	for _, r := range []reply{
+		srvReply(5, webs(12)...),
+		srvReply(0, "web-0"),
+		rcodeReply(svcName, dns.TypeSRV, dns.RcodeNameError, 3),
+		rcodeReply(svcName, dns.TypeSRV, dns.RcodeSuccess, 3),
+		rcodeReply(svcName, dns.TypeSRV, dns.RcodeServerFailure, 3),
+	} {
+		if b, err := r.msg.Pack(); err == nil {
+			f.Add(b)
+		}
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m := new(dns.Msg)
+		if err := m.Unpack(data); err != nil {
+			return
+		}
+		a, err := parseSRV(m, svcName)
+		if err != nil {
+			if len(a.peers) != 0 {
+				t.Fatalf("error %v with peers", err)
+			}
+			return
+		}
+		seen := map[string]bool{}
+		for i, p := range a.peers {
+			if seen[p.Name] {
+				t.Fatalf("%s twice", p.Name)
+			}
+			seen[p.Name] = true
+			if p.Name != strings.ToLower(p.Name) || strings.HasSuffix(p.Name, ".") {
+				t.Fatalf("name %q", p.Name)
+			}
+			if host, _, _ := strings.Cut(p.Name, "."); host != p.Host || p.Ordinal != ordinalOf(p.Host) {
+				t.Fatalf("peer %+v", p)
+			}
+			if i > 0 && peerLess(p, a.peers[i-1]) {
+				t.Fatalf("%s before %s", a.peers[i-1].Name, p.Name)
+			}
+			for j := 1; j < len(p.Ports); j++ {
+				if p.Ports[j] <= p.Ports[j-1] {
+					t.Fatalf("ports %v", p.Ports)
+				}
+			}
+			if len(p.Ports) == 0 {
+				t.Fatalf("peer %s without a port", p.Name)
+			}
+		}
+		// The peer list a hook gets has one line per peer.
+		if got := strings.Count(peerLines(Data{Peers: a.peers}), "\n"); got != len(a.peers) {
+			t.Fatalf("%d lines for %d peers", got, len(a.peers))
+		}
+	})
+}
