@@ -13,8 +13,9 @@ import (
 
 // Builtins are the templates named builtin:<name>.
 var Builtins = map[string]string{
-	// etcd's configuration file (etcd --config-file): this member's name and
-	// URLs, and the initial cluster of every peer, on etcd's default ports.
+	// etcd's configuration file (etcd --config-file, which makes etcd ignore
+	// its other flags): this member's name and URLs, the initial cluster of
+	// every peer on etcd's default ports, and the data directory.
 	"etcd": `# etcd configuration rendered by peer-finder from {{.Service}}.{{.Namespace}}.svc.{{.Domain}}
 name: {{.Host}}
 initial-cluster: {{range $i, $p := .Peers}}{{if $i}},{{end}}{{$p.Host}}=http://{{$p.Name}}:2380{{end}}
@@ -24,6 +25,7 @@ initial-advertise-peer-urls: http://{{.Self}}:2380
 advertise-client-urls: http://{{.Self}}:2379
 listen-peer-urls: http://0.0.0.0:2380
 listen-client-urls: http://0.0.0.0:2379
+data-dir: /var/lib/etcd
 `,
 	// ZooKeeper's server list: server.<ordinal+1>=<name>:2888:3888 (ids
 	// start at 1; a peer without an ordinal takes its position).
