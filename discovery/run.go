@@ -254,7 +254,7 @@ func (f *finder) check(peers []Peer) string {
 	case len(peers) == 0:
 		return fmt.Sprintf("service %s answers no SRV records: a headless service needs at least one port for them", f.cfg.ServiceName())
 	case !found:
-		return fmt.Sprintf("own name %s is not published yet: the service lists %d peers (%s) but not this pod; publishNotReadyAddresses looks unset (a pod is not ready while its init containers run), or the pod's hostname and subdomain do not match -hostname and -service",
+		return fmt.Sprintf("own name %s is not published yet: the service lists %d peers (%s) but not this pod; if this pod is not ready, publishNotReadyAddresses looks unset on the service (a pod is not ready while its init containers run); else check that the pod's hostname and subdomain match -hostname and -service",
 			self, len(peers), strings.Join(names(peers), ", "))
 	case len(peers) < f.cfg.MinPeers:
 		return fmt.Sprintf("fewer than -min-peers %d: found %d (%s)", f.cfg.MinPeers, len(peers), strings.Join(names(peers), ", "))
