@@ -44,7 +44,10 @@ func (r *DNSResolver) Exchange(ctx context.Context, name string, qtype uint16) (
 	q.SetQuestion(dns.Fqdn(name), qtype)
 	var errs []error
 	for _, server := range r.Servers {
-		udp := &dns.Client{Net: "udp", Timeout: timeout}
+		// The question carries no EDNS0, so servers keep UDP replies to
+		// 512 bytes and set TC beyond; the larger read buffer only
+		// guards against a server that sends more anyway.
+		udp := &dns.Client{Net: "udp", Timeout: timeout, UDPSize: dns.MaxMsgSize}
 		in, _, err := udp.ExchangeContext(ctx, q, server)
 		if err == nil && in.Truncated {
 			r.Log.V(1).Info("UDP reply truncated, asking again over TCP", "name", q.Question[0].Name, "server", server, "answers", len(in.Answer))

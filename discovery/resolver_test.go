@@ -125,3 +125,23 @@ func TestDNSResolverFallsBackToNextServer(t *testing.T) {
 		t.Fatal("no servers, no error")
 	}
 }
+
+// A server that ignores the 512-byte limit and sends a large reply over UDP
+// without TC is read whole, not taken for a failure.
+func TestDNSResolverReadsOversizedUDP(t *testing.T) {
+	full := srvReply(5, webs(40)...).msg
+	addr := serve(t, func(w dns.ResponseWriter, r *dns.Msg) {
+		m := full.Copy()
+		m.SetReply(r)
+		m.Answer, m.Extra = full.Answer, full.Extra
+		w.WriteMsg(m)
+	})
+	r := &DNSResolver{Servers: []string{addr}, Truncated: func() { t.Error("truncated") }}
+	m, err := r.Exchange(context.Background(), svcName, dns.TypeSRV)
+	if err != nil || len(m.Answer) != 80 {
+		t.Fatalf("%v answers, %v", len(m.Answer), err)
+	}
+	if m.IsEdns0() != nil {
+		t.Fatal("reply has EDNS0")
+	}
+}
