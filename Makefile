@@ -15,6 +15,7 @@ all: build
 
 build:
 	$(GO) build -o bin/coredns ./cmd/coredns
+	$(GO) build -o bin/peer-finder ./cmd/peer-finder
 
 demo:
 	$(GO) run ./cmd/coredns -conf corefile/demo.Corefile

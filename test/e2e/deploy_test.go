@@ -118,9 +118,15 @@ func TestDeployManifests(t *testing.T) {
 	if count < 6 {
 		t.Fatalf("only %d objects in deploy/", count)
 	}
-	for _, u := range documents(t, "../../deploy/examples/web.yaml") {
-		if err := apply(u, ns, true); err != nil {
-			t.Errorf("example %s/%s: %v", u.GetKind(), u.GetName(), err)
+	examples, _ := filepath.Glob("../../deploy/examples/*.yaml")
+	if len(examples) < 2 {
+		t.Fatalf("examples: %v", examples)
+	}
+	for _, ex := range examples {
+		for _, u := range documents(t, ex) {
+			if err := apply(u, ns, true); err != nil {
+				t.Errorf("%s: %s/%s: %v", filepath.Base(ex), u.GetKind(), u.GetName(), err)
+			}
 		}
 	}
 
