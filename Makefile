@@ -48,6 +48,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzServeDNS$$' -fuzztime $(FUZZTIME) ./plugin/headless/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./plugin/headless/manifest/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseSRV$$' -fuzztime $(FUZZTIME) ./discovery/
+	$(GO) test -run '^$$' -fuzz '^FuzzResolvConf$$' -fuzztime $(FUZZTIME) ./discovery/
 
 # The control-plane binaries, built once and cached under .cache/testbed.
 testbed:

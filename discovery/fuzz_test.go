@@ -65,3 +65,27 @@ func FuzzParseSRV(f *testing.F) {
 		}
 	})
 }
+
+// FuzzResolvConf feeds arbitrary files to the resolv.conf reader: no
+// panic, and a domain it finds is a suffix of a search entry after "svc.".
+func FuzzResolvConf(f *testing.F) {
+	f.Add("search demo.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.96.0.10\noptions ndots:5\n")
+	f.Add("nameserver fd00::53\nsearch svc.\n")
+	f.Add("search a.svc.b svc\n")
+	f.Fuzz(func(t *testing.T, file string) {
+		rc, err := ParseResolvConf(strings.NewReader(file))
+		if err != nil {
+			return
+		}
+		d := rc.Domain()
+		if d == "" {
+			return
+		}
+		for _, s := range rc.Search {
+			if strings.HasSuffix(strings.ToLower(s), "svc."+d) {
+				return
+			}
+		}
+		t.Fatalf("domain %q from search list %q", d, rc.Search)
+	})
+}

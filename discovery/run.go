@@ -200,15 +200,19 @@ func (f *finder) wait(ctx, wctx context.Context) ([]Peer, error) {
 		}
 		return &TimeoutError{After: f.cfg.Timeout.String(), Missing: missing}
 	}
-	note := func() {
-		if missing != logged {
+	// note logs what is missing when it changes in kind (errors carry
+	// changing details such as source ports), and at -v=1 every time.
+	note := func(kind string) {
+		if kind != logged {
 			f.log.Info("waiting", "for", missing)
-			logged = missing
+			logged = kind
+			return
 		}
+		f.log.V(1).Info("waiting", "for", missing)
 	}
 	for pending := f.depsPending(wctx); len(pending) > 0; pending = f.depsPending(wctx) {
 		missing = strings.Join(pending, "; ")
-		note()
+		note("deps " + missing)
 		if wctx.Err() != nil || sleep(wctx, f.delay(0, 0)) != nil {
 			return nil, end()
 		}
@@ -216,24 +220,31 @@ func (f *finder) wait(ctx, wctx context.Context) ([]Peer, error) {
 	for {
 		a, err := f.lookup(wctx)
 		ttl = a.ttl
+		var kind string
 		switch {
 		case errors.Is(err, ErrNoSuchService):
 			failures = 0
+			kind = "nxdomain"
 			missing = fmt.Sprintf("no such service %s (NXDOMAIN): check -service, -ns and -domain; a headless service has no name while none of its endpoints is ready either, so if this pod is its first member, publishNotReadyAddresses looks unset", f.cfg.ServiceName())
 		case err != nil:
 			if wctx.Err() != nil {
+				if missing == "" {
+					missing = "no answer from DNS for " + f.cfg.ServiceName() + " yet: " + err.Error()
+				}
 				return nil, end()
 			}
 			failures++
 			missing = "DNS lookups of " + f.cfg.ServiceName() + " failing: " + err.Error()
+			kind = "error"
 		default:
 			failures = 0
 			missing = f.check(a.peers)
 			if missing == "" {
 				return a.peers, nil
 			}
+			kind = missing
 		}
-		note()
+		note(kind)
 		if sleep(wctx, f.delay(ttl, failures)) != nil {
 			return nil, end()
 		}

@@ -531,3 +531,27 @@ func TestDelay(t *testing.T) {
 		}
 	}
 }
+
+// A -timeout shorter than one unanswered DNS exchange still says what was
+// missing.
+func TestRunTimeoutBeforeFirstAnswer(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0") // reads nothing, answers nothing
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	c := testConfig(t, "-dns-server", pc.LocalAddr().String(), "-timeout", "100ms")
+	err = Run(context.Background(), c, Options{Stdout: io.Discard})
+	if ExitCode(err) != ExitTimeout || !strings.Contains(err.Error(), "no answer from DNS for web.demo.svc.cluster.local yet") {
+		t.Fatalf("%v", err)
+	}
+}
+
+// A hook of a pod whose hostname has no ordinal gets ORDINAL empty.
+func TestHookEnvWithoutOrdinal(t *testing.T) {
+	env := hookEnv([]string{"A=1"}, Data{Self: "db.web.demo.svc.cluster.local", Ordinal: -1, Peers: []Peer{{Name: "db.web.demo.svc.cluster.local"}}})
+	want := []string{"A=1", "PEERS=db.web.demo.svc.cluster.local", "PEER_COUNT=1", "SELF=db.web.demo.svc.cluster.local", "ORDINAL="}
+	if !reflect.DeepEqual(env, want) {
+		t.Fatalf("%q", env)
+	}
+}
