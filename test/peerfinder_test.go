@@ -82,6 +82,62 @@ func TestPeerFinderAgainstCoreDNS(t *testing.T) {
 		}
 	})
 
+	t.Run("waits for -wait-dns and -wait-tcp", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		cmd := exec.Command(pf, append(base, "-hostname", "web-3", "-timeout", "60s",
+			"-wait-dns", "db-0.db.demo.svc.cluster.local", "-wait-tcp", ln.Addr().String())...)
+		var stdout, stderr syncBuffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+		for deadline := time.Now().Add(30 * time.Second); !strings.Contains(stderr.String(), "-wait-dns db-0.db.demo.svc.cluster.local: no A or AAAA record (NXDOMAIN)"); time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				cmd.Process.Kill()
+				t.Fatalf("not waiting for db-0:\n%s", stderr.String())
+			}
+		}
+		if stdout.String() != "" {
+			t.Fatalf("peers printed before the dependency was there: %q", stdout.String())
+		}
+		os.WriteFile(filepath.Join(manifests, "db.yaml"), []byte(`apiVersion: v1
+kind: Service
+metadata: {name: db, namespace: demo}
+spec:
+  clusterIP: None
+  selector: {app: db}
+  ports: [{name: sql, port: 5432}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: db-0, namespace: demo, labels: {app: db}}
+spec:
+  hostname: db-0
+  subdomain: db
+  containers: [{name: db, image: db}]
+status:
+  phase: Running
+  podIP: 10.244.9.1
+  conditions: [{type: Ready, status: "True"}]
+`), 0o644)
+		select {
+		case err := <-exited:
+			if err != nil || stdout.String() != pets(0, 12) {
+				t.Fatalf("%v, stdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+			}
+		case <-time.After(30 * time.Second):
+			cmd.Process.Kill()
+			t.Fatalf("still waiting after db-0 was published:\n%s", stderr.String())
+		}
+	})
+
 	t.Run("timeout names the missing own name", func(t *testing.T) {
 		res := runPeerFinder(t, pf, append(base, "-hostname", "web-20", "-timeout", "1s")...)
 		if res.code != 3 || !strings.Contains(res.stderr, "own name web-20.web.demo.svc.cluster.local is not published yet") {
