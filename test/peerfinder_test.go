@@ -30,7 +30,7 @@ func TestPeerFinderAgainstCoreDNS(t *testing.T) {
 		t.Skip("builds and runs two binaries")
 	}
 	dir := t.TempDir()
-	bins := buildBinaries(t, dir, "coredns", "peer-finder")
+	bins := pfBuild(t, dir, "coredns", "peer-finder")
 	pf := bins["peer-finder"]
 
 	manifests := filepath.Join(dir, "manifests")
@@ -55,7 +55,7 @@ func TestPeerFinderAgainstCoreDNS(t *testing.T) {
 	hooks := filepath.Join(dir, "hooks")
 	os.Mkdir(hooks, 0o755)
 	record := filepath.Join(dir, "on-start.stdin")
-	onStart := writeScript(t, hooks, "on-start", `cat > "$1"; echo "$PEER_COUNT $SELF $ORDINAL" >> "$1"; exit "$2"`)
+	onStart := pfScript(t, hooks, "on-start", `cat > "$1"; echo "$PEER_COUNT $SELF $ORDINAL" >> "$1"; exit "$2"`)
 	base := []string{"-dns-server", dnsAddr, "-ns", "demo", "-service", "web", "-domain", "cluster.local", "-interval", "200ms", "-max-interval", "2s"}
 
 	t.Run("on-start runs once and exits with the hook's status", func(t *testing.T) {
@@ -90,7 +90,7 @@ func TestPeerFinderAgainstCoreDNS(t *testing.T) {
 		defer ln.Close()
 		cmd := exec.Command(pf, append(base, "-hostname", "web-3", "-timeout", "60s",
 			"-wait-dns", "db-0.db.demo.svc.cluster.local", "-wait-tcp", ln.Addr().String())...)
-		var stdout, stderr syncBuffer
+		var stdout, stderr pfBuffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		if err := cmd.Start(); err != nil {
@@ -156,14 +156,14 @@ status:
 
 	t.Run("on-change follows edits of the manifests", func(t *testing.T) {
 		log := filepath.Join(dir, "on-change.log")
-		onChange := writeScript(t, hooks, "on-change", `{ echo "--- $PEER_COUNT"; cat; } >> "$1"`)
-		health := freePort(t)
+		onChange := pfScript(t, hooks, "on-change", `{ echo "--- $PEER_COUNT"; cat; } >> "$1"`)
+		health := pfFreePort(t)
 		ready := filepath.Join(dir, "ready")
 		etcd := filepath.Join(dir, "etcd.yaml")
 		cmd := exec.Command(pf, append(base, "-hostname", "web-0", "-on-change", onChange+" "+log,
 			"-template", "builtin:etcd", "-out", etcd,
 			"-health-addr", "127.0.0.1:"+health, "-ready-file", ready)...)
-		var stderr syncBuffer
+		var stderr pfBuffer
 		cmd.Stderr = &stderr
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		if err := cmd.Start(); err != nil {
@@ -179,7 +179,7 @@ status:
 		}()
 
 		want := "--- 12\n" + pets(0, 12)
-		waitFile(t, log, want, &stderr)
+		pfWaitFile(t, log, want, &stderr)
 		if _, err := os.Stat(ready); err != nil {
 			t.Fatalf("no ready file after the first run: %v", err)
 		}
@@ -190,21 +190,21 @@ status:
 
 		writePets(t, manifests, 14)
 		want += "--- 14\n" + pets(0, 14)
-		waitFile(t, log, want, &stderr)
+		pfWaitFile(t, log, want, &stderr)
 
 		writePets(t, manifests, 2)
 		want += "--- 2\n" + pets(0, 2)
-		waitFile(t, log, want, &stderr)
+		pfWaitFile(t, log, want, &stderr)
 		if b, _ := os.ReadFile(etcd); !strings.Contains(string(b), "initial-cluster: web-0=http://web-0.web.demo.svc.cluster.local:2380,web-1=http://web-1.web.demo.svc.cluster.local:2380\n") {
 			t.Fatalf("etcd config after scaling to 2:\n%s", b)
 		}
 
-		metrics := httpGet(t, "http://127.0.0.1:"+health+"/metrics")
-		retries := metricValue(metrics, "petset_peer_finder_tcp_retries_total")
+		metrics := pfHTTPGet(t, "http://127.0.0.1:"+health+"/metrics")
+		retries := pfMetric(metrics, "petset_peer_finder_tcp_retries_total")
 		if retries < 2 {
 			t.Fatalf("petset_peer_finder_tcp_retries_total = %v, want the lookups of 12 and 14 pets retried over TCP\n%s", retries, metrics)
 		}
-		if code := httpStatus(t, "http://127.0.0.1:"+health+"/readyz"); code != http.StatusOK {
+		if code := pfHTTPStatus(t, "http://127.0.0.1:"+health+"/readyz"); code != http.StatusOK {
 			t.Fatalf("/readyz %d", code)
 		}
 
@@ -277,7 +277,7 @@ status:
 	}
 }
 
-func buildBinaries(t *testing.T, dir string, names ...string) map[string]string {
+func pfBuild(t *testing.T, dir string, names ...string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	for _, n := range names {
@@ -296,7 +296,7 @@ func buildBinaries(t *testing.T, dir string, names ...string) map[string]string 
 // answers.
 func startManifestCoreDNS(t *testing.T, bin, dir, manifests string) string {
 	t.Helper()
-	port := freeUDPTCPPort(t)
+	port := pfFreeUDPTCPPort(t)
 	conf := filepath.Join(dir, "Corefile")
 	os.WriteFile(conf, []byte(fmt.Sprintf(`cluster.local:%s {
     bind 127.0.0.1
@@ -308,7 +308,7 @@ func startManifestCoreDNS(t *testing.T, bin, dir, manifests string) string {
     }
 }
 `, port, manifests)), 0o644)
-	var logs syncBuffer
+	var logs pfBuffer
 	cmd := exec.Command(bin, "-conf", conf)
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -332,12 +332,12 @@ func startManifestCoreDNS(t *testing.T, bin, dir, manifests string) string {
 	}
 }
 
-type result struct {
+type pfResult struct {
 	code           int
 	stdout, stderr string
 }
 
-func runPeerFinder(t *testing.T, bin string, args ...string) result {
+func runPeerFinder(t *testing.T, bin string, args ...string) pfResult {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -353,10 +353,10 @@ func runPeerFinder(t *testing.T, bin string, args ...string) result {
 		}
 		code = ee.ExitCode()
 	}
-	return result{code: code, stdout: stdout.String(), stderr: stderr.String()}
+	return pfResult{code: code, stdout: stdout.String(), stderr: stderr.String()}
 }
 
-func writeScript(t *testing.T, dir, name, body string) string {
+func pfScript(t *testing.T, dir, name, body string) string {
 	t.Helper()
 	p := filepath.Join(dir, name)
 	if err := os.WriteFile(p, []byte("#!/bin/sh\n"+body+"\n"), 0o755); err != nil {
@@ -365,8 +365,8 @@ func writeScript(t *testing.T, dir, name, body string) string {
 	return p
 }
 
-// waitFile waits until path holds exactly want.
-func waitFile(t *testing.T, path, want string, logs *syncBuffer) {
+// pfWaitFile waits until path holds exactly want.
+func pfWaitFile(t *testing.T, path, want string, logs *pfBuffer) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -381,7 +381,7 @@ func waitFile(t *testing.T, path, want string, logs *syncBuffer) {
 	}
 }
 
-func httpGet(t *testing.T, url string) string {
+func pfHTTPGet(t *testing.T, url string) string {
 	t.Helper()
 	resp, err := http.Get(url)
 	if err != nil {
@@ -392,7 +392,7 @@ func httpGet(t *testing.T, url string) string {
 	return string(b)
 }
 
-func httpStatus(t *testing.T, url string) int {
+func pfHTTPStatus(t *testing.T, url string) int {
 	t.Helper()
 	resp, err := http.Get(url)
 	if err != nil {
@@ -402,9 +402,9 @@ func httpStatus(t *testing.T, url string) int {
 	return resp.StatusCode
 }
 
-// metricValue reads an unlabelled sample from Prometheus' text format; -1
+// pfMetric reads an unlabelled sample from Prometheus' text format; -1
 // if it is not there.
-func metricValue(text, name string) float64 {
+func pfMetric(text, name string) float64 {
 	for _, line := range strings.Split(text, "\n") {
 		if v, ok := strings.CutPrefix(line, name+" "); ok {
 			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
@@ -416,7 +416,7 @@ func metricValue(text, name string) float64 {
 	return -1
 }
 
-func freePort(t *testing.T) string {
+func pfFreePort(t *testing.T) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -426,10 +426,10 @@ func freePort(t *testing.T) string {
 	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
 }
 
-func freeUDPTCPPort(t *testing.T) string {
+func pfFreeUDPTCPPort(t *testing.T) string {
 	t.Helper()
 	for range 20 {
-		p := freePort(t)
+		p := pfFreePort(t)
 		if c, err := net.ListenPacket("udp", "127.0.0.1:"+p); err == nil {
 			c.Close()
 			return p
@@ -439,18 +439,18 @@ func freeUDPTCPPort(t *testing.T) string {
 	return ""
 }
 
-type syncBuffer struct {
+type pfBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *pfBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *pfBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()

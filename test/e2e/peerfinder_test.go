@@ -81,7 +81,7 @@ func peerFinderAcrossScale(t *testing.T, ns string, scaleTo func(int32), notRead
 	ready := filepath.Join(dir, "ready")
 	sidecar := exec.Command(bin, append(base, "-hostname", "etcd-0", "-on-change", appendHook+" "+log,
 		"-template", "builtin:etcd", "-out", sidecarConf, "-ready-file", ready)...)
-	var sidecarErr syncBuffer
+	var sidecarErr pfBuffer
 	sidecar.Stderr = &sidecarErr
 	sidecar.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := sidecar.Start(); err != nil {
@@ -288,18 +288,18 @@ func runPF(t *testing.T, bin string, args ...string) (int, string) {
 	return 0, stderr.String()
 }
 
-type syncBuffer struct {
+type pfBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *pfBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *pfBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
