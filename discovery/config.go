@@ -229,6 +229,9 @@ func ParseFlags(args []string, env Environment) (*Config, error) {
 		if _, ok := dns.IsDomainName(n); !ok || n == "" || n == "." {
 			return nil, usagef("-wait-dns %q is not a DNS name", n)
 		}
+		if dns.CountLabel(n) < 2 {
+			return nil, usagef("-wait-dns %q: give a fully qualified name, such as %s.%s.svc.%s (the search list is not applied)", n, strings.TrimSuffix(n, "."), c.Namespace, c.Domain)
+		}
 	}
 	for _, a := range c.WaitTCP {
 		if h, p, err := net.SplitHostPort(a); err != nil || h == "" || p == "" {

@@ -100,6 +100,7 @@ func TestParseFlags(t *testing.T) {
 		{name: "bad format", args: append(base, "-format", "yaml"), err: "-format"},
 		{name: "bad wait-tcp", args: append(base, "-wait-tcp", "localhost"), err: "-wait-tcp"},
 		{name: "bad wait-dns", args: append(base, "-wait-dns", "a..b"), err: "-wait-dns"},
+		{name: "wait-dns not fully qualified", args: append(base, "-wait-dns", "zk"), err: "give a fully qualified name, such as zk.demo.svc.corp.example"},
 		{name: "bad dns-server", args: append(base, "-dns-server", "[::1"), err: "-dns-server"},
 		{name: "interval above max", args: append(base, "-interval", "1m"), err: "-interval"},
 		{name: "ready-file directory missing", args: append(base, "-ready-file", filepath.Join(dir, "nope", "ready")), err: "-ready-file"},
