@@ -37,6 +37,9 @@ type Options struct {
 	Listening func(net.Addr)
 	// Jitter returns a number in [0,1); nil is math/rand.
 	Jitter func() float64
+
+	// sleep pauses between lookups; tests see the pauses through it.
+	sleep func(context.Context, time.Duration) error
 }
 
 type finder struct {
@@ -72,6 +75,9 @@ func Run(ctx context.Context, cfg *Config, o Options) error {
 	}
 	if o.Jitter == nil {
 		o.Jitter = rand.Float64
+	}
+	if o.sleep == nil {
+		o.sleep = sleep
 	}
 	f := &finder{cfg: cfg, o: o, log: o.Log, m: newMetrics(), res: o.Resolver}
 	if f.res == nil {
@@ -125,7 +131,9 @@ func (f *finder) run(ctx context.Context) error {
 		return err
 	}
 	var applied []Peer
-	failures := 0
+	// failures counts failed lookups in a row, applyFailures failed
+	// attempts to act on a change; either backs the next lookup off.
+	failures, applyFailures := 0, 0
 	if err != nil {
 		var h *HookError
 		if errors.As(err, &h) && h.Hook == "on-start" {
@@ -135,7 +143,7 @@ func (f *finder) run(ctx context.Context) error {
 			return nil
 		}
 		f.log.Error(err, "first run failed; trying again")
-		failures++
+		applyFailures++
 	} else {
 		applied = peers
 		f.markReady(peers)
@@ -144,7 +152,7 @@ func (f *finder) run(ctx context.Context) error {
 	var ttl uint32
 	lastSkip := ""
 	for {
-		if sleep(ctx, f.delay(ttl, failures)) != nil {
+		if f.sleep(ctx, f.delay(ttl, max(failures, applyFailures))) != nil {
 			f.log.Info("stopping")
 			return nil
 		}
@@ -175,10 +183,11 @@ func (f *finder) run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			failures++
+			applyFailures++
 			f.log.Error(err, "acting on the change failed; trying again")
 			continue
 		}
+		applyFailures = 0
 		applied = a.peers
 		f.markReady(a.peers)
 	}
@@ -213,7 +222,7 @@ func (f *finder) wait(ctx, wctx context.Context) ([]Peer, error) {
 	for pending := f.depsPending(wctx); len(pending) > 0; pending = f.depsPending(wctx) {
 		missing = strings.Join(pending, "; ")
 		note("deps " + missing)
-		if wctx.Err() != nil || sleep(wctx, f.delay(0, 0)) != nil {
+		if wctx.Err() != nil || f.sleep(wctx, f.delay(0, 0)) != nil {
 			return nil, end()
 		}
 	}
@@ -245,7 +254,7 @@ func (f *finder) wait(ctx, wctx context.Context) ([]Peer, error) {
 			kind = missing
 		}
 		note(kind)
-		if sleep(wctx, f.delay(ttl, failures)) != nil {
+		if f.sleep(wctx, f.delay(ttl, failures)) != nil {
 			return nil, end()
 		}
 	}
@@ -445,6 +454,8 @@ func (f *finder) serveHealth() (func(), error) {
 // -interval; after failures, -interval doubled for each; at most
 // -max-interval; plus up to a fifth more at random, so that the members of
 // a set do not ask in step.
+func (f *finder) sleep(ctx context.Context, d time.Duration) error { return f.o.sleep(ctx, d) }
+
 func (f *finder) delay(ttl uint32, failures int) time.Duration {
 	d := f.cfg.Interval
 	if failures > 0 {

@@ -578,3 +578,35 @@ func TestRunHookIgnoringStdin(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A change that cannot be acted on (its hook keeps failing) is tried
+// again after pauses that double from -interval up to -max-interval, even
+// though every lookup succeeds; one that works resets them to the TTL.
+func TestRunFailingHookBacksOff(t *testing.T) {
+	dir := t.TempDir()
+	count := filepath.Join(dir, "count")
+	hook := script(t, dir, "hook", `echo x >> `+count+`
+[ "$(wc -l < `+count+`)" -ge 7 ]
+`)
+	res := newFake().on(svcName, dns.TypeSRV, srvReply(3, "web-0"))
+	c := testConfig(t, "-on-change", hook, "-interval", "1s", "-max-interval", "20s")
+	var pauses []time.Duration
+	ctx, cancel := context.WithCancel(context.Background())
+	o := Options{Resolver: res, Stdout: io.Discard, Stderr: io.Discard, Jitter: func() float64 { return 0 },
+		sleep: func(_ context.Context, d time.Duration) error {
+			pauses = append(pauses, d)
+			if len(pauses) == 8 {
+				cancel()
+				return context.Canceled
+			}
+			return nil
+		}}
+	if err := Run(ctx, c, o); err != nil {
+		t.Fatal(err)
+	}
+	s := time.Second
+	want := []time.Duration{s, 2 * s, 4 * s, 8 * s, 16 * s, 20 * s, 3 * s, 3 * s}
+	if !reflect.DeepEqual(pauses, want) {
+		t.Fatalf("pauses %v, want %v", pauses, want)
+	}
+}
