@@ -66,7 +66,7 @@ cluster-down:
 	$(GO) run ./test/cluster/cmd/testbed down $(CLUSTER_DIR)
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./plugin/headless/
+	$(GO) test -run '^$$' -bench . -benchmem ./plugin/headless/ ./discovery/
 
 # dnsperf against the demo server: 20 seconds of the queries in
 # test/dnsperf/queries.txt on 127.0.0.1.

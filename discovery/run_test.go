@@ -610,3 +610,51 @@ func TestRunFailingHookBacksOff(t *testing.T) {
 		t.Fatalf("pauses %v, want %v", pauses, want)
 	}
 }
+
+// A hook that ignores SIGTERM is killed once the grace period is over; a
+// run-once peer-finder then exits 128+9.
+func TestRunKillsHookAfterGrace(t *testing.T) {
+	dir := t.TempDir()
+	started := filepath.Join(dir, "started")
+	hook := script(t, dir, "hook", `trap '' TERM
+touch `+started+`
+while :; do sleep 0.05; done
+`)
+	res := newFake().on(svcName, dns.TypeSRV, srvReply(0, "web-0"))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, testConfig(t, "-on-start", hook), Options{Resolver: res, Stdout: io.Discard, Stderr: io.Discard, HookGrace: 100 * time.Millisecond})
+	}()
+	eventually(t, "the hook to start", func() bool { _, err := os.Stat(started); return err == nil })
+	cancel()
+	select {
+	case err := <-done:
+		if ExitCode(err) != 137 {
+			t.Fatalf("%v (exit %d), want 137", err, ExitCode(err))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("hook not killed after its grace period")
+	}
+}
+
+// A template that fails to render leaves -out as it was: exit status 1,
+// the old contents, no temporary file.
+func TestRunRenderErrorKeepsOldFile(t *testing.T) {
+	dir := t.TempDir()
+	tmpl := filepath.Join(dir, "t.tmpl")
+	os.WriteFile(tmpl, []byte("{{range .Peers}}{{.Name}}\n{{end}}{{.NoSuchField}}\n"), 0o644)
+	out := filepath.Join(dir, "out")
+	os.WriteFile(out, []byte("old\n"), 0o644)
+	res := newFake().on(svcName, dns.TypeSRV, srvReply(0, "web-0"))
+	_, err := run(t, context.Background(), testConfig(t, "-template", tmpl, "-out", out), res)
+	if ExitCode(err) != ExitFailure || !strings.Contains(err.Error(), "NoSuchField") {
+		t.Fatalf("%v (exit %d)", err, ExitCode(err))
+	}
+	if b, _ := os.ReadFile(out); string(b) != "old\n" {
+		t.Fatalf("-out now %q", b)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 2 {
+		t.Fatalf("%d files, want t.tmpl and out", len(entries))
+	}
+}

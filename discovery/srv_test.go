@@ -131,3 +131,15 @@ func TestParseSRVOrdinalOrderTwelve(t *testing.T) {
 		t.Fatalf("order:\n got %v\nwant %v", got, want)
 	}
 }
+
+// BenchmarkParseSRV100 turns the reply for a 100-member service with two
+// ports each (what a lookup over TCP returns) into peers.
+func BenchmarkParseSRV100(b *testing.B) {
+	m := srvReply(5, webs(100)...).msg
+	b.ReportAllocs()
+	for b.Loop() {
+		if a, err := parseSRV(m, svcName); err != nil || len(a.peers) != 100 {
+			b.Fatal(err)
+		}
+	}
+}
