@@ -195,7 +195,7 @@ func TestKubeSource(t *testing.T) {
 	}
 }
 
-var _ cache.TransformFunc = slim
+var _ cache.TransformFunc = (&kubeSource{}).slim
 
 func histogramCount(t *testing.T, h prometheus.Histogram) uint64 {
 	t.Helper()
