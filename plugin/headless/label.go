@@ -13,7 +13,9 @@ import (
 //
 //  1. the endpoint's hostname;
 //  2. with podNames (endpoint_pod_names), the name of the object its
-//     targetRef names (the pod), when that name is one DNS label;
+//     targetRef names (the pod), when it is shorter than 64 characters,
+//     the kubernetes plugin's only test; a pod name with dots ("a.b") is
+//     then several labels, as in the kubernetes plugin's names;
 //  3. the address as the slice writes it, with dots turned into dashes
 //     (10.244.1.5 -> 10-244-1-5), or else colons turned into dashes and
 //     a "0" after a trailing dash (fd00::5 -> fd00--5, fd00:: -> fd00--0;
@@ -27,10 +29,7 @@ func endpointLabel(ep *discovery.Endpoint, text string, a netip.Addr, podNames b
 	if ep.Hostname != nil && validLabel(*ep.Hostname) {
 		return strings.ToLower(*ep.Hostname), true
 	}
-	// The kubernetes plugin takes any targetRef name shorter than 64
-	// characters; one with dots would be several labels, which its own
-	// queries then cannot reach. Those fall back to the address here.
-	if podNames && ep.TargetRef != nil && validLabel(ep.TargetRef.Name) {
+	if podNames && ep.TargetRef != nil && podLabel(ep.TargetRef.Name) {
 		return strings.ToLower(ep.TargetRef.Name), false
 	}
 	if l := addressLabel(text); validLabel(l) {
@@ -57,6 +56,25 @@ func addressLabel(addr string) string {
 		return l
 	}
 	return ""
+}
+
+// podLabel reports whether a targetRef name names an endpoint: shorter than
+// 64 characters, as the kubernetes plugin requires, and made of valid
+// labels (a pod name is a DNS subdomain, so it always is).
+func podLabel(name string) bool {
+	if len(name) >= 64 {
+		return false
+	}
+	for {
+		l, rest, more := strings.Cut(name, ".")
+		if !validLabel(l) {
+			return false
+		}
+		if !more {
+			return true
+		}
+		name = rest
+	}
 }
 
 // validLabel reports whether s can stand as one label of a DNS name:

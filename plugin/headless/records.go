@@ -97,6 +97,14 @@ func (z *names) build(svc *corev1.Service, sl []*discovery.EndpointSlice) *fragm
 				z.srv(n, owner, target, p, m)
 			}
 			f.nodes[target] = finish(own)
+			// A pod name with dots ("a.b") is several labels; the names
+			// between it and the service ("b.<svc>...") exist, empty.
+			for l := m.label; strings.Contains(l, "."); {
+				_, l, _ = strings.Cut(l, ".")
+				if _, ok := f.nodes[l+"."+apex]; !ok {
+					f.nodes[l+"."+apex] = &node{}
+				}
+			}
 		}
 		for owner, n := range byPort {
 			f.nodes[owner] = finish(n)

@@ -154,14 +154,16 @@ func stockFixture() *staticLister {
 // on purpose, by name/type/mode (mode "*": both modes), with the reason.
 // Every other answer must be the same.
 var differs = map[string]string{
-	// Stock names the endpoint of pod "a.b" a.b.headless-1..., two labels
-	// that its own A queries do not reach (NXDOMAIN for a.b... and for
-	// the address name); headless keeps the address name, which resolves.
-	"10-244-0-4.headless-1.ns.svc.cluster.local./A/pods":    "a pod name that is not one label keeps the address name",
-	"10-244-0-4.headless-1.ns.svc.cluster.local./AAAA/pods": "a pod name that is not one label keeps the address name (NODATA, not NXDOMAIN)",
-	"10-244-0-4.headless-1.ns.svc.cluster.local./SRV/pods":  "a pod name that is not one label keeps the address name",
-	"headless-1.ns.svc.cluster.local./SRV/pods":             "SRV target of pod a.b is its address name",
-	"_http._tcp.headless-1.ns.svc.cluster.local./SRV/pods":  "SRV target of pod a.b is its address name",
+	// Stock names the endpoint of pod "a.b" a.b.headless-1... in SRV
+	// targets, PTR and AXFR, but its own queries for that name fail;
+	// headless gives the same name and answers it, with the empty name
+	// b.headless-1... above it.
+	"a.b.headless-1.ns.svc.cluster.local./A/pods":    "headless answers the name stock gives pod a.b",
+	"a.b.headless-1.ns.svc.cluster.local./AAAA/pods": "the name stock gives pod a.b exists (NODATA, not NXDOMAIN)",
+	"a.b.headless-1.ns.svc.cluster.local./SRV/pods":  "headless answers the name stock gives pod a.b",
+	"b.headless-1.ns.svc.cluster.local./A/pods":      "empty non-terminal above a.b (NODATA, not NXDOMAIN)",
+	"b.headless-1.ns.svc.cluster.local./AAAA/pods":   "empty non-terminal above a.b (NODATA, not NXDOMAIN)",
+	"b.headless-1.ns.svc.cluster.local./SRV/pods":    "empty non-terminal above a.b (NODATA, not NXDOMAIN)",
 	// Stock answers A and AAAA at a port's SRV name with the addresses
 	// behind that port; the DNS specification defines only SRV records
 	// there, and headless answers NODATA.
@@ -183,6 +185,7 @@ func TestSameNamesAsKubernetes(t *testing.T) {
 		"10-244-0-3.headless-1.ns.svc.cluster.local.",
 		"10-244-0-4.headless-1.ns.svc.cluster.local.",
 		"a.b.headless-1.ns.svc.cluster.local.",
+		"b.headless-1.ns.svc.cluster.local.",
 		"10-244-0-5.headless-1.ns.svc.cluster.local.",
 		"sleepy.headless-1.ns.svc.cluster.local.",
 		"fd00--0.headless-1.ns.svc.cluster.local.",

@@ -36,6 +36,12 @@ const (
         fallthrough
     }
 `
+	// The transfer plugin serves AXFR from the kubernetes plugin's records,
+	// so the server's own zone transfer shows the names it gives out.
+	diffTransfer = `    transfer cluster.local {
+        to *
+    }
+`
 	diffKubernetes = `    kubernetes cluster.local in-addr.arpa ip6.arpa {
         kubeconfig %s
         pods insecure
@@ -194,9 +200,9 @@ func TestDifferentialKubernetes(t *testing.T) {
 
 	servers := map[string]string{}
 	for _, v := range []struct{ label, body string }{
-		{"headless", fmt.Sprintf(diffHeadless, kc) + fmt.Sprintf(diffKubernetes, kc, "")},
+		{"headless", diffTransfer + fmt.Sprintf(diffHeadless, kc) + fmt.Sprintf(diffKubernetes, kc, "")},
 		{"stock", fmt.Sprintf(diffKubernetes, kc, "")},
-		{"headless-pods", fmt.Sprintf(diffHeadless, kc) + fmt.Sprintf(diffKubernetes, kc, "        endpoint_pod_names\n")},
+		{"headless-pods", diffTransfer + fmt.Sprintf(diffHeadless, kc) + fmt.Sprintf(diffKubernetes, kc, "        endpoint_pod_names\n")},
 		{"stock-pods", fmt.Sprintf(diffKubernetes, kc, "        endpoint_pod_names\n")},
 	} {
 		servers[v.label] = startServer(t, v.label, v.body)
@@ -206,7 +212,7 @@ func TestDifferentialKubernetes(t *testing.T) {
 	names := []string{
 		at("web"), at("web-0", "web"), at(dashed("web-0"), "web"),
 		at("test-name", "web"), at(dashed("test-name"), "web"),
-		at("a", "b", "web"), at(dashed("a.b"), "web"),
+		at("a", "b", "web"), at("b", "web"), at(dashed("a.b"), "web"),
 		at("_http", "_tcp", "web"), at("_http", "_udp", "web"), at("nope", "web"),
 		at("noports"), at(dashed("test-name"), "noports"), at("test-name", "noports"),
 		at("web-lb"),
@@ -240,13 +246,15 @@ func TestDifferentialKubernetes(t *testing.T) {
 		{at(dashed("test-name"), "noports"), dns.TypeSRV}:      {"addr", "port-less SRV form with port 0"},
 		{at("test-name", "noports"), dns.TypeSRV}:              {"pods", "port-less SRV form with port 0"},
 		{mustReverse(pods["web-0"].Status.PodIP), dns.TypePTR}: {"", "one PTR per headless service for an endpoint with a hostname (spec 1.1.0); kubernetes adds a PTR for every service whose endpoints hold the address (web-lb, noports)"},
-		// Pod "a.b": kubernetes names it a.b.web..., two labels that its
-		// own queries do not reach; headless keeps the address name.
-		{at(dashed("a.b"), "web"), dns.TypeA}:     {"pods", "a pod name that is not one DNS label keeps the address name"},
-		{at(dashed("a.b"), "web"), dns.TypeSRV}:   {"pods", "a pod name that is not one DNS label keeps the address name"},
-		{at(dashed("a.b"), "web"), dns.TypeAAAA}:  {"pods", "a pod name that is not one DNS label keeps the address name (NODATA, not NXDOMAIN)"},
-		{at("web"), dns.TypeSRV}:                  {"pods", "the SRV target of pod a.b is its address name"},
-		{at("_http", "_tcp", "web"), dns.TypeSRV}: {"pods", "the SRV target of pod a.b is its address name"},
+		// Pod "a.b": kubernetes names it a.b.web... in SRV targets, PTR
+		// and AXFR, but its own queries for that name fail; headless
+		// answers it, with the empty name b.web... above it.
+		{at("a", "b", "web"), dns.TypeA}:    {"pods", "headless answers the name kubernetes gives pod a.b"},
+		{at("a", "b", "web"), dns.TypeAAAA}: {"pods", "the name kubernetes gives pod a.b exists (NODATA, not NXDOMAIN)"},
+		{at("a", "b", "web"), dns.TypeSRV}:  {"pods", "headless answers the name kubernetes gives pod a.b"},
+		{at("b", "web"), dns.TypeA}:         {"pods", "empty non-terminal above a.b (NODATA, not NXDOMAIN)"},
+		{at("b", "web"), dns.TypeAAAA}:      {"pods", "empty non-terminal above a.b (NODATA, not NXDOMAIN)"},
+		{at("b", "web"), dns.TypeSRV}:       {"pods", "empty non-terminal above a.b (NODATA, not NXDOMAIN)"},
 	}
 
 	compare := func(variant, h, s string) []string {
@@ -308,6 +316,16 @@ func TestDifferentialKubernetes(t *testing.T) {
 		t.Logf("%s: %d questions, %d listed differences, %d unexpected", v.variant, len(questions), len(differs), len(bad))
 	}
 
+	// The server's own zone transfer and PTR answers name only records that
+	// its A, AAAA and SRV queries give out: the inconsistency that naming
+	// endpoints unlike the kubernetes plugin caused.
+	for _, label := range []string{"headless", "headless-pods"} {
+		ptrs := []string{pods["web-0"].Status.PodIP, pods["test-name"].Status.PodIP, pods["a.b"].Status.PodIP, "fd00:10:244::", "fd00:10:244::7", "fd00:10:244::8"}
+		for _, b := range selfConsistent(t, servers[label], ns, ptrs) {
+			t.Errorf("%s: %s", label, b)
+		}
+	}
+
 	// The pod-named endpoint resolves in both, through headless.
 	got, _ := query(servers["headless-pods"], at("test-name", "web"), dns.TypeA)
 	if !strings.Contains(got, pods["test-name"].Status.PodIP) {
@@ -325,4 +343,124 @@ func mustReverse(a string) string {
 		panic(err)
 	}
 	return r
+}
+
+// selfConsistent checks that every A, AAAA and SRV record that the
+// server's AXFR of cluster.local holds for the headless services of ns
+// (web, noports, v6) is what a query for it answers, and that the PTR
+// answers for addrs that point into those services resolve back to the
+// address. It returns what does not hold.
+func selfConsistent(t *testing.T, server, ns string, addrs []string) []string {
+	t.Helper()
+	headless := map[string]bool{}
+	for _, svc := range []string{"web", "noports", "v6"} {
+		headless["."+svc+"."+ns+".svc.cluster.local."] = true
+	}
+	// under reports whether name is a name below one of the services
+	// (a pod name with dots is several labels).
+	under := func(name string) bool {
+		for i := strings.IndexByte(name, '.'); i > 0; {
+			if headless[name[i:]] {
+				return true
+			}
+			j := strings.IndexByte(name[i+1:], '.')
+			if j < 0 {
+				return false
+			}
+			i += 1 + j
+		}
+		return false
+	}
+	resolves := func(name string, qtype uint16, want string) bool {
+		m := new(dns.Msg)
+		m.SetQuestion(name, qtype)
+		r, err := dns.Exchange(m, server)
+		if err != nil {
+			return false
+		}
+		for _, rr := range r.Answer {
+			switch v := rr.(type) {
+			case *dns.A:
+				if v.A.String() == want {
+					return true
+				}
+			case *dns.AAAA:
+				if v.AAAA.String() == want {
+					return true
+				}
+			case *dns.SRV:
+				if v.Target == want {
+					return true
+				}
+			}
+		}
+		return false
+	}
+
+	var bad []string
+	axfr := new(dns.Msg)
+	axfr.SetAxfr("cluster.local.")
+	ch, err := new(dns.Transfer).In(axfr, server)
+	if err != nil {
+		return []string{fmt.Sprintf("AXFR: %v", err)}
+	}
+	var checked []string
+	for env := range ch {
+		if env.Error != nil {
+			bad = append(bad, fmt.Sprintf("AXFR: %v", env.Error))
+			break
+		}
+		for _, rr := range env.RR {
+			owner := strings.ToLower(rr.Header().Name)
+			switch v := rr.(type) {
+			case *dns.A:
+				if under(owner) {
+					checked = append(checked, rr.String())
+					if !resolves(owner, dns.TypeA, v.A.String()) {
+						bad = append(bad, fmt.Sprintf("AXFR has %s, but A %s does not answer it", rr, owner))
+					}
+				}
+			case *dns.AAAA:
+				if under(owner) {
+					checked = append(checked, rr.String())
+					if !resolves(owner, dns.TypeAAAA, v.AAAA.String()) {
+						bad = append(bad, fmt.Sprintf("AXFR has %s, but AAAA %s does not answer it", rr, owner))
+					}
+				}
+			case *dns.SRV:
+				if under(v.Target) && strings.HasPrefix(owner, "_") {
+					checked = append(checked, rr.String())
+					if !resolves(owner, dns.TypeSRV, v.Target) {
+						bad = append(bad, fmt.Sprintf("AXFR has %s, but SRV %s does not answer it", rr, owner))
+					}
+				}
+			}
+		}
+	}
+	if len(checked) == 0 {
+		bad = append(bad, "AXFR holds no records of the test's headless services")
+	}
+	for _, a := range addrs {
+		rev := mustReverse(a)
+		m := new(dns.Msg)
+		m.SetQuestion(rev, dns.TypePTR)
+		r, err := dns.Exchange(m, server)
+		if err != nil {
+			bad = append(bad, fmt.Sprintf("PTR %s: %v", rev, err))
+			continue
+		}
+		for _, rr := range r.Answer {
+			target := strings.ToLower(rr.(*dns.PTR).Ptr)
+			qt := dns.TypeA
+			if strings.Contains(a, ":") {
+				qt = dns.TypeAAAA
+			}
+			if under(target) && !resolves(target, qt, a) {
+				bad = append(bad, fmt.Sprintf("PTR %s names %s, which does not answer %s", rev, target, a))
+			}
+		}
+	}
+	slices.Sort(checked)
+	t.Logf("%s: %d records of the zone transfer checked:\n%s", server, len(checked), strings.Join(checked, "\n"))
+	return bad
 }
