@@ -46,6 +46,7 @@ unit:
 # Bounded runs of the fuzz targets; the seed corpora also run in 'unit'.
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzServeDNS$$' -fuzztime $(FUZZTIME) ./plugin/headless/
+	$(GO) test -run '^$$' -fuzz '^FuzzZoneOf$$' -fuzztime $(FUZZTIME) ./plugin/headless/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./plugin/headless/manifest/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseSRV$$' -fuzztime $(FUZZTIME) ./discovery/
 	$(GO) test -run '^$$' -fuzz '^FuzzResolvConf$$' -fuzztime $(FUZZTIME) ./discovery/

@@ -29,14 +29,29 @@ func FuzzServeDNS(f *testing.F) {
 	odd.Question = append(odd.Question, odd.Question[0])
 	seed(odd)
 
+	for _, name := range []string{"a.b.headless-1.ns.svc.cluster.local.", "b.headless-1.ns.svc.cluster.local.",
+		"fd00--0.headless-1.ns.svc.cluster.local.", `test-name\.headless-1.ns.svc.cluster.local.`} {
+		m := new(dns.Msg)
+		m.SetQuestion(name, dns.TypeA)
+		seed(m)
+	}
+
 	auth := newTest(f, fixture(), false)
 	fall := newTest(f, fixture(), true)
+	// Endpoints named after pods, pod names with dots among them.
+	pods := &Headless{}
+	if err := pods.configure([]string{"cluster.local.", "in-addr.arpa.", "ip6.arpa."}, 5, 3); err != nil {
+		f.Fatal(err)
+	}
+	pods.setPodNames()
+	l := stockFixture()
+	pods.publish(l, l.keys())
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m := new(dns.Msg)
 		if err := m.Unpack(data); err != nil {
 			return
 		}
-		for _, h := range []*Headless{auth, fall} {
+		for _, h := range []*Headless{auth, fall, pods} {
 			rec := dnstest.NewRecorder(&test.ResponseWriter{})
 			h.ServeDNS(context.Background(), request.NewScrubWriter(m, rec), m)
 			if rec.Msg == nil {

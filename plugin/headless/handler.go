@@ -147,16 +147,21 @@ func (h *Headless) zoneOf(key []byte) int {
 // mayOwn reports whether the plugin could own key once synced: a name
 // below <svc>.<ns>.svc.<zone>, or any name in a reverse zone.
 func (h *Headless) mayOwn(key []byte, zi int) bool {
-	return h.reverse[zi] || apexStart(key[:len(key)-len(h.zones[zi])]) >= 0
+	prefix := key[:len(key)-len(h.zones[zi])]
+	if hasEscape(prefix) {
+		return false
+	}
+	return h.reverse[zi] || apexStart(prefix) >= 0
 }
 
 // underService reports whether key is at or below a headless service's
 // name, which makes an unknown key a sure NXDOMAIN.
 func (h *Headless) underService(t *table, key []byte, zi int) bool {
-	if h.reverse[zi] {
+	prefix := key[:len(key)-len(h.zones[zi])]
+	if h.reverse[zi] || hasEscape(prefix) {
 		return false
 	}
-	s := apexStart(key[:len(key)-len(h.zones[zi])])
+	s := apexStart(prefix)
 	if s < 0 {
 		return false
 	}

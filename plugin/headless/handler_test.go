@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/coredns/coredns/plugin/pkg/dnstest"
+	"github.com/coredns/coredns/plugin/pkg/fall"
 	"github.com/coredns/coredns/plugin/test"
 	"github.com/miekg/dns"
 )
@@ -189,6 +190,23 @@ var notOursCases = []struct {
 	{test.Case{Qname: "web.ns.svc.cluster.local.", Qtype: dns.TypeIXFR, Rcode: dns.RcodeRefused}, false},
 	// Outside the plugin's zones: always the next plugin.
 	{test.Case{Qname: "example.org.", Qtype: dns.TypeA, Answer: []dns.RR{nextTXT("example.org.")}}, true},
+	// Escaped dots are inside labels. foo\.cluster.local. has the labels
+	// "foo.cluster" and "local": outside cluster.local, as CoreDNS's zone
+	// matching (plugin.Zones.Matches) says.
+	{test.Case{Qname: `foo\.cluster.local.`, Qtype: dns.TypeA, Answer: []dns.RR{nextTXT(`foo\.cluster.local.`)}}, true},
+	{test.Case{Qname: `web-0.web.ns.svc.cluster\.local.`, Qtype: dns.TypeA, Answer: []dns.RR{nextTXT(`web-0.web.ns.svc.cluster\.local.`)}}, true},
+	{test.Case{Qname: `web\.ns.svc.cluster.local.`, Qtype: dns.TypeA, Rcode: dns.RcodeNameError,
+		Ns: []dns.RR{soa("cluster.local.")}}, true},
+	// In the zone, but never a headless name: "web-0.web" is one label.
+	{test.Case{Qname: `web-0\.web.ns.svc.cluster.local.`, Qtype: dns.TypeA, Rcode: dns.RcodeNameError,
+		Ns: []dns.RR{soa("cluster.local.")}}, true},
+	{test.Case{Qname: `_http\._tcp.web.ns.svc.cluster.local.`, Qtype: dns.TypeSRV, Rcode: dns.RcodeNameError,
+		Ns: []dns.RR{soa("cluster.local.")}}, true},
+	{test.Case{Qname: `10\.0.244.10.in-addr.arpa.`, Qtype: dns.TypePTR, Rcode: dns.RcodeNameError,
+		Ns: []dns.RR{soa("in-addr.arpa.")}}, true},
+	// An escaped backslash does not escape the dot after it.
+	{test.Case{Qname: `foo\\.cluster.local.`, Qtype: dns.TypeA, Rcode: dns.RcodeNameError,
+		Ns: []dns.RR{soa("cluster.local.")}}, true},
 }
 
 func TestServeDNSNotOurs(t *testing.T) {
@@ -228,9 +246,15 @@ func TestServeDNSBeforeSync(t *testing.T) {
 		{Qname: "ns.svc.cluster.local.", Qtype: dns.TypeA, Rcode: dns.RcodeServerFailure},
 		{Qname: "cluster.local.", Qtype: dns.TypeSOA, Answer: []dns.RR{soa("cluster.local.")}},
 		{Qname: "example.org.", Qtype: dns.TypeA, Answer: []dns.RR{nextTXT("example.org.")}},
+		{Qname: `foo\.cluster.local.`, Qtype: dns.TypeA, Answer: []dns.RR{nextTXT(`foo\.cluster.local.`)}},
 	} {
 		run(t, h, tc)
 	}
+	// With fallthrough, a name with an escape below the zone is never
+	// ours, so it is not held back before the sync.
+	h.Fall.SetZonesFromArgs(nil)
+	run(t, h, test.Case{Qname: `web-0\.web.ns.svc.cluster.local.`, Qtype: dns.TypeA, Answer: []dns.RR{nextTXT(`web-0\.web.ns.svc.cluster.local.`)}})
+	h.Fall = fall.F{}
 	h.publish(fixture(), fixture().keys())
 	if !h.Ready() {
 		t.Fatal("not Ready() after the first snapshot")

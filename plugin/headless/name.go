@@ -41,7 +41,10 @@ func hash[T ~string | ~[]byte](s T) uint32 {
 }
 
 // inZone reports whether the folded name key is zone or a name below it.
-// zone is lowercased and fully qualified.
+// zone is lowercased and fully qualified. As with dns.IsSubDomain, which
+// CoreDNS's zone matching uses, the labels must match: in
+// `foo\.cluster.local.` the dot before "cluster" is part of the label
+// `foo\.cluster`, so that name is not in cluster.local.
 func inZone(key []byte, zone string) bool {
 	if zone == "." {
 		return true
@@ -50,7 +53,29 @@ func inZone(key []byte, zone string) bool {
 	if n < 0 || string(key[n:]) != zone {
 		return false
 	}
-	return n == 0 || key[n-1] == '.'
+	return n == 0 || key[n-1] == '.' && !escaped(key, n-1)
+}
+
+// escaped reports whether key[i] is escaped: preceded by an odd number of
+// backslashes.
+func escaped(key []byte, i int) bool {
+	n := 0
+	for j := i - 1; j >= 0 && key[j] == '\\'; j-- {
+		n++
+	}
+	return n%2 == 1
+}
+
+// hasEscape reports whether prefix holds a backslash escape. The names the
+// plugin owns are made of letters, digits, hyphens and underscores only, so
+// a name with an escape below the zone is never one of them.
+func hasEscape(prefix []byte) bool {
+	for _, c := range prefix {
+		if c == '\\' {
+			return true
+		}
+	}
+	return false
 }
 
 // apexStart finds the service name in prefix, the part of a folded name

@@ -21,6 +21,9 @@ type names struct {
 	forward []string // the first is the primary zone: PTR targets live there
 	reverse []string
 	ttl     uint32
+	// podNames names endpoints without a hostname after the pod their
+	// targetRef names, as the kubernetes plugin's endpoint_pod_names does.
+	podNames bool
 }
 
 // fragment is everything one headless Service contributes to the table.
@@ -58,7 +61,7 @@ func IsHeadless(svc *corev1.Service) bool {
 // EndpointSlices. It is pure: the same input gives the same fragment.
 func (z *names) build(svc *corev1.Service, sl []*discovery.EndpointSlice) *fragment {
 	ns, name := strings.ToLower(svc.Namespace), strings.ToLower(svc.Name)
-	members := collect(sl)
+	members := collect(sl, z.podNames)
 	f := &fragment{nodes: make(map[string]*node)}
 	for _, m := range members {
 		f.endpoints += len(m.v4) + len(m.v6)
@@ -94,6 +97,14 @@ func (z *names) build(svc *corev1.Service, sl []*discovery.EndpointSlice) *fragm
 				z.srv(n, owner, target, p, m)
 			}
 			f.nodes[target] = finish(own)
+			// A pod name with dots ("a.b") is several labels; the names
+			// between it and the service ("b.<svc>...") exist, empty.
+			for l := m.label; strings.Contains(l, "."); {
+				_, l, _ = strings.Cut(l, ".")
+				if _, ok := f.nodes[l+"."+apex]; !ok {
+					f.nodes[l+"."+apex] = &node{}
+				}
+			}
 		}
 		for owner, n := range byPort {
 			f.nodes[owner] = finish(n)
@@ -119,8 +130,9 @@ func (z *names) build(svc *corev1.Service, sl []*discovery.EndpointSlice) *fragm
 }
 
 // collect groups the ready endpoints of a service's slices into members,
-// sorted by label.
-func collect(sl []*discovery.EndpointSlice) []*member {
+// sorted by label. With podNames, endpoints without a hostname are named
+// after their pods (see endpointLabel).
+func collect(sl []*discovery.EndpointSlice, podNames bool) []*member {
 	byLabel := map[string]*member{}
 	for _, s := range sl {
 		if s == nil || (s.AddressType != discovery.AddressTypeIPv4 && s.AddressType != discovery.AddressTypeIPv6) {
@@ -132,37 +144,29 @@ func collect(sl []*discovery.EndpointSlice) []*member {
 			if ep.Conditions.Ready != nil && !*ep.Conditions.Ready {
 				continue
 			}
-			var addrs []netip.Addr
-			for _, a := range ep.Addresses {
-				ip, err := netip.ParseAddr(a)
-				if err != nil || ip.Zone() != "" {
+			for _, text := range ep.Addresses {
+				a, err := netip.ParseAddr(text)
+				if err != nil || a.Zone() != "" {
 					continue
 				}
-				addrs = append(addrs, ip.Unmap())
-			}
-			if len(addrs) == 0 {
-				continue
-			}
-			label, fromHost := "", false
-			if ep.Hostname != nil && validLabel(*ep.Hostname) {
-				label, fromHost = strings.ToLower(*ep.Hostname), true
-			} else {
-				label = dashed(addrs[0])
-			}
-			m := byLabel[label]
-			if m == nil {
-				m = &member{label: label, hostname: fromHost}
-				byLabel[label] = m
-			}
-			for _, a := range addrs {
+				a = a.Unmap()
+				// Each address is named on its own, as the kubernetes
+				// plugin names them: an endpoint with two addresses and
+				// no hostname has two names.
+				label, fromHost := endpointLabel(ep, text, a, podNames)
+				m := byLabel[label]
+				if m == nil {
+					m = &member{label: label, hostname: fromHost}
+					byLabel[label] = m
+				}
 				if a.Is4() {
 					m.v4 = appendUnique(m.v4, a)
 				} else {
 					m.v6 = appendUnique(m.v6, a)
 				}
-			}
-			for _, p := range ports {
-				m.ports = appendUnique(m.ports, p)
+				for _, p := range ports {
+					m.ports = appendUnique(m.ports, p)
+				}
 			}
 		}
 	}
@@ -291,34 +295,6 @@ func compareIP(a, b net.IP) int {
 	x, _ := netip.AddrFromSlice(a)
 	y, _ := netip.AddrFromSlice(b)
 	return x.Compare(y)
-}
-
-// dashed is the label of an endpoint without a hostname: its address with
-// dots and colons turned into dashes (10.244.1.5 -> 10-244-1-5,
-// fd00::5 -> fd00--5), as CoreDNS's kubernetes plugin names such
-// endpoints.
-func dashed(a netip.Addr) string {
-	return strings.Map(func(r rune) rune {
-		if r == '.' || r == ':' {
-			return '-'
-		}
-		return r
-	}, a.String())
-}
-
-// validLabel reports whether s can stand as one label of a DNS name:
-// 1 to 63 letters, digits and hyphens (RFC 1123).
-func validLabel(s string) bool {
-	if len(s) == 0 || len(s) > 63 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-') {
-			return false
-		}
-	}
-	return true
 }
 
 func inZones(name string, zones []string) bool {

@@ -3,6 +3,7 @@ package headless
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -45,6 +46,16 @@ func setup(c *caddy.Controller) error {
 	}
 
 	c.OnStartup(func() error {
+		// The kubernetes plugin of the same server block is set up by
+		// now; its endpoint_pod_names applies here too, so that both
+		// name an endpoint alike.
+		if !h.names.podNames && kubernetesPodNames(dnsserver.GetConfig(c).Handler("kubernetes")) {
+			h.setPodNames()
+			log.Infof("Naming endpoints without a hostname after their pods, as the kubernetes plugin's endpoint_pod_names does")
+		}
+		if ks, ok := h.src.(*kubeSource); ok {
+			ks.podNames = h.names.podNames
+		}
 		if err := h.src.start(h.publish); err != nil {
 			return plugin.Error(pluginName, err)
 		}
@@ -78,6 +89,7 @@ func setup(c *caddy.Controller) error {
 //	    namespaces NAMESPACE...
 //	    ttl SECONDS
 //	    negative_ttl SECONDS
+//	    endpoint_pod_names
 //	    fallthrough [ZONES...]
 //	}
 func parse(c *caddy.Controller) (*Headless, error) {
@@ -96,6 +108,7 @@ func parse(c *caddy.Controller) (*Headless, error) {
 			reloadSet               bool
 			namespaces              []string
 			sourceSet               bool
+			podNames                bool
 		)
 		for c.NextBlock() {
 			opt := c.Val()
@@ -150,6 +163,11 @@ func parse(c *caddy.Controller) (*Headless, error) {
 				if negTTL, err = seconds(c, opt, args); err != nil {
 					return nil, err
 				}
+			case "endpoint_pod_names":
+				if len(args) != 0 {
+					return nil, c.ArgErr()
+				}
+				podNames = true
 			case "fallthrough":
 				h.Fall.SetZonesFromArgs(args)
 			default:
@@ -161,6 +179,9 @@ func parse(c *caddy.Controller) (*Headless, error) {
 		}
 		if err := h.configure(zones, ttl, negTTL); err != nil {
 			return nil, c.Errf("%v", err)
+		}
+		if podNames {
+			h.setPodNames()
 		}
 
 		if manifests != nil {
@@ -225,3 +246,32 @@ func seconds(c *caddy.Controller, opt string, args []string) (uint32, error) {
 	}
 	return uint32(n), nil
 }
+
+// setPodNames turns on endpoint_pod_names. Only before the first build.
+func (h *Headless) setPodNames() {
+	h.names.podNames = true
+	h.builder.names.podNames = true
+}
+
+// kubernetesPodNames reports whether handler is CoreDNS's kubernetes plugin
+// with endpoint_pod_names set. The plugin keeps that option in an
+// unexported field (endpointNameMode), so it is read by reflection, which
+// only reads; a handler of another shape reports false. A test pins the
+// field against the CoreDNS version in go.mod.
+func kubernetesPodNames(handler plugin.Handler) bool {
+	if handler == nil {
+		return false
+	}
+	v := reflect.ValueOf(handler)
+	if v.Kind() != reflect.Pointer || v.IsNil() || v.Elem().Kind() != reflect.Struct {
+		return false
+	}
+	t := v.Elem().Type()
+	if t.PkgPath() != kubernetesPkg || t.Name() != "Kubernetes" {
+		return false
+	}
+	f := v.Elem().FieldByName("endpointNameMode")
+	return f.IsValid() && f.Kind() == reflect.Bool && f.Bool()
+}
+
+const kubernetesPkg = "github.com/coredns/coredns/plugin/kubernetes"

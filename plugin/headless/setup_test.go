@@ -48,12 +48,15 @@ func TestSetup(t *testing.T) {
 		kube    bool
 		reload  string
 		nsCount int
+		pods    bool // endpoint_pod_names
 	}{
 		{input: "headless {\nmanifests " + demo + "\n}", zones: []string{"cluster.local.", "in-addr.arpa."}, ttl: 5, negTTL: 5, reload: "2s"},
 		{input: "headless example.org {\nmanifests " + demo + "\nttl 30\nnegative_ttl 0\nfallthrough\nreload 0\n}", zones: []string{"example.org."}, ttl: 30, negTTL: 0, fall: true, reload: "0s"},
 		{input: "headless {\nkubeconfig " + kc + "\n}", zones: []string{"cluster.local.", "in-addr.arpa."}, ttl: 5, negTTL: 5, kube: true},
 		{input: "headless {\nkubeconfig " + kc + " other\nnamespaces a b\nnamespaces c\n}", zones: []string{"cluster.local.", "in-addr.arpa."}, ttl: 5, negTTL: 5, kube: true, nsCount: 3},
 		{input: "headless Cluster.Local {\nmanifests " + demo + "\n}", zones: []string{"cluster.local."}, ttl: 5, negTTL: 5, reload: "2s"},
+		{input: "headless {\nmanifests " + demo + "\nendpoint_pod_names\n}", zones: []string{"cluster.local.", "in-addr.arpa."}, ttl: 5, negTTL: 5, reload: "2s", pods: true},
+		{input: "headless {\nkubeconfig " + kc + "\nendpoint_pod_names\n}", zones: []string{"cluster.local.", "in-addr.arpa."}, ttl: 5, negTTL: 5, kube: true, pods: true},
 
 		{input: "headless {\nmanifests " + demo + "\nttl\n}", err: "Wrong argument count"},
 		{input: "headless {\nmanifests " + demo + "\nttl 3601\n}", err: "ttl: want whole seconds from 0 to 3600"},
@@ -61,6 +64,7 @@ func TestSetup(t *testing.T) {
 		{input: "headless {\nmanifests " + demo + "\nnegative_ttl abc\n}", err: "negative_ttl: want whole seconds"},
 		{input: "headless {\nmanifests " + demo + "\nbogus\n}", err: `unknown property "bogus"`},
 		{input: "headless {\nmanifests\n}", err: "Wrong argument count"},
+		{input: "headless {\nmanifests " + demo + "\nendpoint_pod_names yes\n}", err: "Wrong argument count"},
 		{input: "headless {\nmanifests /does/not/exist\n}", err: "no such file"},
 		{input: "headless {\nmanifests " + demo + "\nkubeconfig " + kc + "\n}", err: "only one of kubeconfig and manifests"},
 		{input: "headless {\nkubeconfig " + kc + "\nreload 1s\n}", err: "reload only applies to manifests"},
@@ -91,6 +95,9 @@ func TestSetup(t *testing.T) {
 		}
 		if h.names.ttl != tc.ttl || h.negTTL != tc.negTTL || h.soa[0].Minttl != tc.negTTL {
 			t.Errorf("test %d: ttl %d negative_ttl %d (SOA minimum %d), want %d and %d", i, h.names.ttl, h.negTTL, h.soa[0].Minttl, tc.ttl, tc.negTTL)
+		}
+		if h.names.podNames != tc.pods || h.builder.names.podNames != tc.pods {
+			t.Errorf("test %d: endpoint_pod_names %v (builder %v), want %v", i, h.names.podNames, h.builder.names.podNames, tc.pods)
 		}
 		if fell := h.Fall.Through("x.cluster.local."); fell != tc.fall && tc.zones[0] == "cluster.local." {
 			t.Errorf("test %d: fallthrough %v, want %v", i, fell, tc.fall)

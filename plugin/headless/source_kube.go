@@ -27,6 +27,7 @@ type kubeSource struct {
 	config     *rest.Config
 	client     kubernetes.Interface // made from config at start when nil
 	namespaces []string             // empty: all
+	podNames   bool                 // keep targetRef names (endpoint_pod_names)
 
 	watch     map[string]*informerPair // by namespace; "" when watching all
 	factories []informers.SharedInformerFactory
@@ -89,7 +90,7 @@ func (s *kubeSource) start(publish func(lister, []svcKey)) error {
 	var synced []cache.InformerSynced
 	for _, ns := range namespaces {
 		f := informers.NewSharedInformerFactoryWithOptions(client, 0,
-			informers.WithNamespace(ns), informers.WithTransform(slim))
+			informers.WithNamespace(ns), informers.WithTransform(s.slim))
 		p := &informerPair{
 			services: f.Core().V1().Services().Informer(),
 			slices:   f.Discovery().V1().EndpointSlices().Informer(),
@@ -306,8 +307,9 @@ func (s *kubeSource) stop() {
 }
 
 // slim keeps only what the plugin reads, so that the caches stay small.
-// It runs before objects enter the informers' stores.
-func slim(o any) (any, error) {
+// It runs before objects enter the informers' stores. Endpoints keep the
+// name of their targetRef only with endpoint_pod_names.
+func (s *kubeSource) slim(o any) (any, error) {
 	switch v := o.(type) {
 	case *corev1.Service:
 		return &corev1.Service{
@@ -325,6 +327,9 @@ func slim(o any) (any, error) {
 				Addresses:  ep.Addresses,
 				Hostname:   ep.Hostname,
 				Conditions: discovery.EndpointConditions{Ready: ep.Conditions.Ready},
+			}
+			if s.podNames && ep.TargetRef != nil {
+				eps[i].TargetRef = &corev1.ObjectReference{Name: ep.TargetRef.Name}
 			}
 		}
 		return &discovery.EndpointSlice{

@@ -2,6 +2,7 @@ package headless
 
 import (
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -59,8 +60,10 @@ func (s *manifestSource) load() error {
 	return nil
 }
 
-// signature identifies the files' current state by name, size and
-// modification time.
+// signature identifies the files' current state by name, the file a link
+// leads to, size and modification time. A ConfigMap update swaps the
+// "..data" link to a new directory: the files users see keep their names,
+// the files behind them change.
 func (s *manifestSource) signature() (string, error) {
 	files, err := manifest.Files(s.paths...)
 	if err != nil {
@@ -74,6 +77,10 @@ func (s *manifestSource) signature() (string, error) {
 		}
 		b.WriteString(f)
 		b.WriteByte(' ')
+		if real, err := filepath.EvalSymlinks(f); err == nil && real != f {
+			b.WriteString(real)
+			b.WriteByte(' ')
+		}
 		b.WriteString(strconv.FormatInt(fi.Size(), 10))
 		b.WriteByte(' ')
 		b.WriteString(strconv.FormatInt(fi.ModTime().UnixNano(), 10))

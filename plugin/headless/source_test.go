@@ -195,7 +195,7 @@ func TestKubeSource(t *testing.T) {
 	}
 }
 
-var _ cache.TransformFunc = slim
+var _ cache.TransformFunc = (&kubeSource{}).slim
 
 func histogramCount(t *testing.T, h prometheus.Histogram) uint64 {
 	t.Helper()
@@ -204,4 +204,55 @@ func histogramCount(t *testing.T, h prometheus.Histogram) uint64 {
 		t.Fatal(err)
 	}
 	return m.GetHistogram().GetSampleCount()
+}
+
+// A ConfigMap mounted as a volume is read once, and an update, which swaps
+// its "..data" link to a new directory, is reloaded.
+func TestManifestSourceConfigMap(t *testing.T) {
+	dir := t.TempDir()
+	version := func(stamp, addr string) {
+		t.Helper()
+		real := filepath.Join(dir, stamp)
+		if err := os.MkdirAll(real, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(real, "web.yaml"), []byte(fmt.Sprintf(svcYAML, addr)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		tmp := filepath.Join(dir, "..data_tmp")
+		if err := os.Symlink(stamp, tmp); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(dir, "..data")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Lstat(filepath.Join(dir, "web.yaml")); err != nil {
+			if err := os.Symlink(filepath.Join("..data", "web.yaml"), filepath.Join(dir, "web.yaml")); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	version("..2026_11_28_10_00_00.000000001", "10.244.0.1")
+
+	h := &Headless{}
+	h.configure([]string{"cluster.local."}, 5, 5)
+	src := &manifestSource{paths: []string{dir}, reload: 10 * time.Millisecond}
+	if err := src.start(h.publish); err != nil {
+		t.Fatal(err)
+	}
+	defer src.stop()
+	const name = "web-0.web.ns.svc.cluster.local."
+	if got := answers(h, name); !equal(got, "10.244.0.1") {
+		t.Fatalf("first load: %v", got)
+	}
+	if n := h.snap.Load().names.len(); n == 0 {
+		t.Fatal("nothing served")
+	}
+	files, _ := os.ReadDir(dir)
+	if len(files) != 3 {
+		t.Fatalf("layout %v, want ..data, ..<timestamp> and web.yaml", files)
+	}
+
+	version("..2026_11_28_10_05_00.000000002", "10.244.0.2")
+	eventually(t, "the ConfigMap update", func() bool { return equal(answers(h, name), "10.244.0.2") })
 }

@@ -3,5 +3,6 @@
 // writes them or as people write them by hand, and derives EndpointSlices
 // from Pods the way Kubernetes' EndpointSlice controller would.
 //
-// Errors name the file and the line of the object at fault.
+// Decoding is strict, as the API server's is. Errors name the file and the
+// line of the object or field at fault.
 package manifest

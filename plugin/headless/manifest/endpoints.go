@@ -194,9 +194,10 @@ func wantFamily(svc *corev1.Service, family discovery.AddressType) bool {
 }
 
 // podPorts resolves the service's ports against the pod: a numeric
-// targetPort stands as is, a named one is looked up in the pod's container
-// ports (and left out when the pod has no such port), none means the
-// service port.
+// targetPort stands as is, a named one is looked up in the ports of the
+// pod's containers and then of its sidecars (init containers with
+// restartPolicy Always), and left out when the pod has no such port; none
+// means the service port.
 func podPorts(svc *corev1.Service, pod *corev1.Pod) []discovery.EndpointPort {
 	var out []discovery.EndpointPort
 	for _, sp := range svc.Spec.Ports {
@@ -217,22 +218,40 @@ func podPorts(svc *corev1.Service, pod *corev1.Pod) []discovery.EndpointPort {
 func targetPort(sp corev1.ServicePort, proto corev1.Protocol, pod *corev1.Pod) (int32, bool) {
 	switch {
 	case sp.TargetPort.Type == intstr.String && sp.TargetPort.StrVal != "":
-		for _, c := range pod.Spec.Containers {
-			for _, cp := range c.Ports {
-				cpProto := cp.Protocol
-				if cpProto == "" {
-					cpProto = corev1.ProtocolTCP
-				}
-				if cp.Name == sp.TargetPort.StrVal && cpProto == proto {
-					return cp.ContainerPort, true
-				}
+		// The EndpointSlice controller (FindPort) looks in the containers
+		// first, then in the sidecars: init containers with restartPolicy
+		// Always.
+		if n, ok := namedPort(pod.Spec.Containers, sp.TargetPort.StrVal, proto); ok {
+			return n, true
+		}
+		var sidecars []corev1.Container
+		for _, c := range pod.Spec.InitContainers {
+			if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+				sidecars = append(sidecars, c)
 			}
 		}
-		return 0, false
+		return namedPort(sidecars, sp.TargetPort.StrVal, proto)
 	case sp.TargetPort.Type == intstr.Int && sp.TargetPort.IntVal != 0:
 		return sp.TargetPort.IntVal, true
 	}
 	return sp.Port, true
+}
+
+// namedPort finds the container port called name with protocol proto
+// (unset means TCP) in cs.
+func namedPort(cs []corev1.Container, name string, proto corev1.Protocol) (int32, bool) {
+	for _, c := range cs {
+		for _, cp := range c.Ports {
+			cpProto := cp.Protocol
+			if cpProto == "" {
+				cpProto = corev1.ProtocolTCP
+			}
+			if cp.Name == name && cpProto == proto {
+				return cp.ContainerPort, true
+			}
+		}
+	}
+	return 0, false
 }
 
 func portsKey(ps []discovery.EndpointPort) string {

@@ -182,3 +182,37 @@ func TestIndexPrefersSlices(t *testing.T) {
 		t.Fatalf("slices %v, want one derived from web-0", sl)
 	}
 }
+
+// A named targetPort resolves as the EndpointSlice controller's FindPort
+// does: the containers' ports first, then the sidecars' (init containers
+// with restartPolicy Always), never other init containers'.
+func TestSlicesForSidecarPorts(t *testing.T) {
+	always, never := corev1.ContainerRestartPolicyAlways, corev1.ContainerRestartPolicy("Never")
+	svc := webService()
+	svc.Spec.Ports = []corev1.ServicePort{
+		{Name: "http", Port: 80, TargetPort: intstr.FromString("http")},
+		{Name: "metrics", Port: 9100, TargetPort: intstr.FromString("metrics")},
+		{Name: "setup", Port: 9200, TargetPort: intstr.FromString("setup")},
+		{Name: "proxy-udp", Port: 53, Protocol: corev1.ProtocolUDP, TargetPort: intstr.FromString("proxy")},
+	}
+	p := pod("web-0", true, "10.244.0.1")
+	p.Spec.InitContainers = []corev1.Container{
+		{Name: "setup", Ports: []corev1.ContainerPort{{Name: "setup", ContainerPort: 9201}}},
+		{Name: "once", RestartPolicy: &never, Ports: []corev1.ContainerPort{{Name: "setup", ContainerPort: 9202}}},
+		{Name: "sidecar", RestartPolicy: &always, Ports: []corev1.ContainerPort{
+			{Name: "http", ContainerPort: 1111},    // the container's http comes first
+			{Name: "metrics", ContainerPort: 9101}, // only here
+			{Name: "proxy", ContainerPort: 5353, Protocol: corev1.ProtocolUDP},
+		}},
+	}
+	g := flatten(SlicesFor(svc, []*corev1.Pod{p}))["10.244.0.1"]
+	want := map[string]int32{"http/TCP": 8080, "metrics/TCP": 9101, "proxy-udp/UDP": 5353}
+	if len(g.ports) != len(want) {
+		t.Fatalf("ports %v, want %v", g.ports, want)
+	}
+	for k, v := range want {
+		if g.ports[k] != v {
+			t.Errorf("port %s = %d, want %d (all: %v)", k, g.ports[k], v, g.ports)
+		}
+	}
+}

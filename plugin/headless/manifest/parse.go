@@ -9,12 +9,14 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
 	corev1 "k8s.io/api/core/v1"
 	discovery "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
+	kjson "sigs.k8s.io/json"
 )
 
 // Objects are the objects read from manifest files, in file order.
@@ -48,7 +50,11 @@ var ErrNoFiles = errors.New("no manifest files (*.yaml, *.yml, *.json)")
 
 // Files expands paths into the manifest files they name: a file stands for
 // itself, a directory for the *.yaml, *.yml and *.json files below it, in
-// lexical order.
+// lexical order. Below a directory, entries whose names begin with ".."
+// are left out: a ConfigMap mounted as a volume holds its files in a
+// "..<timestamp>" directory, reached through a "..data" link, and shows
+// each file through a link of its own name; reading both would read every
+// file twice.
 func Files(paths ...string) ([]string, error) {
 	var out []string
 	for _, p := range paths {
@@ -60,9 +66,22 @@ func Files(paths ...string) ([]string, error) {
 			out = append(out, p)
 			continue
 		}
-		err = filepath.WalkDir(p, func(path string, d os.DirEntry, err error) error {
+		root := p
+		if li, err := os.Lstat(p); err == nil && li.Mode()&os.ModeSymlink != 0 {
+			// A link to a directory (such as a ConfigMap's ..data) is
+			// walked through: with a trailing separator, the walk starts
+			// at its target.
+			root = p + string(filepath.Separator)
+		}
+		err = filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
 			if err != nil {
 				return err
+			}
+			if path != root && strings.HasPrefix(d.Name(), "..") {
+				if d.IsDir() {
+					return filepath.SkipDir
+				}
+				return nil
 			}
 			if !d.IsDir() && isManifest(path) {
 				out = append(out, path)
@@ -202,8 +221,8 @@ func (o *Objects) add(file string, n *yaml.Node, kind string) error {
 	switch h.Kind {
 	case "Service":
 		s := &corev1.Service{}
-		if err := decode(raw, h, "v1", s); err != nil {
-			return fail(err)
+		if err := decode(file, n, raw, h, "v1", s); err != nil {
+			return err
 		}
 		defaultNamespace(&s.Namespace)
 		if err := names(s.Namespace, s.Name); err != nil {
@@ -215,8 +234,8 @@ func (o *Objects) add(file string, n *yaml.Node, kind string) error {
 		o.Services = append(o.Services, s)
 	case "EndpointSlice":
 		s := &discovery.EndpointSlice{}
-		if err := decode(raw, h, "discovery.k8s.io/v1", s); err != nil {
-			return fail(err)
+		if err := decode(file, n, raw, h, "discovery.k8s.io/v1", s); err != nil {
+			return err
 		}
 		defaultNamespace(&s.Namespace)
 		if err := names(s.Namespace, s.Name); err != nil {
@@ -228,8 +247,8 @@ func (o *Objects) add(file string, n *yaml.Node, kind string) error {
 		o.Slices = append(o.Slices, s)
 	case "Pod":
 		p := &corev1.Pod{}
-		if err := decode(raw, h, "v1", p); err != nil {
-			return fail(err)
+		if err := decode(file, n, raw, h, "v1", p); err != nil {
+			return err
 		}
 		defaultNamespace(&p.Namespace)
 		if err := names(p.Namespace, p.Name); err != nil {
@@ -252,14 +271,85 @@ func listItems(n *yaml.Node) []*yaml.Node {
 	return nil
 }
 
-func decode(raw []byte, h header, want string, into any) error {
+// decode reads raw, the JSON form of the object at n, into the typed
+// object into. Decoding is strict, as the API server's is: field names
+// match in case, and a field the type does not have is an error at the
+// line of that field (a misspelled `spce:` is not silently dropped).
+func decode(file string, n *yaml.Node, raw []byte, h header, want string, into any) error {
 	if h.APIVersion != "" && h.APIVersion != want {
-		return fmt.Errorf("%s: apiVersion %q is not supported, want %q", h.Kind, h.APIVersion, want)
+		return &Error{File: file, Line: n.Line, Err: fmt.Errorf("%s: apiVersion %q is not supported, want %q", h.Kind, h.APIVersion, want)}
 	}
-	if err := json.Unmarshal(raw, into); err != nil {
-		return fmt.Errorf("%s: %w", h.Kind, err)
+	strict, err := kjson.UnmarshalStrict(raw, into, kjson.DisallowUnknownFields)
+	if err != nil {
+		return &Error{File: file, Line: n.Line, Err: fmt.Errorf("%s: %w", h.Kind, err)}
 	}
-	return nil
+	if len(strict) == 0 {
+		return nil
+	}
+	line, msg := n.Line, strict[0].Error()
+	for _, e := range strict {
+		path, ok := strings.CutPrefix(e.Error(), `unknown field "`)
+		if !ok {
+			continue
+		}
+		if at := fieldLine(n, strings.TrimSuffix(path, `"`)); at > 0 {
+			line, msg = at, e.Error()
+			break
+		}
+	}
+	if len(strict) > 1 {
+		msg += fmt.Sprintf(" (and %d more)", len(strict)-1)
+	}
+	return &Error{File: file, Line: line, Err: fmt.Errorf("%s: %s", h.Kind, msg)}
+}
+
+// fieldLine finds the line of the field at path ("spec.ports[0].nme")
+// below the mapping n, or 0.
+func fieldLine(n *yaml.Node, path string) int {
+	line := 0
+	for path != "" {
+		var seg string
+		if i := strings.IndexAny(path, ".["); i < 0 {
+			seg, path = path, ""
+		} else if path[i] == '.' {
+			seg, path = path[:i], path[i+1:]
+		} else {
+			seg, path = path[:i], path[i:]
+		}
+		if seg != "" {
+			n = deref(n)
+			if n == nil || n.Kind != yaml.MappingNode {
+				return 0
+			}
+			var next *yaml.Node
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				if n.Content[i].Value == seg {
+					line, next = n.Content[i].Line, n.Content[i+1]
+				}
+			}
+			if next == nil {
+				return 0
+			}
+			n = next
+		}
+		for strings.HasPrefix(path, "[") {
+			end := strings.IndexByte(path, ']')
+			idx, err := strconv.Atoi(path[1:max(end, 1)])
+			n = deref(n)
+			if end < 0 || err != nil || n == nil || n.Kind != yaml.SequenceNode || idx < 0 || idx >= len(n.Content) {
+				return 0
+			}
+			n, line, path = n.Content[idx], n.Content[idx].Line, strings.TrimPrefix(path[end+1:], ".")
+		}
+	}
+	return line
+}
+
+func deref(n *yaml.Node) *yaml.Node {
+	for i := 0; n != nil && n.Kind == yaml.AliasNode && i < 8; i++ {
+		n = n.Alias
+	}
+	return n
 }
 
 func defaultNamespace(ns *string) {

@@ -1,0 +1,106 @@
+package headless
+
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/coredns/caddy"
+	"github.com/coredns/coredns/plugin/kubernetes"
+	"github.com/coredns/coredns/plugin/test"
+	corev1 "k8s.io/api/core/v1"
+	discovery "k8s.io/api/discovery/v1"
+)
+
+func TestEndpointLabel(t *testing.T) {
+	pod := func(name string) *corev1.ObjectReference { return &corev1.ObjectReference{Kind: "Pod", Name: name} }
+	long := "p123456789012345678901234567890123456789012345678901234567890123" // 64
+	tests := []struct {
+		name     string
+		ep       discovery.Endpoint
+		addr     string
+		podNames bool
+		label    string
+		fromHost bool
+	}{
+		{name: "hostname", ep: discovery.Endpoint{Hostname: ptrTo("web-0")}, addr: "10.244.0.1", label: "web-0", fromHost: true},
+		{name: "hostname before pod", ep: discovery.Endpoint{Hostname: ptrTo("Web-0"), TargetRef: pod("other")}, addr: "10.244.0.1", podNames: true, label: "web-0", fromHost: true},
+		{name: "pod name", ep: discovery.Endpoint{TargetRef: pod("test-name")}, addr: "10.244.0.1", podNames: true, label: "test-name"},
+		{name: "pod name off", ep: discovery.Endpoint{TargetRef: pod("test-name")}, addr: "10.244.0.1", label: "10-244-0-1"},
+		{name: "any targetRef kind", ep: discovery.Endpoint{TargetRef: &corev1.ObjectReference{Kind: "Node", Name: "n1"}}, addr: "10.244.0.1", podNames: true, label: "n1"},
+		{name: "pod name with dots", ep: discovery.Endpoint{TargetRef: pod("a.b")}, addr: "10.244.0.1", podNames: true, label: "a.b"},
+		{name: "pod name with an empty label", ep: discovery.Endpoint{TargetRef: pod("a..b")}, addr: "10.244.0.1", podNames: true, label: "10-244-0-1"},
+		{name: "pod name with dots, too long", ep: discovery.Endpoint{TargetRef: pod("a." + long[:62])}, addr: "10.244.0.1", podNames: true, label: "10-244-0-1"},
+		{name: "pod name with dots, 63", ep: discovery.Endpoint{TargetRef: pod("a." + long[:61])}, addr: "10.244.0.1", podNames: true, label: "a." + long[:61]},
+		{name: "pod name not a label", ep: discovery.Endpoint{TargetRef: pod("a_b")}, addr: "10.244.0.1", podNames: true, label: "10-244-0-1"},
+		{name: "pod name too long", ep: discovery.Endpoint{TargetRef: pod(long)}, addr: "10.244.0.1", podNames: true, label: "10-244-0-1"},
+		{name: "pod name 63", ep: discovery.Endpoint{TargetRef: pod(long[:63])}, addr: "10.244.0.1", podNames: true, label: long[:63]},
+		{name: "empty pod name", ep: discovery.Endpoint{TargetRef: pod("")}, addr: "10.244.0.1", podNames: true, label: "10-244-0-1"},
+		{name: "empty hostname", ep: discovery.Endpoint{Hostname: ptrTo("")}, addr: "10.244.0.1", label: "10-244-0-1"},
+		{name: "ipv6", addr: "fd00::5", label: "fd00--5"},
+		{name: "ipv6 trailing colons", addr: "fd00::", label: "fd00--0"},
+		{name: "ipv6 leading colons", addr: "::1", label: "--1"},
+		{name: "ipv6 unspecified", addr: "::", label: "--0"},
+		{name: "ipv6 full", addr: "2001:db8:1:2:3:4:5:6", label: "2001-db8-1-2-3-4-5-6"},
+		{name: "ipv6 upper case", addr: "FD00::A", label: "fd00--a"},
+		{name: "ipv4-mapped", addr: "::ffff:10.244.0.1", label: "10-244-0-1"},
+	}
+	for _, tc := range tests {
+		a := netip.MustParseAddr(tc.addr).Unmap()
+		label, fromHost := endpointLabel(&tc.ep, tc.addr, a, tc.podNames)
+		if label != tc.label || fromHost != tc.fromHost {
+			t.Errorf("%s: got %q (hostname %v), want %q (hostname %v)", tc.name, label, fromHost, tc.label, tc.fromHost)
+		}
+	}
+}
+
+// The kubernetes plugin's endpoint_pod_names is read from its handler; the
+// test pins the unexported field against the CoreDNS version in go.mod.
+func TestKubernetesPodNames(t *testing.T) {
+	for _, tc := range []struct {
+		input string
+		want  bool
+	}{
+		{"kubernetes cluster.local {\nendpoint_pod_names\n}", true},
+		{"kubernetes cluster.local", false},
+		{"kubernetes cluster.local {\npods insecure\n}", false},
+	} {
+		k, err := kubernetes.ParseStanza(caddyController(tc.input))
+		if err != nil {
+			t.Fatalf("%q: %v", tc.input, err)
+		}
+		if got := kubernetesPodNames(k); got != tc.want {
+			t.Errorf("%q: endpoint_pod_names %v, want %v", tc.input, got, tc.want)
+		}
+	}
+	if kubernetesPodNames(nil) || kubernetesPodNames(&Headless{}) || kubernetesPodNames(test.ErrorHandler()) {
+		t.Error("another handler read as the kubernetes plugin with endpoint_pod_names")
+	}
+}
+
+func caddyController(input string) *caddy.Controller {
+	c := caddy.NewTestController("dns", input)
+	c.Next()
+	return c
+}
+
+// The informer caches keep an endpoint's targetRef name only when
+// endpoint_pod_names needs it.
+func TestSlimPodNames(t *testing.T) {
+	in := &discovery.EndpointSlice{Endpoints: []discovery.Endpoint{{
+		Addresses: []string{"10.244.0.1"},
+		TargetRef: &corev1.ObjectReference{Kind: "Pod", Namespace: "ns", Name: "web-0", UID: "u"},
+	}}}
+	for _, podNames := range []bool{false, true} {
+		o, err := (&kubeSource{podNames: podNames}).slim(in.DeepCopy())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref := o.(*discovery.EndpointSlice).Endpoints[0].TargetRef
+		switch {
+		case !podNames && ref != nil:
+			t.Errorf("targetRef %+v kept without endpoint_pod_names", ref)
+		case podNames && (ref == nil || ref.Name != "web-0" || ref.UID != ""):
+			t.Errorf("targetRef %+v, want only the name web-0", ref)
+		}
+	}
+}

@@ -1,0 +1,466 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+	corev1 "k8s.io/api/core/v1"
+	discovery "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// The Corefiles of the differential test: the shipped arrangement
+// (headless with fallthrough in front of kubernetes) and kubernetes alone,
+// each with and without endpoint_pod_names on the kubernetes plugin. The
+// headless stanza never sets endpoint_pod_names: it must follow the
+// kubernetes plugin by itself.
+const (
+	diffServer = `.:%s {
+    bind 127.0.0.1
+    ready 127.0.0.1:%s
+%s}
+`
+	diffHeadless = `    headless cluster.local in-addr.arpa ip6.arpa {
+        kubeconfig %s
+        fallthrough
+    }
+`
+	// The transfer plugin serves AXFR from the kubernetes plugin's records,
+	// so the server's own zone transfer shows the names it gives out.
+	diffTransfer = `    transfer cluster.local {
+        to *
+    }
+`
+	diffKubernetes = `    kubernetes cluster.local in-addr.arpa ip6.arpa {
+        kubeconfig %s
+        pods insecure
+%s        fallthrough in-addr.arpa ip6.arpa
+    }
+`
+)
+
+// startServer runs the suite's CoreDNS binary with the given server block
+// body and returns its address once the ready plugin reports it ready.
+func startServer(t *testing.T, label, body string) string {
+	t.Helper()
+	port, err := freeUDPTCPPort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	readyPort, err := freeUDPTCPPort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(tb.Dir, "Corefile."+label)
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(diffServer, port, readyPort, body)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	logf, err := os.Create(filepath.Join(tb.Dir, "logs", "coredns-"+label+".log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(filepath.Join(tb.Dir, "coredns"), "-conf", conf)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait(); logf.Close() })
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get("http://127.0.0.1:" + readyPort + "/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return "127.0.0.1:" + port
+			}
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(logf.Name())
+			t.Fatalf("CoreDNS %s not ready after 60s:\n%s", label, b)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// query asks server one question over UDP (TCP when truncated) and renders
+// what the comparison looks at: rcode, the answer and additional records
+// sorted, and the authority records with the SOA serial zeroed, since each
+// server counts its own. SRV weights are required to be equal within the
+// answer and then left out: the kubernetes plugin divides 100 by the
+// number of address and port pairs before merging one target's
+// duplicates, headless by the records it returns; weights are relative
+// (RFC 2782), so equal weights select alike.
+func query(server, name string, qtype uint16) (string, error) {
+	m := new(dns.Msg)
+	m.SetQuestion(name, qtype)
+	m.SetEdns0(4096, false)
+	c := &dns.Client{Timeout: 3 * time.Second}
+	r, _, err := c.Exchange(m, server)
+	if err == nil && r.Truncated {
+		c.Net = "tcp"
+		r, _, err = c.Exchange(m, server)
+	}
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "rcode %s aa=%v\n", dns.RcodeToString[r.Rcode], r.Authoritative)
+	weights := map[uint16]bool{}
+	for _, sec := range []struct {
+		name string
+		rrs  []dns.RR
+	}{{"answer", r.Answer}, {"authority", r.Ns}, {"extra", r.Extra}} {
+		var lines []string
+		for _, rr := range sec.rrs {
+			if rr.Header().Rrtype == dns.TypeOPT {
+				continue
+			}
+			rr = dns.Copy(rr)
+			switch v := rr.(type) {
+			case *dns.SOA:
+				v.Serial = 0
+			case *dns.SRV:
+				weights[v.Weight] = true
+				v.Weight = 0
+			}
+			lines = append(lines, sec.name+" "+rr.String())
+		}
+		slices.Sort(lines)
+		for _, l := range lines {
+			b.WriteString(l + "\n")
+		}
+	}
+	if len(weights) > 1 {
+		fmt.Fprintf(&b, "unequal SRV weights %v\n", weights)
+	}
+	return b.String(), nil
+}
+
+type diffQuery struct {
+	name  string
+	qtype uint16
+}
+
+func (q diffQuery) String() string { return q.name + " " + dns.TypeToString[q.qtype] }
+
+// Headless in front of kubernetes answers every name as kubernetes alone
+// does, on the same objects, with and without endpoint_pod_names; where
+// the answers differ on purpose, the table below names the question and
+// the reason, and the test requires that they do differ.
+func TestDifferentialKubernetes(t *testing.T) {
+	kc := tb.Kubeconfig
+	ns := tb.Namespace(t, "diff")
+
+	// Objects: a headless service whose pods have a hostname, none, and a
+	// name that is not one DNS label; a ClusterIP service over the same
+	// pods; a headless service without ports; and a selectorless IPv6
+	// service with a hand-written slice (kwok gives pods IPv4 only), whose
+	// addresses test the trailing-dash rule and whose targetRef names a
+	// pod.
+	headlessService(t, ns, "web", map[string]string{"app": "web"}, false, svcPort{"http", 80, corev1.ProtocolTCP})
+	headlessService(t, ns, "noports", map[string]string{"app": "web"}, false)
+	headlessService(t, ns, "v6", nil, false, svcPort{"db", 5432, corev1.ProtocolTCP})
+	if _, err := tb.Client.CoreV1().Services(ns).Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web-lb"},
+		Spec:       corev1.ServiceSpec{Selector: map[string]string{"app": "web"}, Ports: []corev1.ServicePort{{Name: "http", Port: 80}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	barePod(t, ns, "web-0", "web", "web-0", "web")
+	barePod(t, ns, "test-name", "web", "", "")
+	barePod(t, ns, "a.b", "web", "", "")
+	dbName, proto, port := "db", corev1.ProtocolTCP, int32(5432)
+	if _, err := tb.Client.DiscoveryV1().EndpointSlices(ns).Create(ctx, &discovery.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Name: "v6-1", Labels: map[string]string{discovery.LabelServiceName: "v6"}},
+		AddressType: discovery.AddressTypeIPv6,
+		Ports:       []discovery.EndpointPort{{Name: &dbName, Protocol: &proto, Port: &port}},
+		Endpoints: []discovery.Endpoint{
+			{Addresses: []string{"fd00:10:244::"}},
+			{Addresses: []string{"fd00:10:244::1:0"}},
+			{Addresses: []string{"fd00:10:244::7"}, Hostname: ptr("db-0")},
+			{Addresses: []string{"fd00:10:244::8"}, TargetRef: &corev1.ObjectReference{Kind: "Pod", Namespace: ns, Name: "v6-pod"}},
+		},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pods := waitPods(t, ns, "web", 3)
+	dashed := func(pod string) string { return strings.ReplaceAll(pods[pod].Status.PodIP, ".", "-") }
+
+	servers := map[string]string{}
+	for _, v := range []struct{ label, body string }{
+		{"headless", diffTransfer + fmt.Sprintf(diffHeadless, kc) + fmt.Sprintf(diffKubernetes, kc, "")},
+		{"stock", fmt.Sprintf(diffKubernetes, kc, "")},
+		{"headless-pods", diffTransfer + fmt.Sprintf(diffHeadless, kc) + fmt.Sprintf(diffKubernetes, kc, "        endpoint_pod_names\n")},
+		{"stock-pods", fmt.Sprintf(diffKubernetes, kc, "        endpoint_pod_names\n")},
+	} {
+		servers[v.label] = startServer(t, v.label, v.body)
+	}
+
+	at := func(labels ...string) string { return strings.Join(labels, ".") + "." + ns + ".svc.cluster.local." }
+	names := []string{
+		at("web"), at("web-0", "web"), at(dashed("web-0"), "web"),
+		at("test-name", "web"), at(dashed("test-name"), "web"),
+		at("a", "b", "web"), at("b", "web"), at(dashed("a.b"), "web"),
+		at("_http", "_tcp", "web"), at("_http", "_udp", "web"), at("nope", "web"),
+		at("noports"), at(dashed("test-name"), "noports"), at("test-name", "noports"),
+		at("web-lb"),
+		at("v6"), at("fd00-10-244--0", "v6"), at("fd00-10-244--", "v6"), at("fd00-10-244--1-0", "v6"),
+		at("db-0", "v6"), at("v6-pod", "v6"), at("fd00-10-244--8", "v6"), at("_db", "_tcp", "v6"),
+		// Escaped dots: outside the zone, or one label below it.
+		`web-0\.web.` + ns + `.svc.cluster.local.`,
+		`web\.` + ns + `.svc.cluster.local.`,
+		`web-0.web.` + ns + `.svc.cluster\.local.`,
+		`foo\.cluster.local.`,
+	}
+	var questions []diffQuery
+	for _, n := range names {
+		for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeSRV} {
+			questions = append(questions, diffQuery{n, qt})
+		}
+	}
+	for _, a := range []string{pods["web-0"].Status.PodIP, pods["test-name"].Status.PodIP, pods["a.b"].Status.PodIP,
+		"fd00:10:244::", "fd00:10:244::7", "fd00:10:244::8"} {
+		rev, _ := dns.ReverseAddr(a)
+		questions = append(questions, diffQuery{rev, dns.TypePTR})
+	}
+
+	// The answers that differ on purpose, by variant ("" both, "pods"
+	// only with endpoint_pod_names, "addr" only without), with the reason.
+	type why struct{ variant, reason string }
+	differs := map[diffQuery]why{
+		{at("_http", "_tcp", "web"), dns.TypeA}:                {"", "only SRV records at _port._proto names (spec 1.1.0): headless answers NODATA, kubernetes the addresses"},
+		{at("_db", "_tcp", "v6"), dns.TypeAAAA}:                {"", "only SRV records at _port._proto names (spec 1.1.0)"},
+		{at("noports"), dns.TypeSRV}:                           {"", "headless answers the port-less SRV form with port 0 for a service without ports, so that peer-finder finds its members; kubernetes has no SRV records (NODATA)"},
+		{at(dashed("test-name"), "noports"), dns.TypeSRV}:      {"addr", "port-less SRV form with port 0"},
+		{at("test-name", "noports"), dns.TypeSRV}:              {"pods", "port-less SRV form with port 0"},
+		{mustReverse(pods["web-0"].Status.PodIP), dns.TypePTR}: {"", "one PTR per headless service for an endpoint with a hostname (spec 1.1.0); kubernetes adds a PTR for every service whose endpoints hold the address (web-lb, noports)"},
+		// Pod "a.b": kubernetes names it a.b.web... in SRV targets, PTR
+		// and AXFR, but its own queries for that name fail; headless
+		// answers it, with the empty name b.web... above it.
+		{at("a", "b", "web"), dns.TypeA}:    {"pods", "headless answers the name kubernetes gives pod a.b"},
+		{at("a", "b", "web"), dns.TypeAAAA}: {"pods", "the name kubernetes gives pod a.b exists (NODATA, not NXDOMAIN)"},
+		{at("a", "b", "web"), dns.TypeSRV}:  {"pods", "headless answers the name kubernetes gives pod a.b"},
+		{at("b", "web"), dns.TypeA}:         {"pods", "empty non-terminal above a.b (NODATA, not NXDOMAIN)"},
+		{at("b", "web"), dns.TypeAAAA}:      {"pods", "empty non-terminal above a.b (NODATA, not NXDOMAIN)"},
+		{at("b", "web"), dns.TypeSRV}:       {"pods", "empty non-terminal above a.b (NODATA, not NXDOMAIN)"},
+	}
+
+	compare := func(variant, h, s string) []string {
+		var bad []string
+		for _, q := range questions {
+			want, err := query(servers[s], q.name, q.qtype)
+			if err != nil {
+				bad = append(bad, fmt.Sprintf("%s: %s: %v", q, s, err))
+				continue
+			}
+			got, err := query(servers[h], q.name, q.qtype)
+			if err != nil {
+				bad = append(bad, fmt.Sprintf("%s: %s: %v", q, h, err))
+				continue
+			}
+			if w, ok := differs[q]; ok && (w.variant == "" || w.variant == variant) {
+				if got == want {
+					bad = append(bad, fmt.Sprintf("%s (%s): listed as different (%s), but both answer\n%s", q, variant, w.reason, got))
+				}
+				continue
+			}
+			if got != want {
+				bad = append(bad, fmt.Sprintf("%s (%s): %s differs from %s\n%s:\n%s%s:\n%s", q, variant, h, s, s, want, h, got))
+			}
+		}
+		return bad
+	}
+
+	// The four servers watch on their own; compare until they agree, and
+	// only then count what differs. Before that, make sure every server
+	// has the data, so that agreement is not two empty answers.
+	for label, addr := range servers {
+		for _, q := range []diffQuery{{at("web-0", "web"), dns.TypeA}, {at("db-0", "v6"), dns.TypeAAAA}} {
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				a, err := query(addr, q.name, q.qtype)
+				if err == nil && strings.Contains(a, "answer ") {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%s: no answer to %s after 30s: %v %s", label, q, err, a)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+	}
+	for _, v := range []struct{ variant, h, s string }{{"addr", "headless", "stock"}, {"pods", "headless-pods", "stock-pods"}} {
+		var bad []string
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			if bad = compare(v.variant, v.h, v.s); len(bad) == 0 || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		for _, b := range bad {
+			t.Error(b)
+		}
+		t.Logf("%s: %d questions, %d listed differences, %d unexpected", v.variant, len(questions), len(differs), len(bad))
+	}
+
+	// The server's own zone transfer and PTR answers name only records that
+	// its A, AAAA and SRV queries give out: the inconsistency that naming
+	// endpoints unlike the kubernetes plugin caused.
+	for _, label := range []string{"headless", "headless-pods"} {
+		ptrs := []string{pods["web-0"].Status.PodIP, pods["test-name"].Status.PodIP, pods["a.b"].Status.PodIP, "fd00:10:244::", "fd00:10:244::7", "fd00:10:244::8"}
+		for _, b := range selfConsistent(t, servers[label], ns, ptrs) {
+			t.Errorf("%s: %s", label, b)
+		}
+	}
+
+	// The pod-named endpoint resolves in both, through headless.
+	got, _ := query(servers["headless-pods"], at("test-name", "web"), dns.TypeA)
+	if !strings.Contains(got, pods["test-name"].Status.PodIP) {
+		t.Errorf("test-name.web with endpoint_pod_names: %s", got)
+	}
+	got, _ = query(servers["headless-pods"], at("v6-pod", "v6"), dns.TypeAAAA)
+	if !strings.Contains(got, "fd00:10:244::8") {
+		t.Errorf("v6-pod.v6 with endpoint_pod_names: %s", got)
+	}
+}
+
+func mustReverse(a string) string {
+	r, err := dns.ReverseAddr(a)
+	if err != nil {
+		panic(err)
+	}
+	return r
+}
+
+// selfConsistent checks that every A, AAAA and SRV record that the
+// server's AXFR of cluster.local holds for the headless services of ns
+// (web, noports, v6) is what a query for it answers, and that the PTR
+// answers for addrs that point into those services resolve back to the
+// address. It returns what does not hold.
+func selfConsistent(t *testing.T, server, ns string, addrs []string) []string {
+	t.Helper()
+	headless := map[string]bool{}
+	for _, svc := range []string{"web", "noports", "v6"} {
+		headless["."+svc+"."+ns+".svc.cluster.local."] = true
+	}
+	// under reports whether name is a name below one of the services
+	// (a pod name with dots is several labels).
+	under := func(name string) bool {
+		for i := strings.IndexByte(name, '.'); i > 0; {
+			if headless[name[i:]] {
+				return true
+			}
+			j := strings.IndexByte(name[i+1:], '.')
+			if j < 0 {
+				return false
+			}
+			i += 1 + j
+		}
+		return false
+	}
+	resolves := func(name string, qtype uint16, want string) bool {
+		m := new(dns.Msg)
+		m.SetQuestion(name, qtype)
+		r, err := dns.Exchange(m, server)
+		if err != nil {
+			return false
+		}
+		for _, rr := range r.Answer {
+			switch v := rr.(type) {
+			case *dns.A:
+				if v.A.String() == want {
+					return true
+				}
+			case *dns.AAAA:
+				if v.AAAA.String() == want {
+					return true
+				}
+			case *dns.SRV:
+				if v.Target == want {
+					return true
+				}
+			}
+		}
+		return false
+	}
+
+	var bad []string
+	axfr := new(dns.Msg)
+	axfr.SetAxfr("cluster.local.")
+	ch, err := new(dns.Transfer).In(axfr, server)
+	if err != nil {
+		return []string{fmt.Sprintf("AXFR: %v", err)}
+	}
+	var checked []string
+	for env := range ch {
+		if env.Error != nil {
+			bad = append(bad, fmt.Sprintf("AXFR: %v", env.Error))
+			break
+		}
+		for _, rr := range env.RR {
+			owner := strings.ToLower(rr.Header().Name)
+			switch v := rr.(type) {
+			case *dns.A:
+				if under(owner) {
+					checked = append(checked, rr.String())
+					if !resolves(owner, dns.TypeA, v.A.String()) {
+						bad = append(bad, fmt.Sprintf("AXFR has %s, but A %s does not answer it", rr, owner))
+					}
+				}
+			case *dns.AAAA:
+				if under(owner) {
+					checked = append(checked, rr.String())
+					if !resolves(owner, dns.TypeAAAA, v.AAAA.String()) {
+						bad = append(bad, fmt.Sprintf("AXFR has %s, but AAAA %s does not answer it", rr, owner))
+					}
+				}
+			case *dns.SRV:
+				if under(v.Target) && strings.HasPrefix(owner, "_") {
+					checked = append(checked, rr.String())
+					if !resolves(owner, dns.TypeSRV, v.Target) {
+						bad = append(bad, fmt.Sprintf("AXFR has %s, but SRV %s does not answer it", rr, owner))
+					}
+				}
+			}
+		}
+	}
+	if len(checked) == 0 {
+		bad = append(bad, "AXFR holds no records of the test's headless services")
+	}
+	for _, a := range addrs {
+		rev := mustReverse(a)
+		m := new(dns.Msg)
+		m.SetQuestion(rev, dns.TypePTR)
+		r, err := dns.Exchange(m, server)
+		if err != nil {
+			bad = append(bad, fmt.Sprintf("PTR %s: %v", rev, err))
+			continue
+		}
+		for _, rr := range r.Answer {
+			target := strings.ToLower(rr.(*dns.PTR).Ptr)
+			qt := dns.TypeA
+			if strings.Contains(a, ":") {
+				qt = dns.TypeAAAA
+			}
+			if under(target) && !resolves(target, qt, a) {
+				bad = append(bad, fmt.Sprintf("PTR %s names %s, which does not answer %s", rev, target, a))
+			}
+		}
+	}
+	slices.Sort(checked)
+	t.Logf("%s: %d records of the zone transfer checked:\n%s", server, len(checked), strings.Join(checked, "\n"))
+	return bad
+}
