@@ -6,6 +6,8 @@
 SHELL := /bin/bash
 GO    ?= go
 FUZZTIME ?= 15s
+# New inputs are minimized for at most this long, so a short run fuzzes.
+FUZZMIN  ?= 2s
 
 CLUSTER_DIR ?= $(CURDIR)/.cache/cluster
 
@@ -45,11 +47,11 @@ unit:
 
 # Bounded runs of the fuzz targets; the seed corpora also run in 'unit'.
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzServeDNS$$' -fuzztime $(FUZZTIME) ./plugin/headless/
-	$(GO) test -run '^$$' -fuzz '^FuzzZoneOf$$' -fuzztime $(FUZZTIME) ./plugin/headless/
-	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./plugin/headless/manifest/
-	$(GO) test -run '^$$' -fuzz '^FuzzParseSRV$$' -fuzztime $(FUZZTIME) ./discovery/
-	$(GO) test -run '^$$' -fuzz '^FuzzResolvConf$$' -fuzztime $(FUZZTIME) ./discovery/
+	$(GO) test -run '^$$' -fuzz '^FuzzServeDNS$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) ./plugin/headless/
+	$(GO) test -run '^$$' -fuzz '^FuzzZoneOf$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) ./plugin/headless/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) ./plugin/headless/manifest/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseSRV$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) ./discovery/
+	$(GO) test -run '^$$' -fuzz '^FuzzResolvConf$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) ./discovery/
 
 # The control-plane binaries, built once and cached under .cache/testbed.
 testbed:
