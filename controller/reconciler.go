@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -101,14 +102,16 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 
 	want := wantOf(ps, now())
+	var revs *revisions
 	if !deleting {
 		inUse := map[string]bool{}
 		for _, pod := range owned {
 			inUse[pod.Labels[LabelRevision]] = true
 		}
-		if _, err := r.syncRevisions(ctx, ps, inUse); err != nil {
+		if revs, err = r.syncRevisions(ctx, ps, inUse); err != nil {
 			return ctrl.Result{}, err
 		}
+		want.Revision, want.Current, want.collisionCount = revs.update, revs.current, &revs.collisionCount
 	}
 	if deleting {
 		want.End = want.Start // scale to zero, highest ordinal first
@@ -123,7 +126,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	var errs []error
 	for _, o := range plan.Create {
-		if err := r.Pets.CreatePet(ctx, ps, o, want.Revision); err != nil {
+		// Each pet from the template of the revision it is due.
+		rev, set := want.Due(o, state), ps
+		if revs != nil {
+			if set, err = revs.setAt(ps, rev); err != nil {
+				errs = append(errs, err)
+				break
+			}
+		}
+		if err := r.Pets.CreatePet(ctx, set, o, rev); err != nil {
 			errs = append(errs, err)
 			break // ordered: nothing after a failure
 		}
@@ -252,7 +263,8 @@ func (r *Reconciler) writeStatus(ctx context.Context, ps *v1alpha1.PetSet, owned
 	st := v1alpha1.PetSetStatus{
 		ObservedGeneration: ps.Generation,
 		UpdateRevision:     want.Revision,
-		CurrentRevision:    ps.Status.CurrentRevision,
+		CurrentRevision:    cmp.Or(want.Current, ps.Status.CurrentRevision),
+		CollisionCount:     want.collisionCount,
 		Conditions:         slices.Clone(ps.Status.Conditions),
 	}
 	if sel, err := metav1.LabelSelectorAsSelector(ps.Spec.Selector); err == nil {

@@ -185,6 +185,12 @@ type PetSetStatus struct {
 	// UpdateRevision is the revision of the current template.
 	// +optional
 	UpdateRevision string `json:"updateRevision,omitempty"`
+	// CollisionCount counts the hash collisions met while naming this
+	// set's ControllerRevisions. It is hashed into the next revision's
+	// name, so a name held by a revision with other data is not tried
+	// again.
+	// +optional
+	CollisionCount *int32 `json:"collisionCount,omitempty"`
 	// Selector is spec.selector as a string, for the scale subresource.
 	// +optional
 	Selector string `json:"selector,omitempty"`
