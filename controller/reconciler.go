@@ -3,6 +3,7 @@ package controller
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -11,7 +12,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -151,7 +151,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	if deleting {
 		if len(errs) > 0 {
-			return ctrl.Result{}, errs[0]
+			return ctrl.Result{}, errors.Join(errs...)
 		}
 		if len(owned) > 0 {
 			return ctrl.Result{}, nil // the pods' deletions bring us back
@@ -163,11 +163,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err != nil {
 		errs = append(errs, err)
 	}
-	if err := r.writeStatus(ctx, ps, owned, want, plan, resized); err != nil && !apierrors.IsConflict(err) {
-		errs = append(errs, err)
+	// A conflict too is returned: the status this pass computed is not
+	// written, so the set must be looked at again.
+	if err := r.writeStatus(ctx, ps, owned, want, plan, resized); err != nil {
+		errs = append(errs, fmt.Errorf("status: %w", err))
 	}
 	if len(errs) > 0 {
-		return ctrl.Result{}, errs[0]
+		return ctrl.Result{}, errors.Join(errs...)
 	}
 	// Pets that are Ready but not yet available for MinReadySeconds: look
 	// again when they will be.
