@@ -40,12 +40,14 @@ CONTROLLER_GEN ?= $(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen@v0.2
 generate:
 	$(CONTROLLER_GEN) object paths=./api/...
 	$(CONTROLLER_GEN) crd:generateEmbeddedObjectMeta=true,maxDescLen=0 paths=./api/... output:crd:dir=deploy/crd
+	$(GO) run ./hack/crdbounds deploy/crd/petset.dev_petsets.yaml
 
 # verify-generated fails when the generated files differ from what
 # `make generate` writes from api/v1alpha1.
 verify-generated:
 	@tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && \
 	$(CONTROLLER_GEN) crd:generateEmbeddedObjectMeta=true,maxDescLen=0 paths=./api/... output:crd:dir=$$tmp && \
+	$(GO) run ./hack/crdbounds $$tmp/petset.dev_petsets.yaml && \
 	diff -u deploy/crd/petset.dev_petsets.yaml $$tmp/petset.dev_petsets.yaml && \
 	cp api/v1alpha1/zz_generated.deepcopy.go $$tmp/deepcopy.go && \
 	$(CONTROLLER_GEN) object paths=./api/... && \
@@ -65,6 +67,7 @@ unit:
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzServeDNS$$' -fuzztime $(FUZZTIME) ./plugin/headless/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./plugin/headless/manifest/
+	$(GO) test -run '^$$' -fuzz '^FuzzCanonicalJSON$$' -fuzztime $(FUZZTIME) ./controller/
 
 # The control-plane binaries, built once and cached under .cache/testbed.
 testbed:

@@ -21,7 +21,7 @@ import (
 // +kubebuilder:printcolumn:name="Updated",type=integer,JSONPath=`.status.updatedReplicas`
 // +kubebuilder:printcolumn:name="Service",type=string,JSONPath=`.spec.serviceName`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
-// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 54",message="must be no more than 54 characters: <name>-<8 hex digits> names the set's revisions and is the value of the petset.dev/revision label, at most 63 characters",fieldPath=".metadata.name"
+// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 54",message="metadata.name must be no more than 54 characters: <name>-<8 hex digits> names the set's revisions and is the value of the petset.dev/revision label, at most 63 characters"
 type PetSet struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
@@ -52,7 +52,9 @@ type PetSetSpec struct {
 	ServiceName string `json:"serviceName"`
 
 	// Selector selects the set's pods and claims. It must not be empty,
-	// must match the template's labels, and cannot change.
+	// must match the template's labels, and cannot change. At most 64
+	// matchLabels, 64 matchExpressions and 64 values each (bounds that let
+	// the API server check the match).
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="selector is immutable"
 	Selector *metav1.LabelSelector `json:"selector"`
 
