@@ -238,8 +238,9 @@ func TestOrdinalControllerKubeconfigOnly(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	var waitErr error
+	exited := make(chan struct{})
+	go func() { waitErr = cmd.Wait(); close(exited) }()
 	t.Cleanup(func() { cmd.Process.Signal(syscall.SIGKILL); <-exited; logf.Close() })
 
 	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
@@ -248,9 +249,9 @@ func TestOrdinalControllerKubeconfigOnly(t *testing.T) {
 			break
 		}
 		select {
-		case err := <-exited:
+		case <-exited:
 			b, _ := os.ReadFile(logPath)
-			t.Fatalf("controller exited: %v\n%s", err, b)
+			t.Fatalf("controller exited: %v\n%s", waitErr, b)
 		default:
 		}
 		if time.Now().After(deadline) {
