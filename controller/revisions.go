@@ -272,9 +272,12 @@ func (r *Reconciler) createRevision(ctx context.Context, ps *v1alpha1.PetSet, da
 			Data:     runtime.RawExtension{Raw: data},
 			Revision: number,
 		}
-		for k, v := range ps.Spec.Selector.MatchLabels {
+		// The template's labels, as StatefulSet labels its revisions: the
+		// selector matches them, so an orphaned revision can be adopted.
+		for k, v := range ps.Spec.Template.Labels {
 			cr.Labels[k] = v
 		}
+		cr.Labels[LabelSetName] = ps.Name
 		if err := controllerutil.SetControllerReference(ps, cr, r.Scheme()); err != nil {
 			return nil, err
 		}

@@ -10,6 +10,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -442,4 +443,51 @@ func keys[V any](m map[string]V) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// Under OnDelete a pet that is deleted comes back at the update revision,
+// as in StatefulSet: deleting a pet is how it is updated. Pets nobody
+// deletes keep their revision.
+func TestOnDeletePetComesBackUpdated(t *testing.T) {
+	ps := testSet(2)
+	ps.Spec.VolumeClaimTemplates = nil
+	ps.Spec.UpdateStrategy.Type = v1alpha1.OnDeleteStrategy
+	f := newRevFixture(t, ps)
+	f.converge()
+	r1 := f.set().Status.CurrentRevision
+	f.setImage("db:2")
+	f.converge()
+	if p := f.pod("db-1"); p.Labels[LabelRevision] != r1 {
+		t.Fatalf("OnDelete replaced db-1: %s", describe(p))
+	}
+	r2 := f.set().Status.UpdateRevision
+	f.deletePod("db-0")
+	if err := f.reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	if p := f.pod("db-0"); p == nil || p.Labels[LabelRevision] != r2 || p.Spec.Containers[0].Image != "db:2" {
+		t.Errorf("db-0 came back as %s, want %s with db:2", describe(p), r2)
+	}
+}
+
+// A revision carries the template's labels, so the set's selector, even
+// one of matchExpressions only, matches it (and can adopt it once
+// orphaned).
+func TestRevisionLabels(t *testing.T) {
+	ps := testSet(0)
+	ps.Spec.Selector = &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "app", Operator: metav1.LabelSelectorOpIn, Values: []string{"db"}}}}
+	f := newRevFixture(t, ps)
+	if err := f.reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	sel, _ := metav1.LabelSelectorAsSelector(ps.Spec.Selector)
+	revs := f.revisions()
+	if len(revs) != 1 {
+		t.Fatalf("revisions %v", keys(revs))
+	}
+	for _, cr := range revs {
+		if !sel.Matches(labels.Set(cr.Labels)) || cr.Labels[LabelSetName] != "db" {
+			t.Errorf("revision labels %v not matched by %s", cr.Labels, sel)
+		}
+	}
 }
