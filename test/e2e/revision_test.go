@@ -277,3 +277,77 @@ func TestOrdinalControllerKubeconfigOnly(t *testing.T) {
 	}
 	waitPods(t, ns, "solo", 1)
 }
+
+// Revision identity on the real API server: going back to an earlier
+// template reuses its ControllerRevision (same name, renumbered newest,
+// pets labelled with it), and a revision name already taken by an object
+// with other data is a collision: status.collisionCount goes up and the
+// template gets the next name.
+func TestPetSetRevisionIdentity(t *testing.T) {
+	c, stop := startController(t)
+	defer stop()
+	ns := tb.Namespace(t, "identity")
+	headlessService(t, ns, "id", map[string]string{"app": "id"}, false, svcPort{"peer", 2380, corev1.ProtocolTCP})
+	ps := newPetSet(ns, "id", "id", 2)
+	ps.Spec.VolumeClaimTemplates = nil
+	if err := c.Create(ctx, ps); err != nil {
+		t.Fatal(err)
+	}
+	key := client.ObjectKeyFromObject(ps)
+	generation := int64(1)
+	settled := func(image string) v1alpha1.PetSetStatus {
+		t.Helper()
+		var got v1alpha1.PetSetStatus
+		waitStatus(t, c, ns, "id", func(st v1alpha1.PetSetStatus) bool {
+			got = st
+			return st.ObservedGeneration >= generation && st.UpdatedReplicas == 2 && st.ReadyReplicas == 2 && st.CurrentRevision == st.UpdateRevision
+		})
+		for name, p := range waitPods(t, ns, "id", 2) {
+			if p.Spec.Containers[0].Image != image || p.Labels[controller.LabelRevision] != got.UpdateRevision {
+				t.Fatalf("%s at %s with %s, want %s with %s", name, p.Labels[controller.LabelRevision], p.Spec.Containers[0].Image, got.UpdateRevision, image)
+			}
+		}
+		return got
+	}
+	setImage := func(image string) {
+		generation = updatePetSet(t, c, key, func(p *v1alpha1.PetSet) { p.Spec.Template.Spec.Containers[0].Image = image }).Generation
+	}
+	number := func(name string) int64 {
+		cr, err := tb.Client.AppsV1().ControllerRevisions(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cr.Revision
+	}
+
+	first := ps.Spec.Template.Spec.Containers[0].Image
+	r1 := settled(first).UpdateRevision
+	setImage("registry.invalid/petset/fake:2")
+	r2 := settled("registry.invalid/petset/fake:2").UpdateRevision
+	setImage(first) // back
+	if back := settled(first).UpdateRevision; back != r1 || number(r1) <= number(r2) {
+		t.Errorf("rollback: update revision %s (number %d), want %s renumbered above %s (%d)", back, number(back), r1, r2, number(r2))
+	}
+
+	// Someone else's ControllerRevision squats the name the next template
+	// would get.
+	var cur v1alpha1.PetSet
+	if err := c.Get(ctx, key, &cur); err != nil {
+		t.Fatal(err)
+	}
+	next := cur.DeepCopy()
+	next.Spec.Template.Spec.Containers[0].Image = "registry.invalid/petset/fake:3"
+	taken := controller.Revision(next)
+	squatter := &appsv1.ControllerRevision{ObjectMeta: metav1.ObjectMeta{Name: taken}, Data: runtime.RawExtension{Raw: []byte(`{"other":true}`)}, Revision: 1}
+	if _, err := tb.Client.AppsV1().ControllerRevisions(ns).Create(ctx, squatter, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	setImage("registry.invalid/petset/fake:3")
+	st := settled("registry.invalid/petset/fake:3")
+	if st.UpdateRevision == taken || st.CollisionCount == nil || *st.CollisionCount != 1 {
+		t.Errorf("after a collision on %s: update revision %s, collisionCount %v; want another name and count 1", taken, st.UpdateRevision, st.CollisionCount)
+	}
+	if cr, err := tb.Client.AppsV1().ControllerRevisions(ns).Get(ctx, taken, metav1.GetOptions{}); err != nil || len(cr.OwnerReferences) != 0 || string(cr.Data.Raw) != `{"other":true}` {
+		t.Errorf("the squatting revision was changed: %v %v", cr, err)
+	}
+}
