@@ -11,7 +11,7 @@ FUZZMIN  ?= 2s
 
 CLUSTER_DIR ?= $(CURDIR)/.cache/cluster
 
-.PHONY: all build demo test setup lint unit fuzz e2e testbed cluster-up cluster-down bench dnsperf clean
+.PHONY: all build demo test setup lint generate verify-generated unit fuzz e2e testbed cluster-up cluster-down bench dnsperf clean
 
 all: build
 
@@ -32,10 +32,31 @@ setup:
 
 test: setup lint unit fuzz e2e
 
-lint:
+lint: verify-generated
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
+
+# generate rewrites the deepcopy functions and the PetSet CRD from
+# api/v1alpha1 with the controller-gen release named in the CRD.
+CONTROLLER_GEN ?= $(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen@v0.23.0
+generate:
+	$(CONTROLLER_GEN) object paths=./api/...
+	$(CONTROLLER_GEN) crd:generateEmbeddedObjectMeta=true,maxDescLen=0 paths=./api/... output:crd:dir=deploy/crd
+	$(GO) run ./hack/crdbounds deploy/crd/petset.dev_petsets.yaml
+
+# verify-generated fails when the generated files differ from what
+# `make generate` writes from api/v1alpha1.
+verify-generated:
+	@tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && \
+	$(CONTROLLER_GEN) crd:generateEmbeddedObjectMeta=true,maxDescLen=0 paths=./api/... output:crd:dir=$$tmp && \
+	$(GO) run ./hack/crdbounds $$tmp/petset.dev_petsets.yaml && \
+	diff -u deploy/crd/petset.dev_petsets.yaml $$tmp/petset.dev_petsets.yaml && \
+	cp api/v1alpha1/zz_generated.deepcopy.go $$tmp/deepcopy.go && \
+	$(CONTROLLER_GEN) object paths=./api/... && \
+	if ! diff -u $$tmp/deepcopy.go api/v1alpha1/zz_generated.deepcopy.go; then \
+		cp $$tmp/deepcopy.go api/v1alpha1/zz_generated.deepcopy.go; \
+		echo "generated files out of date: run make generate"; exit 1; fi
 
 # ./test starts whole CoreDNS servers one after another in one process.
 # CoreDNS's kubernetes plugin sets klog's logger in every setup while the
@@ -52,6 +73,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) ./plugin/headless/manifest/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseSRV$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) ./discovery/
 	$(GO) test -run '^$$' -fuzz '^FuzzResolvConf$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) ./discovery/
+	$(GO) test -run '^$$' -fuzz '^FuzzCanonicalJSON$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) ./controller/
 
 # The control-plane binaries, built once and cached under .cache/testbed.
 testbed:

@@ -1,9 +1,14 @@
 // Package controller is the PetSet ordinal controller. It follows the
 // StatefulSet controller's split between deciding and doing:
 //
-//   - identity.go: pure helpers for names, ordinals, labels and revisions;
+//   - identity.go: pure helpers for names, ordinals and labels;
 //   - plan.go: the pure ordinal plan, what to create, delete or replace
-//     next for a spec and the pets that exist;
+//     next for a spec and the pets that exist, and the revision each new
+//     pet is due;
+//   - revisions.go: ControllerRevisions: canonical data, names with a
+//     collision count, matching by data, and the stored template a pet
+//     is made from;
+//   - lease.go: the namespace of the leader-election lease;
 //   - pets.go: the side effects (claims before pods, one event per verb);
 //   - reconciler.go: the controller-runtime shell that reads state, runs
 //     the plan, does it and writes status.

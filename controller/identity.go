@@ -1,9 +1,6 @@
 package controller
 
 import (
-	"encoding/json"
-	"fmt"
-	"hash/fnv"
 	"strconv"
 	"strings"
 
@@ -59,17 +56,6 @@ func Range(ps *v1alpha1.PetSet) (start, end int) {
 		replicas = int(*ps.Spec.Replicas)
 	}
 	return start, start + replicas
-}
-
-// Revision names the pod template: a hash of the template and claim
-// templates, so a change to either is a new revision.
-func Revision(ps *v1alpha1.PetSet) string {
-	b, _ := json.Marshal(struct {
-		T corev1.PodTemplateSpec
-	}{ps.Spec.Template})
-	h := fnv.New32a()
-	h.Write(b)
-	return fmt.Sprintf("%s-%08x", ps.Name, h.Sum32())
 }
 
 // NewPod builds pet ordinal of ps at revision rev: the template's pod with

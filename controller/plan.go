@@ -18,19 +18,26 @@ type Pet struct {
 
 // Want is what the plan needs to know of the spec.
 type Want struct {
-	Start, End      int  // the ordinals wanted: [Start, End)
-	Parallel        bool // Parallel, not OrderedReady
-	Revision        string
+	Start, End int    // the ordinals wanted: [Start, End)
+	Parallel   bool   // Parallel, not OrderedReady
+	Revision   string // the update revision: the template in the spec
+	// Current is the revision the pets had before the update in progress;
+	// empty or equal to Revision when there is none.
+	Current         string
 	RollingUpdate   bool // not OnDelete
 	Partition       int  // ordinals below it keep their revision
 	MaxUnavailable  int  // at least 1
 	MinReadySeconds time.Duration
 	Now             time.Time
+
+	// collisionCount is carried from the revisions to status; the plan
+	// does not use it.
+	collisionCount *int32
 }
 
 // Plan is the next step: pets to create, and pets to delete (condemned,
 // finished, or replaced by a rolling update). Deleting a pet of a wanted
-// ordinal makes it come back, at the new revision, on a later pass.
+// ordinal makes it come back, at the revision it is Due, on a later pass.
 type Plan struct {
 	Create []int
 	Delete []int
@@ -44,9 +51,35 @@ func (w Want) available(p Pet) bool {
 }
 
 // stuck reports whether pet p at ordinal o is at an old revision and not
-// Ready, where a rolling update may replace it.
-func (w Want) stuck(o int, p Pet) bool {
-	return w.RollingUpdate && o >= w.Partition && p.Revision != w.Revision && !p.Ready && !p.Terminating
+// Ready where the update revision is due, so a rolling update may replace
+// it. A pet due the current revision is waited for instead: replacing it
+// would make it again at the same revision.
+func (w Want) stuck(o int, p Pet, pets []Pet) bool {
+	return w.RollingUpdate && o >= w.Partition && p.Revision != w.Revision && !p.Ready && !p.Terminating && w.Due(o, pets) == w.Revision
+}
+
+// Due is the revision pet o is made at when it is created, the rule of
+// the StatefulSet controller's newVersionedStatefulSetPod: the update
+// revision, except under RollingUpdate for an ordinal below the
+// partition, or one the rollout (from the highest ordinal down) has not
+// reached yet because a wanted pet above it is still at another
+// revision. Those come back at the current revision, from its stored
+// template, so a pet that is deleted, evicted or finishes below the
+// partition never spreads a new template. Under OnDelete every new pet
+// is made at the update revision: deleting a pet is how it is updated.
+func (w Want) Due(o int, pets []Pet) string {
+	if !w.RollingUpdate || w.Current == "" || w.Current == w.Revision {
+		return w.Revision
+	}
+	if o < w.Partition {
+		return w.Current
+	}
+	for _, p := range pets {
+		if p.Ordinal > o && p.Ordinal < w.End && p.Revision != w.Revision {
+			return w.Current
+		}
+	}
+	return w.Revision
 }
 
 // Decide computes the next step for want, given the pets that exist. It is
@@ -92,7 +125,7 @@ func Decide(w Want, pets []Pet) Plan {
 			continue
 		}
 		if !w.Parallel && !w.available(p) {
-			if w.stuck(o, p) {
+			if w.stuck(o, p, pets) {
 				// An old pet that is not Ready would block the order
 				// forever; replacing it is how the set recovers.
 				plan.Delete = append(plan.Delete, o)
@@ -152,7 +185,7 @@ func Decide(w Want, pets []Pet) Plan {
 			budget-- // already on its way out
 			continue
 		}
-		if w.stuck(o, p) {
+		if w.stuck(o, p, pets) {
 			// Stuck on a broken revision: replacing it costs nothing.
 			plan.Delete = append(plan.Delete, o)
 			continue

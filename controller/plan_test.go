@@ -119,6 +119,93 @@ func TestDecideConverges(t *testing.T) {
 	}
 }
 
+// From pets at the current revision "old", half of them not Ready,
+// driving the plan with pets made at the revision they are Due and Ready
+// one step after they are made: the set always reaches the update
+// revision, and a pet made at the current revision is never deleted
+// before it was Ready (which would only make it again, at the same
+// revision).
+func TestDecideConvergesFromCurrent(t *testing.T) {
+	for _, partition := range []int{0, 2} {
+		for _, parallel := range []bool{false, true} {
+			w := Want{Start: 0, End: 5, Parallel: parallel, Revision: "new", Current: "old", RollingUpdate: true, MaxUnavailable: 1, Partition: partition}
+			have := map[int]Pet{}
+			for o := range 5 {
+				have[o] = Pet{Ordinal: o, Revision: "old", Ready: o%2 == 0}
+			}
+			remade := map[int]bool{}
+			for step := 0; ; step++ {
+				if step > 200 {
+					t.Fatalf("%+v: no convergence: %v", w, have)
+				}
+				var list []Pet
+				for _, p := range have {
+					list = append(list, p)
+				}
+				p := Decide(w, list)
+				for _, o := range p.Delete {
+					if pet := have[o]; remade[o] && pet.Revision == "old" && !pet.Ready {
+						t.Fatalf("%+v step %d: %d, made again at the current revision, deleted before it was Ready", w, step, o)
+					}
+				}
+				// Pets not Ready become Ready now, after the plan saw them.
+				for o, pet := range have {
+					pet.Ready = true
+					have[o] = pet
+				}
+				if len(p.Create) == 0 && len(p.Delete) == 0 && p.Wait == "" {
+					break
+				}
+				for _, o := range p.Delete {
+					delete(have, o)
+				}
+				for _, o := range p.Create {
+					rev := w.Due(o, list)
+					if o < partition && rev != "old" {
+						t.Fatalf("%+v: %d below the partition made at %s", w, o, rev)
+					}
+					have[o] = Pet{Ordinal: o, Revision: rev}
+					remade[o] = true
+				}
+			}
+			for o, p := range have {
+				want := "new"
+				if o < partition {
+					want = "old"
+				}
+				if p.Revision != want || !p.Ready {
+					t.Fatalf("%+v: ended with %v", w, have)
+				}
+			}
+		}
+	}
+}
+
+func TestDue(t *testing.T) {
+	w := Want{Start: 0, End: 4, Revision: "new", Current: "old", RollingUpdate: true, Partition: 1}
+	with := func(f func(*Want)) Want { c := w; f(&c); return c }
+	tests := []struct {
+		name string
+		want Want
+		pets []Pet
+		o    int
+		due  string
+	}{
+		{"below the partition", w, pets("new", true, 1, 2, 3), 0, "old"},
+		{"at the partition, rollout reached it", w, pets("new", true, 2, 3), 1, "new"},
+		{"rollout not there yet", w, append(pets("new", true, 3), pets("old", true, 2)...), 1, "old"},
+		{"a condemned pet above does not count", w, pets("old", true, 4, 5), 3, "new"},
+		{"on delete: always the update", with(func(w *Want) { w.RollingUpdate = false }), pets("old", true, 1, 2, 3), 0, "new"},
+		{"no current revision", with(func(w *Want) { w.Current = "" }), nil, 0, "new"},
+		{"no update in progress", with(func(w *Want) { w.Current = "new" }), nil, 0, "new"},
+	}
+	for _, tc := range tests {
+		if got := tc.want.Due(tc.o, tc.pets); got != tc.due {
+			t.Errorf("%s: Due(%d) = %s, want %s", tc.name, tc.o, got, tc.due)
+		}
+	}
+}
+
 func allOld(have map[int]Pet, ords []int) bool {
 	for _, o := range ords {
 		if have[o].Revision != "old" {

@@ -1,7 +1,9 @@
 package controller
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -10,7 +12,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -101,14 +102,16 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 
 	want := wantOf(ps, now())
+	var revs *revisions
 	if !deleting {
 		inUse := map[string]bool{}
 		for _, pod := range owned {
 			inUse[pod.Labels[LabelRevision]] = true
 		}
-		if _, err := r.syncRevisions(ctx, ps, inUse); err != nil {
+		if revs, err = r.syncRevisions(ctx, ps, inUse); err != nil {
 			return ctrl.Result{}, err
 		}
+		want.Revision, want.Current, want.collisionCount = revs.update, revs.current, &revs.collisionCount
 	}
 	if deleting {
 		want.End = want.Start // scale to zero, highest ordinal first
@@ -123,7 +126,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	var errs []error
 	for _, o := range plan.Create {
-		if err := r.Pets.CreatePet(ctx, ps, o, want.Revision); err != nil {
+		// Each pet from the template of the revision it is due.
+		rev, set := want.Due(o, state), ps
+		if revs != nil {
+			if set, err = revs.setAt(ps, rev); err != nil {
+				errs = append(errs, err)
+				break
+			}
+		}
+		if err := r.Pets.CreatePet(ctx, set, o, rev); err != nil {
 			errs = append(errs, err)
 			break // ordered: nothing after a failure
 		}
@@ -140,7 +151,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	if deleting {
 		if len(errs) > 0 {
-			return ctrl.Result{}, errs[0]
+			return ctrl.Result{}, errors.Join(errs...)
 		}
 		if len(owned) > 0 {
 			return ctrl.Result{}, nil // the pods' deletions bring us back
@@ -152,11 +163,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err != nil {
 		errs = append(errs, err)
 	}
-	if err := r.writeStatus(ctx, ps, owned, want, plan, resized); err != nil && !apierrors.IsConflict(err) {
-		errs = append(errs, err)
+	// A conflict too is returned: the status this pass computed is not
+	// written, so the set must be looked at again.
+	if err := r.writeStatus(ctx, ps, owned, want, plan, resized); err != nil {
+		errs = append(errs, fmt.Errorf("status: %w", err))
 	}
 	if len(errs) > 0 {
-		return ctrl.Result{}, errs[0]
+		return ctrl.Result{}, errors.Join(errs...)
 	}
 	// Pets that are Ready but not yet available for MinReadySeconds: look
 	// again when they will be.
@@ -252,7 +265,8 @@ func (r *Reconciler) writeStatus(ctx context.Context, ps *v1alpha1.PetSet, owned
 	st := v1alpha1.PetSetStatus{
 		ObservedGeneration: ps.Generation,
 		UpdateRevision:     want.Revision,
-		CurrentRevision:    ps.Status.CurrentRevision,
+		CurrentRevision:    cmp.Or(want.Current, ps.Status.CurrentRevision),
+		CollisionCount:     want.collisionCount,
 		Conditions:         slices.Clone(ps.Status.Conditions),
 	}
 	if sel, err := metav1.LabelSelectorAsSelector(ps.Spec.Selector); err == nil {

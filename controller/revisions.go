@@ -1,14 +1,19 @@
 package controller
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"slices"
+	"strconv"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -16,62 +21,221 @@ import (
 	v1alpha1 "petset.dev/petset/api/v1alpha1"
 )
 
+// RevisionHashLen is the length of the hash that ends a revision name,
+// <set>-<hash>: eight hex digits. The revision name is the value of the
+// petset.dev/revision label, so a set name can be at most
+// 63 - 1 - RevisionHashLen = 54 characters (the CRD enforces it).
+const RevisionHashLen = 8
+
+// maxCollisions bounds the names tried for one template before giving up
+// with an error: each name taken by a revision with other data costs one.
+const maxCollisions = 100
+
 // revisionData is what a ControllerRevision of a PetSet records: the pod
-// template, the part of the spec whose change is a new revision.
-func revisionData(ps *v1alpha1.PetSet) ([]byte, error) {
-	return json.Marshal(map[string]any{"spec": map[string]any{"template": ps.Spec.Template}})
+// template, the only part of the spec that makes pets different, as
+// {"spec":{"template":...}} in canonical JSON.
+func revisionData(t *corev1.PodTemplateSpec) ([]byte, error) {
+	b, err := json.Marshal(map[string]any{"spec": map[string]any{"template": t}})
+	if err != nil {
+		return nil, fmt.Errorf("revision data: %w", err)
+	}
+	return canonicalJSON(b)
 }
 
-// syncRevisions makes sure the ControllerRevision of the current template
-// exists and is the newest (a rollback to an old template renumbers it),
-// and prunes revisions beyond revisionHistoryLimit that no pet uses. It
-// returns the update revision's name.
-func (r *Reconciler) syncRevisions(ctx context.Context, ps *v1alpha1.PetSet, inUse map[string]bool) (string, error) {
-	name := Revision(ps)
-	data, err := revisionData(ps)
+// canonicalJSON re-encodes a JSON document the way the API server does when
+// it patches an object: through generic maps, so that object keys are
+// sorted at every level, with numbers kept as written. ControllerRevision
+// data is immutable and compared byte for byte, so data that is not in
+// this form is rejected by any patch of the revision (the garbage
+// collector's removal of an owner reference, for one) with "data: field
+// is immutable". The StatefulSet controller's getPatch does the same.
+func canonicalJSON(b []byte) ([]byte, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, fmt.Errorf("canonical json: %w", err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("canonical json: data after the document")
+	}
+	out, err := json.Marshal(v)
 	if err != nil {
-		return "", err
+		return nil, fmt.Errorf("canonical json: %w", err)
+	}
+	return out, nil
+}
+
+// revisionName is <set>-<hash>, the hash an FNV-1a of the revision data
+// and the collision count, as the StatefulSet controller names its
+// revisions (there: history.HashControllerRevision). A name taken by a
+// revision with other data is a collision: the count goes up and so does
+// the name.
+func revisionName(set string, data []byte, collisionCount int32) string {
+	h := fnv.New32a()
+	h.Write(data)
+	h.Write([]byte(strconv.FormatInt(int64(collisionCount), 10)))
+	return fmt.Sprintf("%s-%0*x", set, RevisionHashLen, h.Sum32())
+}
+
+// Revision is the name the revision of ps's template gets at its
+// status.collisionCount when no revision with the same data exists yet.
+// The controller reports the name it used in status.updateRevision.
+func Revision(ps *v1alpha1.PetSet) string {
+	data, err := revisionData(&ps.Spec.Template)
+	if err != nil {
+		return ""
+	}
+	return revisionName(ps.Name, data, collisionCount(ps))
+}
+
+func collisionCount(ps *v1alpha1.PetSet) int32 {
+	if ps.Status.CollisionCount == nil {
+		return 0
+	}
+	return *ps.Status.CollisionCount
+}
+
+// templateOf decodes the pod template a revision recorded.
+func templateOf(cr *appsv1.ControllerRevision) (*corev1.PodTemplateSpec, error) {
+	var d struct {
+		Spec struct {
+			Template *corev1.PodTemplateSpec `json:"template"`
+		} `json:"spec"`
+	}
+	if err := json.Unmarshal(cr.Data.Raw, &d); err != nil {
+		return nil, fmt.Errorf("controller revision %s: %w", cr.Name, err)
+	}
+	if d.Spec.Template == nil {
+		return nil, fmt.Errorf("controller revision %s: no spec.template in its data", cr.Name)
+	}
+	return d.Spec.Template, nil
+}
+
+// sameData reports whether a revision records data, whatever the key
+// order it was stored with (revisions of earlier versions of this
+// controller were not canonical).
+func sameData(cr *appsv1.ControllerRevision, data []byte) bool {
+	if bytes.Equal(cr.Data.Raw, data) {
+		return true
+	}
+	c, err := canonicalJSON(cr.Data.Raw)
+	return err == nil && bytes.Equal(c, data)
+}
+
+// revisions is what syncRevisions found and made: the update revision
+// (the template in the spec), the current one (the pets' before the
+// update in progress) and the collision count for status.
+type revisions struct {
+	update, current string
+	collisionCount  int32
+	byName          map[string]*appsv1.ControllerRevision
+}
+
+// setAt returns ps as it was at revision name: a copy whose pod template is
+// the one that revision stored (ps itself for the update revision). Only
+// the template is a revision's; claim templates and everything else are
+// the spec's.
+func (rs *revisions) setAt(ps *v1alpha1.PetSet, name string) (*v1alpha1.PetSet, error) {
+	if name == rs.update {
+		return ps, nil
+	}
+	cr := rs.byName[name]
+	if cr == nil {
+		return nil, fmt.Errorf("controller revision %s not found", name)
+	}
+	t, err := templateOf(cr)
+	if err != nil {
+		return nil, err
+	}
+	set := ps.DeepCopy()
+	set.Spec.Template = *t
+	return set, nil
+}
+
+// syncRevisions makes sure a ControllerRevision records the current
+// template and is the newest, the way the StatefulSet controller's
+// getStatefulSetRevisions does:
+//
+//   - a revision is matched by its data, not its name: an owned revision
+//     with the same template is reused whatever its name, and renumbered
+//     the newest if it was not (a rollback);
+//   - otherwise a new revision is created, named by a hash of the data
+//     and status.collisionCount; a name taken by a revision with other
+//     data bumps the collision count and tries the next name;
+//   - revisions labelled for this set that no controller owns (left by an
+//     orphaning deletion of an earlier set of the same name) and that
+//     match the selector are adopted first;
+//   - revisions beyond revisionHistoryLimit that are neither current nor
+//     updated nor used by a pet are pruned, oldest first.
+func (r *Reconciler) syncRevisions(ctx context.Context, ps *v1alpha1.PetSet, inUse map[string]bool) (*revisions, error) {
+	data, err := revisionData(&ps.Spec.Template)
+	if err != nil {
+		return nil, err
+	}
+	selector, err := metav1.LabelSelectorAsSelector(ps.Spec.Selector)
+	if err != nil {
+		return nil, fmt.Errorf("selector: %w", err)
 	}
 	var list appsv1.ControllerRevisionList
 	if err := r.List(ctx, &list, client.InNamespace(ps.Namespace), client.MatchingLabels{LabelSetName: ps.Name}); err != nil {
-		return "", err
+		return nil, err
 	}
+	rs := &revisions{collisionCount: collisionCount(ps), byName: map[string]*appsv1.ControllerRevision{}}
 	var owned []*appsv1.ControllerRevision
-	var newest int64
-	var current *appsv1.ControllerRevision
 	for i := range list.Items {
 		cr := &list.Items[i]
-		if ref := metav1.GetControllerOf(cr); ref == nil || ref.UID != ps.UID {
+		ref := metav1.GetControllerOf(cr)
+		if ref == nil && cr.DeletionTimestamp == nil && selector.Matches(labels.Set(cr.Labels)) {
+			if err := r.adoptRevision(ctx, ps, cr); err != nil {
+				return nil, err
+			}
+			ref = metav1.GetControllerOf(cr)
+		}
+		if ref == nil || ref.UID != ps.UID {
 			continue
 		}
 		owned = append(owned, cr)
-		newest = max(newest, cr.Revision)
-		if cr.Name == name {
-			current = cr
+		rs.byName[cr.Name] = cr
+	}
+	slices.SortStableFunc(owned, func(a, b *appsv1.ControllerRevision) int {
+		switch {
+		case a.Revision != b.Revision:
+			return int(a.Revision - b.Revision)
+		case !a.CreationTimestamp.Equal(&b.CreationTimestamp):
+			return a.CreationTimestamp.Compare(b.CreationTimestamp.Time)
+		}
+		return 0
+	})
+	var newest int64
+	if n := len(owned); n > 0 {
+		newest = owned[n-1].Revision
+	}
+
+	var update *appsv1.ControllerRevision
+	for _, cr := range owned {
+		if sameData(cr, data) {
+			update = cr // the last one: the highest revision
 		}
 	}
 	switch {
-	case current == nil:
-		cr := &appsv1.ControllerRevision{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ps.Namespace, Name: name, Labels: map[string]string{LabelSetName: ps.Name}},
-			Data:       runtime.RawExtension{Raw: data},
-			Revision:   newest + 1,
+	case update != nil && update.Revision < newest:
+		// Back to an older template: it is the newest again.
+		update.Revision = newest + 1
+		if err := r.Update(ctx, update); err != nil {
+			return nil, fmt.Errorf("controller revision %s: %w", update.Name, err)
 		}
-		for k, v := range ps.Spec.Selector.MatchLabels {
-			cr.Labels[k] = v
+	case update == nil:
+		if update, err = r.createRevision(ctx, ps, data, newest+1, &rs.collisionCount); err != nil {
+			return nil, err
 		}
-		if err := controllerutil.SetControllerReference(ps, cr, r.Scheme()); err != nil {
-			return "", err
-		}
-		if err := r.Create(ctx, cr); err != nil && !apierrors.IsAlreadyExists(err) {
-			return "", fmt.Errorf("controller revision %s: %w", name, err)
-		}
-		owned = append(owned, cr)
-	case current.Revision < newest:
-		current.Revision = newest + 1 // back to an older template: it is the newest again
-		if err := r.Update(ctx, current); err != nil {
-			return "", err
-		}
+		owned = append(owned, update)
+		rs.byName[update.Name] = update
+	}
+	rs.update = update.Name
+	rs.current = rs.update
+	if rs.byName[ps.Status.CurrentRevision] != nil {
+		rs.current = ps.Status.CurrentRevision
 	}
 
 	limit := 10
@@ -80,16 +244,71 @@ func (r *Reconciler) syncRevisions(ctx context.Context, ps *v1alpha1.PetSet, inU
 	}
 	var old []*appsv1.ControllerRevision
 	for _, cr := range owned {
-		if cr.Name != name && cr.Name != ps.Status.CurrentRevision && !inUse[cr.Name] {
+		if cr.Name != rs.update && cr.Name != rs.current && !inUse[cr.Name] {
 			old = append(old, cr)
 		}
 	}
-	slices.SortFunc(old, func(a, b *appsv1.ControllerRevision) int { return int(a.Revision - b.Revision) })
 	for len(old) > limit {
-		if err := r.Delete(ctx, old[0]); err != nil && !apierrors.IsNotFound(err) {
-			return "", err
+		if err := r.Delete(ctx, old[0], client.Preconditions{UID: &old[0].UID}); err != nil && !apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("prune controller revision %s: %w", old[0].Name, err)
 		}
+		delete(rs.byName, old[0].Name)
 		old = old[1:]
 	}
-	return name, nil
+	return rs, nil
+}
+
+// createRevision creates the revision of data, trying names until one is
+// free or already holds the same data for this set (a cache that has not
+// seen it yet). Each name held by other data bumps *collisions.
+func (r *Reconciler) createRevision(ctx context.Context, ps *v1alpha1.PetSet, data []byte, number int64, collisions *int32) (*appsv1.ControllerRevision, error) {
+	for range maxCollisions {
+		cr := &appsv1.ControllerRevision{
+			ObjectMeta: metav1.ObjectMeta{
+				Namespace: ps.Namespace,
+				Name:      revisionName(ps.Name, data, *collisions),
+				Labels:    map[string]string{LabelSetName: ps.Name},
+			},
+			Data:     runtime.RawExtension{Raw: data},
+			Revision: number,
+		}
+		// The template's labels, as StatefulSet labels its revisions: the
+		// selector matches them, so an orphaned revision can be adopted.
+		for k, v := range ps.Spec.Template.Labels {
+			cr.Labels[k] = v
+		}
+		cr.Labels[LabelSetName] = ps.Name
+		if err := controllerutil.SetControllerReference(ps, cr, r.Scheme()); err != nil {
+			return nil, err
+		}
+		err := r.Create(ctx, cr)
+		if err == nil {
+			return cr, nil
+		}
+		if !apierrors.IsAlreadyExists(err) {
+			return nil, fmt.Errorf("controller revision %s: %w", cr.Name, err)
+		}
+		var have appsv1.ControllerRevision
+		if err := r.Get(ctx, client.ObjectKeyFromObject(cr), &have); err != nil {
+			return nil, fmt.Errorf("controller revision %s exists: %w", cr.Name, err)
+		}
+		if ref := metav1.GetControllerOf(&have); ref != nil && ref.UID == ps.UID && sameData(&have, data) {
+			return &have, nil
+		}
+		*collisions++
+	}
+	return nil, fmt.Errorf("controller revision for %s: %d names taken by other revisions", ps.Name, maxCollisions)
+}
+
+// adoptRevision makes ps the controller of an orphaned revision of its
+// name. An update, not a patch, so that even a revision whose data is not
+// canonical can be adopted.
+func (r *Reconciler) adoptRevision(ctx context.Context, ps *v1alpha1.PetSet, cr *appsv1.ControllerRevision) error {
+	if err := controllerutil.SetControllerReference(ps, cr, r.Scheme()); err != nil {
+		return err
+	}
+	if err := r.Update(ctx, cr); err != nil {
+		return fmt.Errorf("adopt controller revision %s: %w", cr.Name, err)
+	}
+	return nil
 }

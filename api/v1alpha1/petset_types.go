@@ -21,6 +21,7 @@ import (
 // +kubebuilder:printcolumn:name="Updated",type=integer,JSONPath=`.status.updatedReplicas`
 // +kubebuilder:printcolumn:name="Service",type=string,JSONPath=`.spec.serviceName`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 54",message="metadata.name must be no more than 54 characters: <name>-<8 hex digits> names the set's revisions and is the value of the petset.dev/revision label, at most 63 characters"
 type PetSet struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
@@ -30,6 +31,10 @@ type PetSet struct {
 }
 
 // PetSetSpec is the desired set.
+//
+// +kubebuilder:validation:XValidation:rule="(has(self.selector.matchLabels) && size(self.selector.matchLabels) > 0) || (has(self.selector.matchExpressions) && size(self.selector.matchExpressions) > 0)",message="empty selector is invalid for a PetSet",fieldPath=".selector"
+// +kubebuilder:validation:XValidation:rule="!has(self.selector.matchLabels) || self.selector.matchLabels.all(k, has(self.template.metadata) && has(self.template.metadata.labels) && k in self.template.metadata.labels && self.template.metadata.labels[k] == self.selector.matchLabels[k])",message="selector does not match template labels",fieldPath=".template.metadata.labels"
+// +kubebuilder:validation:XValidation:rule="!has(self.selector.matchExpressions) || self.selector.matchExpressions.all(e, (e.operator == 'In' && has(self.template.metadata) && has(self.template.metadata.labels) && e.key in self.template.metadata.labels && has(e.values) && self.template.metadata.labels[e.key] in e.values) || (e.operator == 'NotIn' && (!has(self.template.metadata) || !has(self.template.metadata.labels) || !(e.key in self.template.metadata.labels) || !has(e.values) || !(self.template.metadata.labels[e.key] in e.values))) || (e.operator == 'Exists' && has(self.template.metadata) && has(self.template.metadata.labels) && e.key in self.template.metadata.labels) || (e.operator == 'DoesNotExist' && (!has(self.template.metadata) || !has(self.template.metadata.labels) || !(e.key in self.template.metadata.labels))))",message="selector does not match template labels",fieldPath=".template.metadata.labels"
 type PetSetSpec struct {
 	// Replicas is the number of pets. Default 1.
 	// +kubebuilder:default=1
@@ -43,17 +48,32 @@ type PetSetSpec struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=63
 	// +kubebuilder:validation:Pattern=`^[a-z]([-a-z0-9]*[a-z0-9])?$`
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="serviceName is immutable"
 	ServiceName string `json:"serviceName"`
 
-	// Selector must match the template's labels.
+	// Selector selects the set's pods and claims. It must not be empty,
+	// must match the template's labels, and cannot change. At most 64
+	// matchLabels, 64 matchExpressions and 64 values each (bounds that let
+	// the API server check the match).
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="selector is immutable"
 	Selector *metav1.LabelSelector `json:"selector"`
 
-	// Template is the pod every pet is made from.
+	// Template is the pod every pet is made from. Each distinct template
+	// is a revision: a ControllerRevision named <set>-<hash of the
+	// template and status.collisionCount> records it, and a pet is made
+	// from the template of the revision its ordinal is due (see
+	// UpdateStrategy), not always from this one.
 	Template corev1.PodTemplateSpec `json:"template"`
 
 	// VolumeClaimTemplates are the claims each pet gets, named
 	// <claim>-<set>-<ordinal> and mounted by the container volumes of the
 	// same name. They are made before the pod and never renamed.
+	//
+	// Claim templates are not part of a revision: changing them starts no
+	// rolling update. A new claim template gives claims only to pets made
+	// after the change; a larger storage request grows the existing
+	// claims where their StorageClass allows expansion (condition
+	// ClaimsResized); other changes apply only to claims made later.
 	// +optional
 	// +listType=atomic
 	VolumeClaimTemplates []corev1.PersistentVolumeClaim `json:"volumeClaimTemplates,omitempty"`
@@ -104,6 +124,14 @@ const (
 )
 
 // UpdateStrategy says how a template change reaches the pets.
+//
+// A pet that is made again (deleted, evicted, or finished) is made at the
+// revision its ordinal is due. Under RollingUpdate, an ordinal below the
+// partition, or one the rollout (from the highest ordinal down) has not
+// reached yet, is due the current revision and is made from that
+// revision's stored template; the others are due the update revision.
+// Under OnDelete every pet made again is made at the update revision:
+// deleting a pet is how it is updated.
 type UpdateStrategy struct {
 	// Type is RollingUpdate or OnDelete. Default RollingUpdate.
 	// +kubebuilder:default=RollingUpdate
@@ -116,7 +144,8 @@ type UpdateStrategy struct {
 
 // RollingUpdate tunes a rolling update.
 type RollingUpdate struct {
-	// Partition: pets with an ordinal below it keep their revision.
+	// Partition: pets with an ordinal below it keep their revision, and
+	// are made again from the current revision's template if they go.
 	// +kubebuilder:validation:Minimum=0
 	// +optional
 	Partition *int32 `json:"partition,omitempty"`
@@ -179,16 +208,25 @@ type PetSetStatus struct {
 	// +optional
 	UpdatedReplicas int32 `json:"updatedReplicas,omitempty"`
 	// CurrentRevision is the revision the pets had before the update in
-	// progress.
+	// progress; pets below the partition are made again at it.
 	// +optional
 	CurrentRevision string `json:"currentRevision,omitempty"`
-	// UpdateRevision is the revision of the current template.
+	// UpdateRevision is the revision of the current template: the
+	// ControllerRevision whose data equals spec.template, whatever its
+	// name.
 	// +optional
 	UpdateRevision string `json:"updateRevision,omitempty"`
+	// CollisionCount counts the hash collisions met while naming this
+	// set's ControllerRevisions. It is hashed into the next revision's
+	// name, so a name held by a revision with other data is not tried
+	// again.
+	// +optional
+	CollisionCount *int32 `json:"collisionCount,omitempty"`
 	// Selector is spec.selector as a string, for the scale subresource.
 	// +optional
 	Selector string `json:"selector,omitempty"`
-	// Conditions: Ready, Progressing, ClaimsResized.
+	// Conditions: Ready (False with reason Progressing while pets are
+	// made, replaced or waited for) and ClaimsResized.
 	// +optional
 	// +listType=map
 	// +listMapKey=type

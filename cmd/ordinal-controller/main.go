@@ -23,7 +23,7 @@ func main() {
 		metricsAddr    = flag.String("metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint; 0 turns it off")
 		probeAddr      = flag.String("health-probe-bind-address", ":8081", "address of /healthz and /readyz; 0 turns them off")
 		leaderElect    = flag.Bool("leader-elect", true, "elect a leader, so that only one replica acts at a time")
-		leaderElectNS  = flag.String("leader-election-namespace", "", "namespace of the leader-election lease (default: the pod's own)")
+		leaderElectNS  = flag.String("leader-election-namespace", "", "namespace of the leader-election lease (default: the pod's own in a cluster, else the kubeconfig context's, else default)")
 		maxConcurrency = flag.Int("concurrent-syncs", 5, "PetSets reconciled at once")
 	)
 	klog.InitFlags(nil)
@@ -40,6 +40,18 @@ func main() {
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
 		fail(err)
+	}
+	if *leaderElect {
+		kubeconfig := ""
+		if f := flag.Lookup("kubeconfig"); f != nil {
+			kubeconfig = f.Value.String()
+		}
+		ns, from, err := controller.LeaseNamespace(*leaderElectNS, kubeconfig, os.Getenv("KUBECONFIG"), controller.InClusterNamespaceFile)
+		if err != nil {
+			fail(err)
+		}
+		klog.InfoS("Leader election", "lease", ns+"/ordinal-controller.petset.dev", "namespaceFrom", from)
+		*leaderElectNS = ns
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme,

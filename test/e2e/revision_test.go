@@ -1,0 +1,353 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1alpha1 "petset.dev/petset/api/v1alpha1"
+	"petset.dev/petset/controller"
+)
+
+// waitNewPod waits until pod name exists with a UID other than old and is
+// Running and Ready, and returns it.
+func waitNewPod(t *testing.T, ns, name string, old types.UID) *corev1.Pod {
+	t.Helper()
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		p, err := tb.Client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+		if err == nil && p.UID != old && p.DeletionTimestamp == nil && podReady(p) {
+			return p
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never came back: %v", name, err)
+		}
+	}
+}
+
+// A canary below which pets must keep the old template: with partition 2
+// and a broken template on kv-2, a pet below the partition that is
+// deleted, or evicted, comes back on the current revision's stored
+// template (image and revision label), not on the broken one, and the
+// canary stays where it is.
+func TestPetSetRevisionBelowPartition(t *testing.T) {
+	c, stop := startController(t)
+	defer stop()
+	ns := tb.Namespace(t, "canary")
+	headlessService(t, ns, "kv", map[string]string{"app": "kv"}, false, svcPort{"peer", 2380, corev1.ProtocolTCP})
+	ps := newPetSet(ns, "kv", "kv", 3)
+	ps.Spec.VolumeClaimTemplates = nil
+	ps.Spec.UpdateStrategy.RollingUpdate = &v1alpha1.RollingUpdate{Partition: ptr(int32(2))}
+	if err := c.Create(ctx, ps); err != nil {
+		t.Fatal(err)
+	}
+	oldImage := ps.Spec.Template.Spec.Containers[0].Image
+	before := waitPods(t, ns, "kv", 3)
+	var r1 string
+	waitStatus(t, c, ns, "kv", func(st v1alpha1.PetSetStatus) bool {
+		r1 = st.CurrentRevision
+		return st.ReadyReplicas == 3 && r1 != "" && st.UpdateRevision == r1
+	})
+	for name, p := range before {
+		if p.Labels[controller.LabelRevision] != r1 {
+			t.Fatalf("%s at revision %q, want %s", name, p.Labels[controller.LabelRevision], r1)
+		}
+	}
+
+	// The canary: a broken template that reaches kv-2 only.
+	const broken = "registry.invalid/petset/broken:canary"
+	updatePetSet(t, c, client.ObjectKeyFromObject(ps), func(p *v1alpha1.PetSet) {
+		p.Spec.Template.Spec.Containers[0].Image = broken
+	})
+	canary := waitNewPod(t, ns, "kv-2", before["kv-2"].UID)
+	r2 := canary.Labels[controller.LabelRevision]
+	if canary.Spec.Containers[0].Image != broken || r2 == r1 {
+		t.Fatalf("kv-2 at %s with %s, want the canary", r2, canary.Spec.Containers[0].Image)
+	}
+	if err := tb.SetPodReady(ctx, ns, "kv-2", false); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, c, ns, "kv", func(st v1alpha1.PetSetStatus) bool {
+		return st.UpdateRevision == r2 && st.CurrentRevision == r1 && st.ReadyReplicas == 2
+	})
+
+	// kv-0 is deleted, kv-1 evicted: both come back at r1, from the data
+	// r1's ControllerRevision stored.
+	if err := tb.Client.CoreV1().Pods(ns).Delete(ctx, "kv-0", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eviction := &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "kv-1"}}
+	if err := tb.Client.CoreV1().Pods(ns).EvictV1(ctx, eviction); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"kv-0", "kv-1"} {
+		p := waitNewPod(t, ns, name, before[name].UID)
+		if img, rev := p.Spec.Containers[0].Image, p.Labels[controller.LabelRevision]; img != oldImage || rev != r1 {
+			t.Errorf("%s below the partition came back at %s with %s, want %s with %s", name, rev, img, r1, oldImage)
+		}
+		if p.Spec.Hostname != name || p.Spec.Subdomain != "kv" {
+			t.Errorf("%s came back with hostname %q subdomain %q", name, p.Spec.Hostname, p.Spec.Subdomain)
+		}
+	}
+	if p, err := tb.Client.CoreV1().Pods(ns).Get(ctx, "kv-2", metav1.GetOptions{}); err != nil || p.UID != canary.UID {
+		t.Errorf("the canary kv-2 was replaced (%v)", err)
+	}
+	// The stored template is what r1's pods were made from.
+	cr, err := tb.Client.AppsV1().ControllerRevisions(ns).Get(ctx, r1, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(cr.Data.Raw), oldImage) || strings.Contains(string(cr.Data.Raw), broken) {
+		t.Errorf("revision %s data %s does not record %s", r1, cr.Data.Raw, oldImage)
+	}
+}
+
+// `kubectl delete petset --cascade=orphan` finishes: the garbage collector
+// patches the owner reference off every ControllerRevision, which the API
+// server only accepts because the revision data is canonical JSON. A
+// revision stored the way the controller used to (keys in struct order)
+// is shown to be rejected by the same kind of patch.
+func TestPetSetOrphanDeletion(t *testing.T) {
+	c, stop := startController(t)
+	defer stop()
+	ns := tb.Namespace(t, "orphan")
+	headlessService(t, ns, "ob", map[string]string{"app": "ob"}, false, svcPort{"peer", 2380, corev1.ProtocolTCP})
+	ps := newPetSet(ns, "ob", "ob", 1)
+	ps.Spec.VolumeClaimTemplates = nil
+	if err := c.Create(ctx, ps); err != nil {
+		t.Fatal(err)
+	}
+	waitPods(t, ns, "ob", 1)
+	cur := updatePetSet(t, c, client.ObjectKeyFromObject(ps), func(p *v1alpha1.PetSet) {
+		p.Spec.Template.Spec.Containers[0].Image = "registry.invalid/petset/fake:2"
+		p.Spec.Template.Annotations = map[string]string{"z": "last", "a": "<first & html>"}
+	})
+	waitStatus(t, c, ns, "ob", func(st v1alpha1.PetSetStatus) bool {
+		return st.UpdatedReplicas == 1 && st.ReadyReplicas == 1 && st.CurrentRevision == st.UpdateRevision
+	})
+	revisions := func() []appsv1.ControllerRevision {
+		list, err := tb.Client.AppsV1().ControllerRevisions(ns).List(ctx, metav1.ListOptions{LabelSelector: controller.LabelSetName + "=ob"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return list.Items
+	}
+	if n := len(revisions()); n != 2 {
+		t.Fatalf("%d revisions before the deletion, want 2", n)
+	}
+
+	if err := c.Delete(ctx, cur, client.PropagationPolicy(metav1.DeletePropagationOrphan)); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		err := c.Get(ctx, client.ObjectKeyFromObject(ps), &v1alpha1.PetSet{})
+		if apierrors.IsNotFound(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			var left v1alpha1.PetSet
+			c.Get(ctx, client.ObjectKeyFromObject(ps), &left)
+			t.Fatalf("PetSet still there a minute after an orphaning delete: finalizers %v, deleted %v", left.Finalizers, left.DeletionTimestamp)
+		}
+	}
+	left := revisions()
+	if len(left) != 2 {
+		t.Fatalf("%d revisions after the orphaning delete, want both kept", len(left))
+	}
+	for _, cr := range left {
+		for _, ref := range cr.OwnerReferences {
+			if ref.UID == cur.UID {
+				t.Errorf("revision %s still owned by the deleted set", cr.Name)
+			}
+		}
+	}
+
+	// The garbage collector patches built-in objects with a strategic
+	// merge patch, which the API server applies to the object decoded
+	// into maps: the data is encoded again, with sorted keys. On a
+	// revision whose data is in struct order, as the controller used to
+	// write it, the same kind of patch fails: the failure this fix
+	// removes.
+	structOrder, _ := json.Marshal(map[string]any{"spec": map[string]any{"template": cur.Spec.Template}})
+	old := &appsv1.ControllerRevision{
+		ObjectMeta: metav1.ObjectMeta{Name: "struct-order", Labels: map[string]string{"app": "none"}},
+		Data:       runtime.RawExtension{Raw: structOrder},
+		Revision:   1,
+	}
+	if _, err := tb.Client.AppsV1().ControllerRevisions(ns).Create(ctx, old, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := tb.Client.AppsV1().ControllerRevisions(ns).Patch(ctx, "struct-order", types.StrategicMergePatchType, []byte(`{"metadata":{"labels":{"app":"other"}}}`), metav1.PatchOptions{})
+	if err == nil || !strings.Contains(err.Error(), "immutable") {
+		t.Errorf("patching a struct-order revision: %v, want data: field is immutable", err)
+	}
+	for _, cr := range left {
+		if _, err := tb.Client.AppsV1().ControllerRevisions(ns).Patch(ctx, cr.Name, types.StrategicMergePatchType, []byte(`{"metadata":{"labels":{"patched":"yes"}}}`), metav1.PatchOptions{}); err != nil {
+			t.Errorf("patching %s: %v", cr.Name, err)
+		}
+	}
+}
+
+// Run out of cluster with --kubeconfig and no leader-election flag, the
+// controller puts its lease in the kubeconfig context's namespace, says
+// so in one log line, and works.
+func TestOrdinalControllerKubeconfigOnly(t *testing.T) {
+	c := installCRD(t)
+	ns := tb.Namespace(t, "lease")
+	kc, err := os.ReadFile(tb.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withNS := strings.Replace(string(kc), "context: {cluster: petset, user: admin}", "context: {cluster: petset, user: admin, namespace: "+ns+"}", 1)
+	if withNS == string(kc) {
+		t.Fatal("the testbed kubeconfig has no context line to give a namespace")
+	}
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(path, []byte(withNS), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), "ordinal-controller")
+	if out, err := exec.Command("go", "build", "-o", bin, "petset.dev/petset/cmd/ordinal-controller").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	logPath := filepath.Join(tb.Dir, "logs", "ordinal-controller-kubeconfig-only.log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Metrics and probes off only so that no port is bound on this shared
+	// machine; nothing about leader election is given.
+	cmd := exec.Command(bin, "--kubeconfig="+path, "--metrics-bind-address=0", "--health-probe-bind-address=0")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var waitErr error
+	exited := make(chan struct{})
+	go func() { waitErr = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() { cmd.Process.Signal(syscall.SIGKILL); <-exited; logf.Close() })
+
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		l, err := tb.Client.CoordinationV1().Leases(ns).Get(ctx, "ordinal-controller.petset.dev", metav1.GetOptions{})
+		if err == nil && l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity != "" {
+			break
+		}
+		select {
+		case <-exited:
+			b, _ := os.ReadFile(logPath)
+			t.Fatalf("controller exited: %v\n%s", waitErr, b)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no lease in %s: %v", ns, err)
+		}
+	}
+	b, _ := os.ReadFile(logPath)
+	var lines []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.Contains(line, `"Leader election"`) {
+			lines = append(lines, line)
+		}
+	}
+	if len(lines) != 1 || !strings.Contains(lines[0], ns+"/ordinal-controller.petset.dev") {
+		t.Errorf("log lines naming the lease: %q, want one naming %s", lines, ns)
+	}
+
+	headlessService(t, ns, "solo", map[string]string{"app": "solo"}, false, svcPort{"peer", 7000, corev1.ProtocolTCP})
+	solo := newPetSet(ns, "solo", "solo", 1)
+	solo.Spec.VolumeClaimTemplates = nil
+	if err := c.Create(ctx, solo); err != nil {
+		t.Fatal(err)
+	}
+	waitPods(t, ns, "solo", 1)
+}
+
+// Revision identity on the real API server: going back to an earlier
+// template reuses its ControllerRevision (same name, renumbered newest,
+// pets labelled with it), and a revision name already taken by an object
+// with other data is a collision: status.collisionCount goes up and the
+// template gets the next name.
+func TestPetSetRevisionIdentity(t *testing.T) {
+	c, stop := startController(t)
+	defer stop()
+	ns := tb.Namespace(t, "identity")
+	headlessService(t, ns, "id", map[string]string{"app": "id"}, false, svcPort{"peer", 2380, corev1.ProtocolTCP})
+	ps := newPetSet(ns, "id", "id", 2)
+	ps.Spec.VolumeClaimTemplates = nil
+	if err := c.Create(ctx, ps); err != nil {
+		t.Fatal(err)
+	}
+	key := client.ObjectKeyFromObject(ps)
+	generation := int64(1)
+	settled := func(image string) v1alpha1.PetSetStatus {
+		t.Helper()
+		var got v1alpha1.PetSetStatus
+		waitStatus(t, c, ns, "id", func(st v1alpha1.PetSetStatus) bool {
+			got = st
+			return st.ObservedGeneration >= generation && st.UpdatedReplicas == 2 && st.ReadyReplicas == 2 && st.CurrentRevision == st.UpdateRevision
+		})
+		for name, p := range waitPods(t, ns, "id", 2) {
+			if p.Spec.Containers[0].Image != image || p.Labels[controller.LabelRevision] != got.UpdateRevision {
+				t.Fatalf("%s at %s with %s, want %s with %s", name, p.Labels[controller.LabelRevision], p.Spec.Containers[0].Image, got.UpdateRevision, image)
+			}
+		}
+		return got
+	}
+	setImage := func(image string) {
+		generation = updatePetSet(t, c, key, func(p *v1alpha1.PetSet) { p.Spec.Template.Spec.Containers[0].Image = image }).Generation
+	}
+	number := func(name string) int64 {
+		cr, err := tb.Client.AppsV1().ControllerRevisions(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cr.Revision
+	}
+
+	first := ps.Spec.Template.Spec.Containers[0].Image
+	r1 := settled(first).UpdateRevision
+	setImage("registry.invalid/petset/fake:2")
+	r2 := settled("registry.invalid/petset/fake:2").UpdateRevision
+	setImage(first) // back
+	if back := settled(first).UpdateRevision; back != r1 || number(r1) <= number(r2) {
+		t.Errorf("rollback: update revision %s (number %d), want %s renumbered above %s (%d)", back, number(back), r1, r2, number(r2))
+	}
+
+	// Someone else's ControllerRevision squats the name the next template
+	// would get.
+	var cur v1alpha1.PetSet
+	if err := c.Get(ctx, key, &cur); err != nil {
+		t.Fatal(err)
+	}
+	next := cur.DeepCopy()
+	next.Spec.Template.Spec.Containers[0].Image = "registry.invalid/petset/fake:3"
+	taken := controller.Revision(next)
+	squatter := &appsv1.ControllerRevision{ObjectMeta: metav1.ObjectMeta{Name: taken}, Data: runtime.RawExtension{Raw: []byte(`{"other":true}`)}, Revision: 1}
+	if _, err := tb.Client.AppsV1().ControllerRevisions(ns).Create(ctx, squatter, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	setImage("registry.invalid/petset/fake:3")
+	st := settled("registry.invalid/petset/fake:3")
+	if st.UpdateRevision == taken || st.CollisionCount == nil || *st.CollisionCount != 1 {
+		t.Errorf("after a collision on %s: update revision %s, collisionCount %v; want another name and count 1", taken, st.UpdateRevision, st.CollisionCount)
+	}
+	if cr, err := tb.Client.AppsV1().ControllerRevisions(ns).Get(ctx, taken, metav1.GetOptions{}); err != nil || len(cr.OwnerReferences) != 0 || string(cr.Data.Raw) != `{"other":true}` {
+		t.Errorf("the squatting revision was changed: %v %v", cr, err)
+	}
+}
