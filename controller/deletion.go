@@ -18,8 +18,8 @@ import (
 // uninstalling the controller never leaves a PetSet stuck terminating.
 // For an ordered shutdown, scale to zero before deleting, as with a
 // StatefulSet. The controller removes this finalizer where it finds it;
-// without the controller, `kubectl patch petset NAME --type=json
-// -p '[{"op":"remove","path":"/metadata/finalizers"}]'` does.
+// without the controller, a JSON patch that tests and removes its entry
+// in metadata.finalizers does (README.md shows it).
 const LegacyFinalizer = "petset.dev/ordered-deletion"
 
 // dropFinalizer removes LegacyFinalizer with a patch that fails if the
