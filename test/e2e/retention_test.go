@@ -10,9 +10,11 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1alpha1 "petset.dev/petset/api/v1alpha1"
@@ -122,9 +124,12 @@ func TestPetSetRetentionByGarbageCollector(t *testing.T) {
 }
 
 // The case: whenScaled: Delete with a claim template, scaled
-// 3 -> 1 -> 3 with the scale-up right after the last pod went, while its
-// claim is on its way out: no pet is made on a claim being deleted, and
-// all three reach Ready on fresh, bound claims.
+// 3 -> 1 -> 3 with the scale-up right after the pods went, while their
+// claims are on their way out. data-sd-2 is held in deletion by a
+// finalizer (as pvc-protection holds a claim in use): pet 2 waits, with a
+// WaitForClaim event and the reason in the Ready condition, and no pod
+// sd-2 is made on it; once it is gone, pet 2 gets a fresh claim. All
+// three reach Ready on fresh, bound claims.
 func TestPetSetScaleDownUpFreshClaims(t *testing.T) {
 	c, _ := startController(t)
 	ns := tb.Namespace(t, "rescale")
@@ -142,15 +147,62 @@ func TestPetSetScaleDownUpFreshClaims(t *testing.T) {
 	if len(old) != 3 {
 		t.Fatalf("claims %v", old)
 	}
-	_, deleted, stopWatch := podEvents(t, ns, "sd")
+	const hold = "petset.dev/e2e-hold"
+	setFinalizers := func(fin []string) {
+		t.Helper()
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			cl, err := tb.Client.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "data-sd-2", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			cl.Finalizers = append(slices.DeleteFunc(cl.Finalizers, func(f string) bool { return f == hold }), fin...)
+			_, err = tb.Client.CoreV1().PersistentVolumeClaims(ns).Update(ctx, cl, metav1.UpdateOptions{})
+			return err
+		})
+		if err != nil && !apierrors.IsNotFound(err) {
+			t.Fatal(err)
+		}
+	}
+	setFinalizers([]string{hold})
+	t.Cleanup(func() { setFinalizers(nil) })
+
+	added, deleted, stopWatch := podEvents(t, ns, "sd")
 	defer stopWatch()
 	scalePetSet(t, c, ns, "sd", 1)
-	waitFor(t, 60*time.Second, "sd-2 and sd-1 gone", func() (bool, string) {
-		return len(deleted()) >= 2, strings.Join(deleted(), ",")
+	waitFor(t, 60*time.Second, "sd-2 and sd-1 gone, data-sd-2 being deleted", func() (bool, string) {
+		cl, err := tb.Client.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "data-sd-2", metav1.GetOptions{})
+		return len(deleted()) >= 2 && err == nil && cl.DeletionTimestamp != nil, strings.Join(deleted(), ",")
 	})
 	scalePetSet(t, c, ns, "sd", 3)
 
+	const why = "claim data-sd-2 is being deleted"
+	waitStatus(t, c, ns, "sd", func(st v1alpha1.PetSetStatus) bool {
+		ready := meta.FindStatusCondition(st.Conditions, "Ready")
+		return st.ReadyReplicas == 2 && ready != nil && strings.Contains(ready.Message, why)
+	})
+	waitFor(t, 30*time.Second, "WaitForClaim event", func() (bool, string) {
+		list, err := tb.Client.EventsV1().Events(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, e := range list.Items {
+			if e.Reason == "WaitForClaim" && strings.Contains(e.Note, why) {
+				return true, ""
+			}
+		}
+		return false, "no event"
+	})
+	if _, err := tb.Client.CoreV1().Pods(ns).Get(ctx, "sd-2", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("sd-2 made while its claim is being deleted: %v", err)
+	}
+
+	setFinalizers(nil)
 	pods := waitPods(t, ns, "sd", 3)
+	// The watch starts with the three pods that existed; after them,
+	// sd-1 and sd-2 are each made once.
+	if got := added(); len(got) != 5 || !slices.Equal(slices.Sorted(slices.Values(got[3:])), []string{"sd-1", "sd-2"}) {
+		t.Errorf("pods added %v, want sd-0, sd-1, sd-2 then sd-1 and sd-2 once each", got)
+	}
 	claims := liveClaims(t, ns)
 	for _, name := range []string{"data-sd-0", "data-sd-1", "data-sd-2"} {
 		cl := claims[name]
