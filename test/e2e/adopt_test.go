@@ -17,8 +17,8 @@ import (
 	"petset.dev/petset/controller"
 )
 
-// waitFor polls cond every 100ms until it holds or the deadline passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+// pollUntil polls cond every 100ms until it holds or the deadline passes.
+func pollUntil(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
 	last := ""
 	for deadline := time.Now().Add(timeout); ; time.Sleep(100 * time.Millisecond) {
@@ -82,7 +82,7 @@ func TestPetSetAdoptsStatefulSetPods(t *testing.T) {
 	if err := tb.Client.AppsV1().StatefulSets(ns).Delete(ctx, "mig", metav1.DeleteOptions{PropagationPolicy: &orphan}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 60*time.Second, "StatefulSet gone and its pods orphaned", func() (bool, string) {
+	pollUntil(t, 60*time.Second, "StatefulSet gone and its pods orphaned", func() (bool, string) {
 		if _, err := tb.Client.AppsV1().StatefulSets(ns).Get(ctx, "mig", metav1.GetOptions{}); err == nil {
 			return false, "StatefulSet still there"
 		}
@@ -100,7 +100,7 @@ func TestPetSetAdoptsStatefulSetPods(t *testing.T) {
 	if err := c.Create(ctx, ps); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 60*time.Second, "pods adopted", func() (bool, string) {
+	pollUntil(t, 60*time.Second, "pods adopted", func() (bool, string) {
 		list, _ := tb.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=mig"})
 		for _, p := range list.Items {
 			ref := metav1.GetControllerOf(&p)
@@ -166,7 +166,7 @@ func TestPetSetPodConflict(t *testing.T) {
 		return st.ReadyReplicas == 1 && cond != nil && cond.Status == metav1.ConditionFalse && cond.Reason == "PodConflict" &&
 			strings.Contains(cond.Message, why) && ready != nil && strings.Contains(ready.Message, why)
 	})
-	waitFor(t, 30*time.Second, "PodConflict event", func() (bool, string) {
+	pollUntil(t, 30*time.Second, "PodConflict event", func() (bool, string) {
 		list, err := tb.Client.EventsV1().Events(ns).List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return false, err.Error()

@@ -48,7 +48,7 @@ func claimSet(m map[string]*corev1.PersistentVolumeClaim) []string {
 
 func waitLiveClaims(t *testing.T, ns string, want ...string) {
 	t.Helper()
-	waitFor(t, 90*time.Second, "claims", func() (bool, string) {
+	pollUntil(t, 90*time.Second, "claims", func() (bool, string) {
 		got := claimSet(liveClaims(t, ns))
 		return slices.Equal(got, want), "have " + strings.Join(got, ",")
 	})
@@ -107,7 +107,7 @@ func TestPetSetRetentionByGarbageCollector(t *testing.T) {
 	if err := c.Delete(ctx, ps); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 60*time.Second, "PetSet, pods and claims gone", func() (bool, string) {
+	pollUntil(t, 60*time.Second, "PetSet, pods and claims gone", func() (bool, string) {
 		if err := c.Get(ctx, client.ObjectKeyFromObject(ps), &v1alpha1.PetSet{}); !apierrors.IsNotFound(err) {
 			return false, "PetSet still there"
 		}
@@ -169,7 +169,7 @@ func TestPetSetScaleDownUpFreshClaims(t *testing.T) {
 	added, deleted, stopWatch := podEvents(t, ns, "sd")
 	defer stopWatch()
 	scalePetSet(t, c, ns, "sd", 1)
-	waitFor(t, 60*time.Second, "sd-2 and sd-1 gone, data-sd-2 being deleted", func() (bool, string) {
+	pollUntil(t, 60*time.Second, "sd-2 and sd-1 gone, data-sd-2 being deleted", func() (bool, string) {
 		cl, err := tb.Client.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "data-sd-2", metav1.GetOptions{})
 		return len(deleted()) >= 2 && err == nil && cl.DeletionTimestamp != nil, strings.Join(deleted(), ",")
 	})
@@ -180,7 +180,7 @@ func TestPetSetScaleDownUpFreshClaims(t *testing.T) {
 		ready := meta.FindStatusCondition(st.Conditions, "Ready")
 		return st.ReadyReplicas == 2 && ready != nil && strings.Contains(ready.Message, why)
 	})
-	waitFor(t, 30*time.Second, "WaitForClaim event", func() (bool, string) {
+	pollUntil(t, 30*time.Second, "WaitForClaim event", func() (bool, string) {
 		list, err := tb.Client.EventsV1().Events(ns).List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return false, err.Error()
@@ -227,7 +227,7 @@ func TestPetSetScaleDownUpFreshClaims(t *testing.T) {
 
 // Deleting a PetSet with orphan propagation keeps its pods and claims,
 // which lose their owner references; the set goes.
-func TestPetSetOrphanDeletion(t *testing.T) {
+func TestPetSetOrphanDeletionKeepsPods(t *testing.T) {
 	c, _ := startController(t)
 	ns := tb.Namespace(t, "orphan")
 	headlessService(t, ns, "or", map[string]string{"app": "or"}, false, svcPort{"peer", 2380, corev1.ProtocolTCP})
@@ -245,7 +245,7 @@ func TestPetSetOrphanDeletion(t *testing.T) {
 	if err := c.Delete(ctx, ps, client.PropagationPolicy(metav1.DeletePropagationOrphan)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 60*time.Second, "PetSet gone, pods and claims orphaned", func() (bool, string) {
+	pollUntil(t, 60*time.Second, "PetSet gone, pods and claims orphaned", func() (bool, string) {
 		if err := c.Get(ctx, client.ObjectKeyFromObject(ps), &v1alpha1.PetSet{}); !apierrors.IsNotFound(err) {
 			return false, "PetSet still there"
 		}
