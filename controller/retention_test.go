@@ -231,3 +231,25 @@ func TestClaimsReadBeforeCreate(t *testing.T) {
 		t.Errorf("%d claims", len(pvcs.Items))
 	}
 }
+
+// The claims of an adopted pet (a StatefulSet's, say, without petset's
+// labels or owners) get the pet labels and the policy's references: they
+// are the pet's from then on.
+func TestAdoptedPetClaims(t *testing.T) {
+	ps := testSet(1)
+	ps.Spec.PersistentVolumeClaimRetentionPolicy = &v1alpha1.RetentionPolicy{WhenDeleted: v1alpha1.Delete}
+	claim := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "data-db-0", UID: "uid-claim",
+		Labels: map[string]string{"app": "db"}}}
+	f := newFixture(t, ps, testPod("db-0", "db:1", map[string]string{"app": "db"}, nil), claim)
+	f.mustReconcile()
+	got := f.claim("data-db-0")
+	if got.UID != "uid-claim" || got.Labels[LabelSetName] != "db" || got.Labels[LabelPodIndex] != "0" || got.Labels["app"] != "db" {
+		t.Errorf("claim %s labels %v", got.UID, got.Labels)
+	}
+	if refs := strings.Join(refUIDs(got), ","); refs != "PetSet/uid-db*" {
+		t.Errorf("claim refs %v, want the set (whenDeleted: Delete)", refs)
+	}
+	if p := f.pod("db-0"); controllerUID(p) != "uid-db" {
+		t.Errorf("db-0 not adopted")
+	}
+}

@@ -49,8 +49,9 @@ func podUIDs(t *testing.T, ns, app string) map[string]types.UID {
 
 // Migration from a StatefulSet: its pods and claims, orphaned by
 // `kubectl delete statefulset --cascade=orphan`, are adopted by a PetSet of
-// the same name and spec with no pod replaced, and the set goes on: a
-// scale-up adds the next pet.
+// the same name and spec with no pod or claim replaced (the claims get the
+// PetSet's labels and, under whenDeleted: Delete, the PetSet as
+// controller), and the set goes on: a scale-up adds the next pet.
 func TestPetSetAdoptsStatefulSetPods(t *testing.T) {
 	c, _ := startController(t)
 	ns := tb.Namespace(t, "migrate")
@@ -97,6 +98,9 @@ func TestPetSetAdoptsStatefulSetPods(t *testing.T) {
 
 	_, deleted, stopWatch := podEvents(t, ns, "mig")
 	defer stopWatch()
+	// The StatefulSet kept its claims (Retain); the PetSet takes them
+	// under whenDeleted: Delete, so they are its own from now on.
+	ps.Spec.PersistentVolumeClaimRetentionPolicy = &v1alpha1.RetentionPolicy{WhenDeleted: v1alpha1.Delete}
 	if err := c.Create(ctx, ps); err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +131,11 @@ func TestPetSetAdoptsStatefulSetPods(t *testing.T) {
 	for name, uid := range claimsBefore {
 		cl, err := tb.Client.CoreV1().PersistentVolumeClaims(ns).Get(ctx, name, metav1.GetOptions{})
 		if err != nil || cl.UID != uid {
-			t.Errorf("claim %s replaced or gone: %v", name, err)
+			t.Fatalf("claim %s replaced or gone: %v", name, err)
+		}
+		ref := metav1.GetControllerOf(cl)
+		if ref == nil || ref.Kind != "PetSet" || ref.Name != "mig" || cl.Labels[controller.LabelSetName] != "mig" {
+			t.Errorf("claim %s not taken by the PetSet: controller %v labels %v", name, ref, cl.Labels)
 		}
 	}
 	if ref := metav1.GetControllerOf(pods["mig-2"]); ref == nil || ref.Kind != "PetSet" {
