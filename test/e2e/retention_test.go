@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -245,10 +246,7 @@ func TestPetSetOrphanDeletionKeepsPods(t *testing.T) {
 	if err := c.Delete(ctx, ps, client.PropagationPolicy(metav1.DeletePropagationOrphan)); err != nil {
 		t.Fatal(err)
 	}
-	pollUntil(t, 60*time.Second, "PetSet gone, pods and claims orphaned", func() (bool, string) {
-		if err := c.Get(ctx, client.ObjectKeyFromObject(ps), &v1alpha1.PetSet{}); !apierrors.IsNotFound(err) {
-			return false, "PetSet still there"
-		}
+	pollUntil(t, 60*time.Second, "pods and claims orphaned", func() (bool, string) {
 		list, _ := tb.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=or"})
 		for _, p := range list.Items {
 			if len(p.OwnerReferences) > 0 || p.DeletionTimestamp != nil {
@@ -261,6 +259,14 @@ func TestPetSetOrphanDeletionKeepsPods(t *testing.T) {
 			}
 		}
 		return len(list.Items) == 2, "pods"
+	})
+	// The set goes once the garbage collector has orphaned every
+	// dependent, its ControllerRevisions too (which needs revision data
+	// the API server can round-trip).
+	pollUntil(t, 60*time.Second, "PetSet gone", func() (bool, string) {
+		var left v1alpha1.PetSet
+		err := c.Get(ctx, client.ObjectKeyFromObject(ps), &left)
+		return apierrors.IsNotFound(err), fmt.Sprintf("finalizers %v", left.Finalizers)
 	})
 	if got := podUIDs(t, ns, "or"); len(got) != 2 || got["or-0"] != before["or-0"] || got["or-1"] != before["or-1"] {
 		t.Errorf("pods %v, want the same %v", got, before)
