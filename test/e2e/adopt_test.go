@@ -203,3 +203,56 @@ func TestPetSetPodConflict(t *testing.T) {
 		return cond != nil && cond.Status == metav1.ConditionTrue && st.ReadyReplicas == 2
 	})
 }
+
+// A pet whose labels stop matching the selector is released (its
+// controller reference removed, the pod kept), and its name then holds the
+// pet back with PetsOwned=False; labelled back, it is adopted again, the
+// same pod.
+func TestPetSetReleasesAndReadopts(t *testing.T) {
+	c, _ := startController(t)
+	ns := tb.Namespace(t, "release")
+	headlessService(t, ns, "rl", map[string]string{"app": "rl"}, false, svcPort{"peer", 2380, corev1.ProtocolTCP})
+	ps := newPetSet(ns, "rl", "rl", 1)
+	ps.Spec.VolumeClaimTemplates = nil
+	if err := c.Create(ctx, ps); err != nil {
+		t.Fatal(err)
+	}
+	uid := waitPods(t, ns, "rl", 1)["rl-0"].UID
+	relabel := func(app string) {
+		t.Helper()
+		patch := []byte(`{"metadata":{"labels":{"app":"` + app + `"}}}`)
+		if _, err := tb.Client.CoreV1().Pods(ns).Patch(ctx, "rl-0", types.StrategicMergePatchType, patch, metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	owner := func() (*metav1.OwnerReference, types.UID) {
+		p, err := tb.Client.CoreV1().Pods(ns).Get(ctx, "rl-0", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return metav1.GetControllerOf(p), p.UID
+	}
+
+	relabel("elsewhere")
+	pollUntil(t, 30*time.Second, "rl-0 released", func() (bool, string) {
+		ref, got := owner()
+		if got != uid {
+			t.Fatalf("rl-0 replaced: uid %s, was %s", got, uid)
+		}
+		return ref == nil, "still controlled"
+	})
+	waitStatus(t, c, ns, "rl", func(st v1alpha1.PetSetStatus) bool {
+		cond := meta.FindStatusCondition(st.Conditions, controller.ConditionPetsOwned)
+		return cond != nil && cond.Status == metav1.ConditionFalse && strings.Contains(cond.Message, "pod rl-0 exists and does not match the selector")
+	})
+
+	relabel("rl")
+	pollUntil(t, 30*time.Second, "rl-0 adopted again", func() (bool, string) {
+		ref, got := owner()
+		return got == uid && ref != nil && ref.Kind == "PetSet" && ref.UID == ps.UID, "not adopted"
+	})
+	waitStatus(t, c, ns, "rl", func(st v1alpha1.PetSetStatus) bool {
+		cond := meta.FindStatusCondition(st.Conditions, controller.ConditionPetsOwned)
+		return cond != nil && cond.Status == metav1.ConditionTrue && st.ReadyReplicas == 1
+	})
+}
