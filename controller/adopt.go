@@ -52,7 +52,7 @@ type ownership struct {
 //   - a pod named like a pet that the set may not take blocks that ordinal.
 //
 // A set being deleted neither adopts nor releases. Adoption also labels
-// the pod as a pet (see adoptPatch).
+// the pod as a pet (see adopt).
 func (r *Reconciler) claimPods(ctx context.Context, ps *v1alpha1.PetSet, selector labels.Selector) (ownership, error) {
 	own := ownership{owned: map[int]*corev1.Pod{}, blocked: map[int]string{}, conflict: map[int]bool{}}
 	var list corev1.PodList
@@ -93,8 +93,9 @@ func (r *Reconciler) claimPods(ctx context.Context, ps *v1alpha1.PetSet, selecto
 				msg := "pod " + pod.Name + " exists and does not match the selector"
 				own.blocked[o], own.conflict[o] = msg, true
 			}
-		case pod.DeletionTimestamp != nil || deleting:
+		case pod.DeletionTimestamp != nil:
 			own.blocked[o] = "orphan pod " + pod.Name + " is being deleted"
+		case deleting:
 		default:
 			if !checked {
 				adoptable, checked = r.canAdopt(ctx, ps), true

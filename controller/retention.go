@@ -152,17 +152,21 @@ func (r *Reconciler) syncClaimRefs(ctx context.Context, ps *v1alpha1.PetSet, own
 				r.event(ps, corev1.EventTypeWarning, "ConflictingController", "RetainClaim",
 					"claim %s has another controller: the retention policy is not applied to it", claim.Name)
 			}
-			labelled := claim.Labels[LabelSetName] == ps.Name && claim.Labels[LabelPodIndex] == strconv.Itoa(o)
+			// Another controller's claim only loses our references; it
+			// is not labelled as ours.
+			labelled := foreign || claim.Labels[LabelSetName] == ps.Name && claim.Labels[LabelPodIndex] == strconv.Itoa(o)
 			if sameRefs(refs, claim.OwnerReferences) && labelled {
 				continue
 			}
 			orig := claim.DeepCopy()
 			claim.OwnerReferences = refs
-			if claim.Labels == nil {
-				claim.Labels = map[string]string{}
+			if !foreign {
+				if claim.Labels == nil {
+					claim.Labels = map[string]string{}
+				}
+				claim.Labels[LabelSetName] = ps.Name
+				claim.Labels[LabelPodIndex] = strconv.Itoa(o)
 			}
-			claim.Labels[LabelSetName] = ps.Name
-			claim.Labels[LabelPodIndex] = strconv.Itoa(o)
 			if err := r.Patch(ctx, claim, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
 				if !apierrors.IsNotFound(err) {
 					errs = append(errs, fmt.Errorf("owner references of claim %s: %w", claim.Name, err))

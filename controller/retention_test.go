@@ -126,11 +126,19 @@ func TestClaimRefsLeftAlone(t *testing.T) {
 		OwnerReferences: []metav1.OwnerReference{*other}}}
 	f := newFixture(t, ps, pod, claim)
 	f.mustReconcile()
-	if got := refUIDs(f.claim("data-db-0")); strings.Join(got, ",") != "ConfigMap/uid-x*" {
-		t.Errorf("refs %v, want only the other controller", got)
+	if got := f.claim("data-db-0"); strings.Join(refUIDs(got), ",") != "ConfigMap/uid-x*" || len(got.Labels) != 0 {
+		t.Errorf("refs %v labels %v, want only the other controller and no labels of ours", refUIDs(got), got.Labels)
 	}
 	if ev := f.events(); !strings.Contains(ev, "Warning ConflictingController claim data-db-0") {
 		t.Errorf("no ConflictingController event in:\n%s", ev)
+	}
+
+	// Our reference on another controller's claim is removed.
+	claim.OwnerReferences = []metav1.OwnerReference{*other, {APIVersion: "petset.dev/v1alpha1", Kind: "PetSet", Name: "db", UID: "uid-db"}}
+	f = newFixture(t, ps, pod, claim)
+	f.mustReconcile()
+	if got := refUIDs(f.claim("data-db-0")); strings.Join(got, ",") != "ConfigMap/uid-x*" {
+		t.Errorf("refs %v, want ours removed beside the other controller", got)
 	}
 
 	stale := setRef("uid-earlier")
