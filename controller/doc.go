@@ -11,5 +11,10 @@
 //   - lease.go: the namespace of the leader-election lease;
 //   - pets.go: the side effects (claims before pods, one event per verb);
 //   - reconciler.go: the controller-runtime shell that reads state, runs
-//     the plan, does it and writes status.
+//     the plan, does it and writes status;
+//   - adopt.go: which pods are the set's (adoption and release, as
+//     ControllerRefManager does it) and which pets a foreign pod holds back;
+//   - retention.go: the retention policy as owner references on claims,
+//     and pets held back by claims on their way out;
+//   - deletion.go: no finalizer; deletion is the garbage collector's.
 package controller

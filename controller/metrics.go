@@ -6,11 +6,12 @@ import (
 )
 
 // operations counts what the controller did, by verb: create_pod,
-// delete_pod, create_claim, delete_claim, expand_claim. It is served with controller-runtime's own
+// delete_pod, adopt_pod, release_pod, create_claim, expand_claim,
+// update_claim_owners. It is served with controller-runtime's own
 // metrics (workqueue, reconcile counts and durations).
 var operations = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Name: "petset_operations_total",
-	Help: "Pods and claims the ordinal controller created or deleted, by verb.",
+	Help: "Pods and claims the ordinal controller created, deleted, adopted, released or updated, by verb.",
 }, []string{"verb"})
 
 func init() { metrics.Registry.MustRegister(operations) }

@@ -2,11 +2,13 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -18,12 +20,17 @@ import (
 // reconciler can be tested without an API server.
 type PetControl interface {
 	// CreatePet makes pet ordinal at revision rev: its claims first
-	// (existing ones are reused, never renamed), then its pod.
+	// (existing ones are reused, never renamed), then its pod. A pod
+	// that already exists is an error.
 	CreatePet(ctx context.Context, ps *v1alpha1.PetSet, ordinal int, rev string) error
 	// DeletePet deletes a pet's pod; its claims stay.
 	DeletePet(ctx context.Context, ps *v1alpha1.PetSet, pod *corev1.Pod) error
-	// DeleteClaim deletes a claim the retention policy gives up.
-	DeleteClaim(ctx context.Context, ps *v1alpha1.PetSet, claim *corev1.PersistentVolumeClaim) error
+	// CreateClaims makes the claims of pet ordinal that do not exist,
+	// reading the cache first. A claim being deleted is not reused: it
+	// returns ErrClaimTerminating. Claims are never deleted here: the
+	// garbage collector does it, following the owner references the
+	// retention policy puts on them (retention.go).
+	CreateClaims(ctx context.Context, ps *v1alpha1.PetSet, ordinal int) error
 	// ExpandClaim raises a claim's storage request to size.
 	ExpandClaim(ctx context.Context, ps *v1alpha1.PetSet, claim *corev1.PersistentVolumeClaim, size resource.Quantity) error
 }
@@ -40,11 +47,52 @@ func NewPetControl(c client.Client, r events.EventRecorder) PetControl {
 }
 
 func (p *apiPets) CreatePet(ctx context.Context, ps *v1alpha1.PetSet, ordinal int, rev string) error {
+	if err := p.CreateClaims(ctx, ps, ordinal); err != nil {
+		return err
+	}
+	pod := NewPod(ps, ordinal, rev)
+	if err := controllerutil.SetControllerReference(ps, pod, p.c.Scheme()); err != nil {
+		return err
+	}
+	if err := p.c.Create(ctx, pod); err != nil {
+		if !apierrors.IsAlreadyExists(err) {
+			p.recorder.Eventf(ps, nil, corev1.EventTypeWarning, "FailedCreate", "CreatePod", "pod %s: %v", pod.Name, err)
+		}
+		// AlreadyExists too is an error, as for the StatefulSet
+		// controller: the cache is stale or the name is taken, and the
+		// retry sees which.
+		return fmt.Errorf("pod %s: %w", pod.Name, err)
+	}
+	operations.WithLabelValues("create_pod").Inc()
+	p.recorder.Eventf(ps, nil, corev1.EventTypeNormal, "SuccessfulCreate", "CreatePod", "pod %s", pod.Name)
+	return nil
+}
+
+// ErrClaimTerminating is returned for a pet whose claim is being deleted:
+// it is never reused, and the pet waits for a fresh one.
+var ErrClaimTerminating = errors.New("claim is being deleted")
+
+func (p *apiPets) CreateClaims(ctx context.Context, ps *v1alpha1.PetSet, ordinal int) error {
+	bySet, _ := claimOwners(ps, false)
 	for _, claim := range NewClaims(ps, ordinal) {
-		err := p.c.Create(ctx, claim)
+		// The cache first: an existing claim costs no write.
+		have := &corev1.PersistentVolumeClaim{}
+		err := p.c.Get(ctx, client.ObjectKeyFromObject(claim), have)
+		switch {
+		case err == nil && have.DeletionTimestamp != nil:
+			return fmt.Errorf("claim %s: %w", claim.Name, ErrClaimTerminating)
+		case err == nil:
+			continue // the pet's storage from before: reuse it
+		case !apierrors.IsNotFound(err):
+			return fmt.Errorf("claim %s: %w", claim.Name, err)
+		}
+		if bySet {
+			claim.OwnerReferences = []metav1.OwnerReference{*metav1.NewControllerRef(ps, petSetKind)}
+		}
+		err = p.c.Create(ctx, claim)
 		switch {
 		case apierrors.IsAlreadyExists(err):
-			// The pet's storage from before: reuse it.
+			// Made since the cache last saw it: reuse it.
 		case err != nil:
 			p.recorder.Eventf(ps, nil, corev1.EventTypeWarning, "FailedCreate", "CreateClaim", "claim %s for pod %s: %v", claim.Name, PodName(ps.Name, ordinal), err)
 			return fmt.Errorf("claim %s: %w", claim.Name, err)
@@ -53,19 +101,6 @@ func (p *apiPets) CreatePet(ctx context.Context, ps *v1alpha1.PetSet, ordinal in
 			p.recorder.Eventf(ps, nil, corev1.EventTypeNormal, "SuccessfulCreate", "CreateClaim", "claim %s for pod %s", claim.Name, PodName(ps.Name, ordinal))
 		}
 	}
-	pod := NewPod(ps, ordinal, rev)
-	if err := controllerutil.SetControllerReference(ps, pod, p.c.Scheme()); err != nil {
-		return err
-	}
-	if err := p.c.Create(ctx, pod); err != nil {
-		if apierrors.IsAlreadyExists(err) {
-			return nil // a stale cache; the next pass sees it
-		}
-		p.recorder.Eventf(ps, nil, corev1.EventTypeWarning, "FailedCreate", "CreatePod", "pod %s: %v", pod.Name, err)
-		return fmt.Errorf("pod %s: %w", pod.Name, err)
-	}
-	operations.WithLabelValues("create_pod").Inc()
-	p.recorder.Eventf(ps, nil, corev1.EventTypeNormal, "SuccessfulCreate", "CreatePod", "pod %s", pod.Name)
 	return nil
 }
 
@@ -80,20 +115,6 @@ func (p *apiPets) DeletePet(ctx context.Context, ps *v1alpha1.PetSet, pod *corev
 	}
 	operations.WithLabelValues("delete_pod").Inc()
 	p.recorder.Eventf(ps, nil, corev1.EventTypeNormal, "SuccessfulDelete", "DeletePod", "pod %s", pod.Name)
-	return nil
-}
-
-func (p *apiPets) DeleteClaim(ctx context.Context, ps *v1alpha1.PetSet, claim *corev1.PersistentVolumeClaim) error {
-	err := p.c.Delete(ctx, claim, client.Preconditions{UID: &claim.UID})
-	if apierrors.IsNotFound(err) {
-		return nil
-	}
-	if err != nil {
-		p.recorder.Eventf(ps, nil, corev1.EventTypeWarning, "FailedDelete", "DeleteClaim", "claim %s: %v", claim.Name, err)
-		return fmt.Errorf("delete claim %s: %w", claim.Name, err)
-	}
-	operations.WithLabelValues("delete_claim").Inc()
-	p.recorder.Eventf(ps, nil, corev1.EventTypeNormal, "SuccessfulDelete", "DeleteClaim", "claim %s", claim.Name)
 	return nil
 }
 

@@ -16,11 +16,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -32,7 +32,13 @@ import (
 // status.
 type Reconciler struct {
 	client.Client
-	Pets PetControl
+	// APIReader reads from the API server, not the cache: adoption
+	// rechecks the set through it. Nil uses Client.
+	APIReader client.Reader
+	// Recorder records events on the set for adoption, release and
+	// pets held back; nil records none.
+	Recorder events.EventRecorder
+	Pets     PetControl
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 }
@@ -42,7 +48,7 @@ type Reconciler struct {
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.PetSet{}).
-		Owns(&corev1.Pod{}).
+		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.podSets)).
 		Owns(&appsv1.ControllerRevision{}).
 		Watches(&corev1.PersistentVolumeClaim{}, handler.EnqueueRequestsFromMapFunc(claimOwner)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: concurrency}).
@@ -53,6 +59,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) error {
 // deletion brings the set back for a look.
 func claimOwner(_ context.Context, o client.Object) []reconcile.Request {
 	set := o.GetLabels()[LabelSetName]
+	if ref := metav1.GetControllerOf(o); ref != nil && ref.Kind == petSetKind.Kind {
+		set = ref.Name
+	}
 	if set == "" {
 		return nil
 	}
@@ -66,16 +75,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err := r.Get(ctx, req.NamespacedName, ps); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	deleting := ps.DeletionTimestamp != nil
-	if deleting && !controllerutil.ContainsFinalizer(ps, Finalizer) {
-		return ctrl.Result{}, nil
+	if err := r.dropFinalizer(ctx, ps); err != nil {
+		return ctrl.Result{}, err
 	}
-	if !deleting && !controllerutil.ContainsFinalizer(ps, Finalizer) {
-		// The finalizer lets a deleted set scale to zero in order first.
-		controllerutil.AddFinalizer(ps, Finalizer)
-		if err := r.Update(ctx, ps); err != nil {
-			return ctrl.Result{}, err
-		}
+	if ps.DeletionTimestamp != nil {
+		// The garbage collector deletes the pods, and the claims the
+		// retention policy gave to the set, or orphans them, as the
+		// deletion's propagation policy says.
+		return ctrl.Result{}, nil
 	}
 	now := time.Now
 	if r.Now != nil {
@@ -86,41 +93,34 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("selector: %w", err)
 	}
-	var list corev1.PodList
-	if err := r.List(ctx, &list, client.InNamespace(ps.Namespace), client.MatchingLabelsSelector{Selector: selector}); err != nil {
+	own, err := r.claimPods(ctx, ps, selector)
+	if err != nil {
 		return ctrl.Result{}, err
 	}
-	owned := map[int]*corev1.Pod{}
-	for i := range list.Items {
-		pod := &list.Items[i]
-		if ref := metav1.GetControllerOf(pod); ref == nil || ref.UID != ps.UID {
-			continue
-		}
-		if o := Ordinal(ps.Name, pod.Name); o >= 0 {
-			owned[o] = pod
-		}
-	}
+	owned := own.owned
 
 	want := wantOf(ps, now())
-	var revs *revisions
-	if !deleting {
-		inUse := map[string]bool{}
-		for _, pod := range owned {
-			inUse[pod.Labels[LabelRevision]] = true
-		}
-		if revs, err = r.syncRevisions(ctx, ps, inUse); err != nil {
-			return ctrl.Result{}, err
-		}
-		want.Revision, want.Current, want.collisionCount = revs.update, revs.current, &revs.collisionCount
+	inUse := map[string]bool{}
+	for _, pod := range owned {
+		inUse[pod.Labels[LabelRevision]] = true
 	}
-	if deleting {
-		want.End = want.Start // scale to zero, highest ordinal first
+	revs, err := r.syncRevisions(ctx, ps, inUse)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	want.Revision, want.Current, want.collisionCount = revs.update, revs.current, &revs.collisionCount
+	// Claims name their owners before any pet is deleted.
+	if err := r.syncClaimRefs(ctx, ps, owned, want.Start, want.End); err != nil {
+		return ctrl.Result{}, err
 	}
 	var state []Pet
 	for o, pod := range owned {
 		state = append(state, petOf(o, pod))
 	}
-	plan := Decide(want, state)
+	plan, err := r.holdBack(ctx, ps, Decide(want, state), own)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
 	if len(plan.Create)+len(plan.Delete) > 0 || plan.Wait != "" {
 		log.V(2).Info("Plan", "petset", klog.KObj(ps), "create", plan.Create, "delete", plan.Delete, "wait", plan.Wait)
 	}
@@ -145,19 +145,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			break
 		}
 	}
-
-	if err := r.retire(ctx, ps, owned, want, deleting); err != nil {
+	if err := r.createMissingClaims(ctx, ps, owned, want); err != nil {
 		errs = append(errs, err)
-	}
-	if deleting {
-		if len(errs) > 0 {
-			return ctrl.Result{}, errors.Join(errs...)
-		}
-		if len(owned) > 0 {
-			return ctrl.Result{}, nil // the pods' deletions bring us back
-		}
-		controllerutil.RemoveFinalizer(ps, Finalizer)
-		return ctrl.Result{}, client.IgnoreNotFound(r.Update(ctx, ps))
 	}
 	resized, err := r.expandClaims(ctx, ps, want)
 	if err != nil {
@@ -165,7 +154,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	// A conflict too is returned: the status this pass computed is not
 	// written, so the set must be looked at again.
-	if err := r.writeStatus(ctx, ps, owned, want, plan, resized); err != nil {
+	if err := r.writeStatus(ctx, ps, owned, want, plan, resized, ownedCondition(ps, own)); err != nil {
 		errs = append(errs, fmt.Errorf("status: %w", err))
 	}
 	if len(errs) > 0 {
@@ -181,42 +170,6 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 	}
 	return ctrl.Result{}, nil
-}
-
-// Finalizer holds a deleted PetSet until its pets are gone, in order.
-const Finalizer = "petset.dev/ordered-deletion"
-
-// retire deletes claims the retention policy gives up: with whenScaled
-// Delete, those of ordinals outside the wanted range whose pod is gone;
-// with whenDeleted Delete, all of them once the set is deleted and its
-// pods are gone. Claims are never deleted while their pod exists.
-func (r *Reconciler) retire(ctx context.Context, ps *v1alpha1.PetSet, owned map[int]*corev1.Pod, want Want, deleting bool) error {
-	policy := ps.Spec.PersistentVolumeClaimRetentionPolicy
-	if policy == nil || len(ps.Spec.VolumeClaimTemplates) == 0 {
-		return nil
-	}
-	whenScaled := policy.WhenScaled == v1alpha1.Delete
-	whenDeleted := deleting && policy.WhenDeleted == v1alpha1.Delete && len(owned) == 0
-	if !whenScaled && !whenDeleted {
-		return nil
-	}
-	var claims corev1.PersistentVolumeClaimList
-	if err := r.List(ctx, &claims, client.InNamespace(ps.Namespace), client.MatchingLabels{LabelSetName: ps.Name}); err != nil {
-		return err
-	}
-	for i := range claims.Items {
-		claim := &claims.Items[i]
-		o, err := strconv.Atoi(claim.Labels[LabelPodIndex])
-		if err != nil || claim.DeletionTimestamp != nil || owned[o] != nil {
-			continue
-		}
-		if whenDeleted || (whenScaled && !deleting && (o < want.Start || o >= want.End)) {
-			if err := r.Pets.DeleteClaim(ctx, ps, claim); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }
 
 // wantOf turns a spec into the plan's input.
@@ -261,7 +214,7 @@ func petOf(o int, pod *corev1.Pod) Pet {
 }
 
 // writeStatus records counts, revisions, membership and conditions.
-func (r *Reconciler) writeStatus(ctx context.Context, ps *v1alpha1.PetSet, owned map[int]*corev1.Pod, want Want, plan Plan, resized *metav1.Condition) error {
+func (r *Reconciler) writeStatus(ctx context.Context, ps *v1alpha1.PetSet, owned map[int]*corev1.Pod, want Want, plan Plan, conds ...*metav1.Condition) error {
 	st := v1alpha1.PetSetStatus{
 		ObservedGeneration: ps.Generation,
 		UpdateRevision:     want.Revision,
@@ -308,8 +261,10 @@ func (r *Reconciler) writeStatus(ctx context.Context, ps *v1alpha1.PetSet, owned
 		readyCond.Status, readyCond.Reason, readyCond.Message = metav1.ConditionTrue, "AllPetsReady", strconv.Itoa(int(st.ReadyReplicas))+" pets ready"
 	}
 	meta.SetStatusCondition(&st.Conditions, readyCond)
-	if resized != nil {
-		meta.SetStatusCondition(&st.Conditions, *resized)
+	for _, c := range conds {
+		if c != nil {
+			meta.SetStatusCondition(&st.Conditions, *c)
+		}
 	}
 
 	if equality.Semantic.DeepEqual(ps.Status, st) {

@@ -65,8 +65,10 @@ func main() {
 		fail(err)
 	}
 	r := &controller.Reconciler{
-		Client: mgr.GetClient(),
-		Pets:   controller.NewPetControl(mgr.GetClient(), mgr.GetEventRecorder("ordinal-controller")),
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Recorder:  mgr.GetEventRecorder("ordinal-controller"),
+		Pets:      controller.NewPetControl(mgr.GetClient(), mgr.GetEventRecorder("ordinal-controller")),
 	}
 	if err := r.SetupWithManager(mgr, *maxConcurrency); err != nil {
 		fail(err)

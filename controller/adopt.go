@@ -1,0 +1,269 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	v1alpha1 "petset.dev/petset/api/v1alpha1"
+)
+
+// ConditionPetsOwned says whether every wanted pet's pod name is free or
+// the set's own. False with reason PodConflict names the pods that hold a
+// pet's name and belong to someone else (another controller, or a pod that
+// does not match the selector); those pets are not made until the pods go.
+const ConditionPetsOwned = "PetsOwned"
+
+// petSetKind is the kind owner references to a PetSet carry.
+var petSetKind = v1alpha1.GroupVersion.WithKind("PetSet")
+
+// ownership is what claimPods found: the set's pets by ordinal, and the
+// ordinals whose pod name is held by a pod the set may not take, with why.
+type ownership struct {
+	owned   map[int]*corev1.Pod
+	blocked map[int]string
+	// conflict marks the blocked ordinals that will not clear by
+	// themselves (a foreign controller, a selector mismatch), for the
+	// PetsOwned condition and Warning events.
+	conflict map[int]bool
+}
+
+// claimPods is ControllerRefManager.ClaimPods for pets. Of the pods in the
+// set's namespace:
+//   - a pod controlled by the set is its pet if it still matches the
+//     selector and is named like a pet; otherwise it is released (the
+//     controller reference is removed by a patch);
+//   - a pod without a controller that matches the selector and is named
+//     like a pet is adopted, unless it is being deleted, after a fresh
+//     read of the set from the API server confirms its UID and that it is
+//     not being deleted;
+//   - a pod named like a pet that the set may not take blocks that ordinal.
+//
+// A set being deleted neither adopts nor releases. Adoption also labels
+// the pod as a pet (see adopt).
+func (r *Reconciler) claimPods(ctx context.Context, ps *v1alpha1.PetSet, selector labels.Selector) (ownership, error) {
+	own := ownership{owned: map[int]*corev1.Pod{}, blocked: map[int]string{}, conflict: map[int]bool{}}
+	var list corev1.PodList
+	if err := r.List(ctx, &list, client.InNamespace(ps.Namespace)); err != nil {
+		return own, err
+	}
+	deleting := ps.DeletionTimestamp != nil
+	var errs []error
+	var adoptable error // canAdopt's answer, once checked
+	checked := false
+	for i := range list.Items {
+		pod := &list.Items[i]
+		o := Ordinal(ps.Name, pod.Name)
+		match := o >= 0 && selector.Matches(labels.Set(pod.Labels))
+		ref := metav1.GetControllerOf(pod)
+		switch {
+		case ref != nil && ref.UID == ps.UID:
+			if match {
+				own.owned[o] = pod
+				continue
+			}
+			if deleting {
+				continue
+			}
+			if err := r.release(ctx, ps, pod); err != nil {
+				errs = append(errs, err)
+			}
+			if o >= 0 {
+				own.blocked[o] = "pod " + pod.Name + " was released: it no longer matches the selector"
+			}
+		case ref != nil:
+			if o >= 0 {
+				msg := fmt.Sprintf("pod %s is controlled by %s %s, not by this PetSet", pod.Name, ref.Kind, ref.Name)
+				own.blocked[o], own.conflict[o] = msg, true
+			}
+		case !match:
+			if o >= 0 {
+				msg := "pod " + pod.Name + " exists and does not match the selector"
+				own.blocked[o], own.conflict[o] = msg, true
+			}
+		case pod.DeletionTimestamp != nil:
+			own.blocked[o] = "orphan pod " + pod.Name + " is being deleted"
+		case deleting:
+		default:
+			if !checked {
+				adoptable, checked = r.canAdopt(ctx, ps), true
+			}
+			if adoptable != nil {
+				errs = append(errs, fmt.Errorf("adopt pod %s: %w", pod.Name, adoptable))
+				own.blocked[o] = "cannot adopt pod " + pod.Name
+				continue
+			}
+			adopted, err := r.adopt(ctx, ps, pod, o)
+			switch {
+			case apierrors.IsNotFound(err):
+			case err != nil:
+				errs = append(errs, err)
+				own.blocked[o] = "cannot adopt pod " + pod.Name
+			default:
+				own.owned[o] = adopted
+			}
+		}
+	}
+	return own, errors.Join(errs...)
+}
+
+// canAdopt reads the set from the API server, not the cache, and refuses
+// if it is gone, replaced by another of the same name, or being deleted:
+// a stale cache must not make a deleted set take pods.
+func (r *Reconciler) canAdopt(ctx context.Context, ps *v1alpha1.PetSet) error {
+	reader := r.APIReader
+	if reader == nil {
+		reader = r.Client
+	}
+	fresh := &v1alpha1.PetSet{}
+	if err := reader.Get(ctx, client.ObjectKeyFromObject(ps), fresh); err != nil {
+		return fmt.Errorf("read PetSet %s/%s: %w", ps.Namespace, ps.Name, err)
+	}
+	if fresh.UID != ps.UID {
+		return fmt.Errorf("PetSet %s/%s is gone: uid %s, want %s", ps.Namespace, ps.Name, fresh.UID, ps.UID)
+	}
+	if fresh.DeletionTimestamp != nil {
+		return fmt.Errorf("PetSet %s/%s is being deleted", ps.Namespace, ps.Name)
+	}
+	return nil
+}
+
+// adopt makes the set the controller of an orphan pod with a strategic
+// merge patch that carries the pod's UID, so a pod replaced meanwhile is
+// not touched. The patch also adds the pet labels the pod lacks (a pod of
+// a StatefulSet has none of them): the pod name, index and set labels,
+// and the revision label. A pod without a revision label whose containers
+// (names and images, in order) are the template's is taken to be at the
+// set's current revision, so a migration replaces nothing; one whose
+// containers differ gets no revision label, so a RollingUpdate replaces
+// it like any pet at an old revision.
+func (r *Reconciler) adopt(ctx context.Context, ps *v1alpha1.PetSet, pod *corev1.Pod, ordinal int) (*corev1.Pod, error) {
+	want := map[string]string{
+		LabelPodName:  pod.Name,
+		LabelPodIndex: strconv.Itoa(ordinal),
+		LabelSetName:  ps.Name,
+	}
+	if _, ok := pod.Labels[LabelRevision]; !ok && sameContainers(pod, &ps.Spec.Template) {
+		rev := ps.Status.CurrentRevision
+		if rev == "" {
+			rev = Revision(ps)
+		}
+		want[LabelRevision] = rev
+	}
+	add := map[string]string{}
+	for k, v := range want {
+		if pod.Labels[k] != v {
+			add[k] = v
+		}
+	}
+	ref := metav1.NewControllerRef(ps, petSetKind)
+	meta := map[string]any{"uid": pod.UID, "ownerReferences": []metav1.OwnerReference{*ref}}
+	if len(add) > 0 {
+		meta["labels"] = add
+	}
+	patch, err := json.Marshal(map[string]any{"metadata": meta})
+	if err != nil {
+		return nil, err
+	}
+	out := pod.DeepCopy()
+	if err := r.Patch(ctx, out, client.RawPatch(types.StrategicMergePatchType, patch)); err != nil {
+		return nil, fmt.Errorf("adopt pod %s: %w", pod.Name, err)
+	}
+	operations.WithLabelValues("adopt_pod").Inc()
+	r.event(ps, corev1.EventTypeNormal, "SuccessfulAdopt", "AdoptPod", "pod %s", pod.Name)
+	return out, nil
+}
+
+// release removes the set's controller reference from a pod that no
+// longer matches, by UID, in a patch that carries the pod's UID.
+func (r *Reconciler) release(ctx context.Context, ps *v1alpha1.PetSet, pod *corev1.Pod) error {
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{
+		"uid":             pod.UID,
+		"ownerReferences": []map[string]any{{"$patch": "delete", "uid": ps.UID}},
+	}})
+	if err != nil {
+		return err
+	}
+	err = r.Patch(ctx, pod.DeepCopy(), client.RawPatch(types.StrategicMergePatchType, patch))
+	if apierrors.IsNotFound(err) || apierrors.IsInvalid(err) {
+		return nil // gone, or already not ours
+	}
+	if err != nil {
+		return fmt.Errorf("release pod %s: %w", pod.Name, err)
+	}
+	operations.WithLabelValues("release_pod").Inc()
+	r.event(ps, corev1.EventTypeNormal, "SuccessfulRelease", "ReleasePod", "pod %s no longer matches the selector", pod.Name)
+	return nil
+}
+
+// sameContainers reports whether pod runs the template's containers: the
+// same names and images, in order, init containers included.
+func sameContainers(pod *corev1.Pod, t *corev1.PodTemplateSpec) bool {
+	same := func(a, b []corev1.Container) bool {
+		return slices.EqualFunc(a, b, func(x, y corev1.Container) bool { return x.Name == y.Name && x.Image == y.Image })
+	}
+	return same(pod.Spec.Containers, t.Spec.Containers) && same(pod.Spec.InitContainers, t.Spec.InitContainers)
+}
+
+// ownedCondition is the PetsOwned condition for what claimPods found.
+func ownedCondition(ps *v1alpha1.PetSet, own ownership) *metav1.Condition {
+	c := &metav1.Condition{Type: ConditionPetsOwned, Status: metav1.ConditionTrue, Reason: "NoConflict",
+		Message: "no pod holds a pet's name for someone else", ObservedGeneration: ps.Generation}
+	var conflicts []int
+	for o := range own.conflict {
+		conflicts = append(conflicts, o)
+	}
+	slices.Sort(conflicts)
+	var msgs []string
+	for _, o := range conflicts {
+		msgs = append(msgs, own.blocked[o])
+	}
+	if len(msgs) > 0 {
+		c.Status, c.Reason, c.Message = metav1.ConditionFalse, "PodConflict", strings.Join(msgs, "; ")
+	}
+	return c
+}
+
+// podSets maps a pod to the PetSets that may care: its controller if that
+// is a PetSet; otherwise (an orphan, or a pod of another controller) every
+// PetSet of its namespace whose selector matches it or whose pets' names
+// it takes, so orphans are adopted and a pod blocking a pet's name brings
+// the set back when it changes or goes.
+func (r *Reconciler) podSets(ctx context.Context, o client.Object) []reconcile.Request {
+	if ref := metav1.GetControllerOf(o); ref != nil && ref.Kind == petSetKind.Kind && ref.APIVersion == petSetKind.GroupVersion().String() {
+		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: ref.Name}}}
+	}
+	var sets v1alpha1.PetSetList
+	if err := r.List(ctx, &sets, client.InNamespace(o.GetNamespace())); err != nil {
+		return nil
+	}
+	var out []reconcile.Request
+	for i := range sets.Items {
+		ps := &sets.Items[i]
+		member := Ordinal(ps.Name, o.GetName()) >= 0
+		sel, err := metav1.LabelSelectorAsSelector(ps.Spec.Selector)
+		if member || (err == nil && !sel.Empty() && sel.Matches(labels.Set(o.GetLabels()))) {
+			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(ps)})
+		}
+	}
+	return out
+}
+
+// event records an event on the set when the reconciler has a recorder.
+func (r *Reconciler) event(ps *v1alpha1.PetSet, kind, reason, action, note string, args ...any) {
+	if r.Recorder != nil {
+		r.Recorder.Eventf(ps, nil, kind, reason, action, note, args...)
+	}
+}

@@ -1,0 +1,350 @@
+package controller
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+
+	v1alpha1 "petset.dev/petset/api/v1alpha1"
+)
+
+// fixture is a reconciler over a fake API holding objs.
+type fixture struct {
+	t   *testing.T
+	c   client.Client
+	r   *Reconciler
+	rec *events.FakeRecorder
+	ctx context.Context
+}
+
+func testScheme() *runtime.Scheme {
+	scheme := runtime.NewScheme()
+	clientgoscheme.AddToScheme(scheme)
+	v1alpha1.AddToScheme(scheme)
+	return scheme
+}
+
+func newFixture(t *testing.T, objs ...client.Object) *fixture {
+	t.Helper()
+	c := fake.NewClientBuilder().WithScheme(testScheme()).WithStatusSubresource(&v1alpha1.PetSet{}).WithObjects(objs...).Build()
+	rec := events.NewFakeRecorder(100)
+	return &fixture{t: t, c: c, rec: rec, ctx: context.Background(),
+		r: &Reconciler{Client: c, APIReader: c, Recorder: rec, Pets: NewPetControl(c, rec)}}
+}
+
+var setKey = types.NamespacedName{Namespace: "ns", Name: "db"}
+
+func (f *fixture) reconcile() error {
+	f.t.Helper()
+	_, err := f.r.Reconcile(f.ctx, ctrl.Request{NamespacedName: setKey})
+	return err
+}
+
+func (f *fixture) mustReconcile() {
+	f.t.Helper()
+	if err := f.reconcile(); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+func (f *fixture) pod(name string) *corev1.Pod {
+	f.t.Helper()
+	p := &corev1.Pod{}
+	if err := f.c.Get(f.ctx, types.NamespacedName{Namespace: "ns", Name: name}, p); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		f.t.Fatal(err)
+	}
+	return p
+}
+
+func (f *fixture) claim(name string) *corev1.PersistentVolumeClaim {
+	f.t.Helper()
+	c := &corev1.PersistentVolumeClaim{}
+	if err := f.c.Get(f.ctx, types.NamespacedName{Namespace: "ns", Name: name}, c); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		f.t.Fatal(err)
+	}
+	return c
+}
+
+func (f *fixture) set() *v1alpha1.PetSet {
+	f.t.Helper()
+	ps := &v1alpha1.PetSet{}
+	if err := f.c.Get(f.ctx, setKey, ps); err != nil {
+		f.t.Fatal(err)
+	}
+	return ps
+}
+
+func (f *fixture) markReady(name string) {
+	f.t.Helper()
+	p := f.pod(name)
+	p.Status.Phase = corev1.PodRunning
+	p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
+	if err := f.c.Status().Update(f.ctx, p); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// events drains the recorder into one string.
+func (f *fixture) events() string {
+	var seen []string
+	for len(f.rec.Events) > 0 {
+		seen = append(seen, <-f.rec.Events)
+	}
+	return strings.Join(seen, "\n")
+}
+
+// pod builds a pod named name with labels and containers of image.
+func testPod(name, image string, labels map[string]string, owner *metav1.OwnerReference) *corev1.Pod {
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, UID: types.UID("uid-" + name), Labels: labels},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "db", Image: image}}},
+		Status: corev1.PodStatus{Phase: corev1.PodRunning, Conditions: []corev1.PodCondition{
+			{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: metav1.NewTime(time.Now().Add(-time.Hour))}}},
+	}
+	if owner != nil {
+		p.OwnerReferences = []metav1.OwnerReference{*owner}
+	}
+	return p
+}
+
+func setRef(uid types.UID) *metav1.OwnerReference {
+	return &metav1.OwnerReference{APIVersion: "petset.dev/v1alpha1", Kind: "PetSet", Name: "db", UID: uid, Controller: ptrTo(true)}
+}
+
+func controllerUID(o metav1.Object) types.UID {
+	if ref := metav1.GetControllerOf(o); ref != nil {
+		return ref.UID
+	}
+	return ""
+}
+
+// ControllerRefManager's rules for pets: orphans that match and are named
+// like pets are adopted (and labelled, the revision only when their
+// containers are the template's); owned pods that stopped matching are
+// released; pods being deleted, pods named otherwise and pods of others
+// are left alone.
+func TestAdoptAndRelease(t *testing.T) {
+	app := map[string]string{"app": "db"}
+	gone := testPod("db-1", "db:1", app, nil)
+	gone.DeletionTimestamp, gone.Finalizers = &metav1.Time{Time: time.Now()}, []string{"test/hold"}
+	foreign := testPod("db-4", "db:1", app, &metav1.OwnerReference{APIVersion: "v1", Kind: "ConfigMap", Name: "x", UID: "uid-x", Controller: ptrTo(true)})
+	f := newFixture(t, testSet(3),
+		testPod("db-0", "db:1", app, nil), // orphan, same containers
+		gone,                              // orphan being deleted
+		testPod("db-2", "db:1", map[string]string{"app": "other"}, setRef("uid-db")), // ours, no longer matching
+		testPod("db-3", "db:0", app, nil),                                            // orphan, other image
+		foreign,                                                                      // another controller's
+		testPod("db-x", "db:1", app, nil),                                            // not a pet's name
+		testPod("web-0", "db:1", map[string]string{"app": "web"}, nil),               // not ours at all
+	)
+	if err := f.reconcile(); err != nil {
+		t.Logf("reconcile: %v", err) // the plan may fail on the fake; ownership is what is checked
+	}
+	rev := Revision(testSet(3))
+	db0 := f.pod("db-0")
+	if controllerUID(db0) != "uid-db" || db0.UID != "uid-db-0" {
+		t.Errorf("db-0 not adopted in place: uid %s controller %v", db0.UID, metav1.GetControllerOf(db0))
+	}
+	if db0.Labels[LabelRevision] != rev || db0.Labels[LabelPodIndex] != "0" || db0.Labels[LabelSetName] != "db" || db0.Labels[LabelPodName] != "db-0" || db0.Labels["app"] != "db" {
+		t.Errorf("db-0 labels %v, want pet labels at revision %s", db0.Labels, rev)
+	}
+	if ref := metav1.GetControllerOf(db0); ref.BlockOwnerDeletion == nil || !*ref.BlockOwnerDeletion || ref.Kind != "PetSet" || ref.APIVersion != "petset.dev/v1alpha1" {
+		t.Errorf("db-0 controller ref %+v", ref)
+	}
+	if p := f.pod("db-1"); len(p.OwnerReferences) != 0 {
+		t.Errorf("db-1, being deleted, was adopted: %v", p.OwnerReferences)
+	}
+	if p := f.pod("db-2"); controllerUID(p) != "" {
+		t.Errorf("db-2 no longer matches and was not released: %v", p.OwnerReferences)
+	}
+	db3 := f.pod("db-3")
+	if controllerUID(db3) != "uid-db" {
+		t.Errorf("db-3 not adopted: %v", db3.OwnerReferences)
+	}
+	if _, ok := db3.Labels[LabelRevision]; ok {
+		t.Errorf("db-3 runs other containers and got revision label %q", db3.Labels[LabelRevision])
+	}
+	if p := f.pod("db-4"); controllerUID(p) != "uid-x" || len(p.OwnerReferences) != 1 {
+		t.Errorf("db-4 of another controller touched: %v", p.OwnerReferences)
+	}
+	for _, name := range []string{"db-x", "web-0"} {
+		if p := f.pod(name); len(p.OwnerReferences) != 0 {
+			t.Errorf("%s adopted: %v", name, p.OwnerReferences)
+		}
+	}
+	ev := f.events()
+	for _, want := range []string{"Normal SuccessfulAdopt pod db-0", "Normal SuccessfulAdopt pod db-3", "Normal SuccessfulRelease pod db-2", "Normal WaitForPod orphan pod db-1 is being deleted"} {
+		if !strings.Contains(ev, want) {
+			t.Errorf("no event %q in:\n%s", want, ev)
+		}
+	}
+}
+
+// Adoption reads the set afresh first: a set replaced by another of the
+// same name, or being deleted, adopts nothing, and the reconcile fails.
+func TestAdoptRechecks(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		fresh func(*v1alpha1.PetSet)
+		want  string
+	}{
+		{"replaced", func(ps *v1alpha1.PetSet) { ps.UID = "uid-new" }, "is gone"},
+		{"deleting", func(ps *v1alpha1.PetSet) {
+			ps.DeletionTimestamp, ps.Finalizers = &metav1.Time{Time: time.Now()}, []string{"test/hold"}
+		}, "being deleted"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, testSet(1), testPod("db-0", "db:1", map[string]string{"app": "db"}, nil))
+			fresh := testSet(1)
+			tc.fresh(fresh)
+			f.r.APIReader = fake.NewClientBuilder().WithScheme(testScheme()).WithObjects(fresh).Build()
+			err := f.reconcile()
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("reconcile error %v, want one saying %q", err, tc.want)
+			}
+			if p := f.pod("db-0"); len(p.OwnerReferences) != 0 {
+				t.Errorf("db-0 adopted: %v", p.OwnerReferences)
+			}
+		})
+	}
+}
+
+// A pod with a pet's name that belongs to another controller, or does not
+// match the selector, holds that pet back with a Warning event and a
+// PetsOwned=False condition naming it, and makes no create calls; once it
+// goes, the pet is made.
+func TestPodConflict(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		pod  *corev1.Pod
+		want string
+	}{
+		{"foreign controller", testPod("db-0", "db:1", map[string]string{"app": "db"},
+			&metav1.OwnerReference{APIVersion: "v1", Kind: "ConfigMap", Name: "x", UID: "uid-x", Controller: ptrTo(true)}),
+			"pod db-0 is controlled by ConfigMap x"},
+		{"selector mismatch", testPod("db-0", "db:1", map[string]string{"app": "web"}, nil),
+			"pod db-0 exists and does not match the selector"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, testSet(1), tc.pod)
+			f.mustReconcile()
+			if p := f.pod("db-0"); p.UID != tc.pod.UID || controllerUID(p) == "uid-db" {
+				t.Fatalf("db-0 taken over: %+v", p.ObjectMeta)
+			}
+			if ev := f.events(); !strings.Contains(ev, "Warning PodConflict "+tc.want) {
+				t.Errorf("no PodConflict event %q in:\n%s", tc.want, ev)
+			}
+			st := f.set().Status
+			c := meta.FindStatusCondition(st.Conditions, ConditionPetsOwned)
+			if c == nil || c.Status != metav1.ConditionFalse || c.Reason != "PodConflict" || !strings.Contains(c.Message, tc.want) {
+				t.Errorf("PetsOwned condition %+v", c)
+			}
+			if r := meta.FindStatusCondition(st.Conditions, "Ready"); r == nil || !strings.Contains(r.Message, tc.want) {
+				t.Errorf("Ready condition %+v, want its message to say why", r)
+			}
+
+			if err := f.c.Delete(f.ctx, tc.pod); err != nil {
+				t.Fatal(err)
+			}
+			f.mustReconcile()
+			if p := f.pod("db-0"); p == nil || controllerUID(p) != "uid-db" {
+				t.Fatalf("db-0 not made once the other pod went: %+v", p)
+			}
+			c = meta.FindStatusCondition(f.set().Status.Conditions, ConditionPetsOwned)
+			if c == nil || c.Status != metav1.ConditionTrue {
+				t.Errorf("PetsOwned condition %+v after the conflict cleared", c)
+			}
+		})
+	}
+}
+
+// Creating a pod that already exists is an error the reconciler returns,
+// as for the StatefulSet controller.
+func TestCreateAlreadyExists(t *testing.T) {
+	ps := testSet(1)
+	ps.Spec.VolumeClaimTemplates = nil
+	f := newFixture(t, ps, testPod("db-0", "db:1", map[string]string{"app": "db"}, setRef("uid-db")))
+	err := f.r.Pets.CreatePet(f.ctx, ps, 0, "r")
+	if !apierrors.IsAlreadyExists(err) {
+		t.Errorf("CreatePet over an existing pod: %v, want AlreadyExists", err)
+	}
+}
+
+// A set being deleted is left to the garbage collector: no pod is deleted,
+// nothing adopted; the finalizer of earlier versions is removed by a
+// patch, from live sets too.
+func TestDeletionLeftToGC(t *testing.T) {
+	deleting := testSet(2)
+	deleting.Finalizers = []string{LegacyFinalizer, "orphan"}
+	deleting.DeletionTimestamp = &metav1.Time{Time: time.Now()}
+	f := newFixture(t, deleting,
+		testPod("db-0", "db:1", map[string]string{"app": "db"}, setRef("uid-db")),
+		testPod("db-1", "db:1", map[string]string{"app": "db"}, nil))
+	f.mustReconcile()
+	if ps := f.set(); len(ps.Finalizers) != 1 || ps.Finalizers[0] != "orphan" {
+		t.Errorf("finalizers %v, want only the garbage collector's orphan", ps.Finalizers)
+	}
+	if f.pod("db-0") == nil {
+		t.Error("db-0 deleted by the controller")
+	}
+	if p := f.pod("db-1"); len(p.OwnerReferences) != 0 {
+		t.Errorf("db-1 adopted by a set being deleted: %v", p.OwnerReferences)
+	}
+
+	live := testSet(0)
+	live.Finalizers = []string{LegacyFinalizer}
+	f = newFixture(t, live)
+	f.mustReconcile()
+	if ps := f.set(); len(ps.Finalizers) != 0 {
+		t.Errorf("finalizers %v on a live set, want none", ps.Finalizers)
+	}
+}
+
+// An orphan pod brings back the sets whose selector matches it or whose
+// pets' names it takes; an owned pod brings back its set only.
+func TestPodSets(t *testing.T) {
+	web := testSet(1)
+	web.Name, web.UID = "web", "uid-web"
+	web.Spec.Selector = &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}
+	f := newFixture(t, testSet(1), web)
+	names := func(o client.Object) string {
+		var out []string
+		for _, r := range f.r.podSets(f.ctx, o) {
+			out = append(out, r.Name)
+		}
+		return strings.Join(out, ",")
+	}
+	for _, tc := range []struct {
+		pod  *corev1.Pod
+		want string
+	}{
+		{testPod("x", "i", map[string]string{"app": "db"}, nil), "db"},
+		{testPod("web-3", "i", map[string]string{"app": "db"}, nil), "db,web"},
+		{testPod("web-3", "i", nil, &metav1.OwnerReference{APIVersion: "v1", Kind: "ConfigMap", Name: "x", UID: "u", Controller: ptrTo(true)}), "web"},
+		{testPod("x", "i", map[string]string{"app": "web"}, setRef("uid-db")), "db"},
+		{testPod("y", "i", map[string]string{"app": "none"}, nil), ""},
+	} {
+		if got := names(tc.pod); got != tc.want {
+			t.Errorf("pod %s %v: sets %q, want %q", tc.pod.Name, tc.pod.Labels, got, tc.want)
+		}
+	}
+}

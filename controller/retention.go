@@ -1,0 +1,259 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1alpha1 "petset.dev/petset/api/v1alpha1"
+)
+
+// The retention policy is carried out by the garbage collector, through
+// owner references on the claims, as the StatefulSet controller does it:
+//
+//	whenDeleted  whenScaled  claim of a wanted pet   claim of a condemned pet
+//	Retain       Retain      none                    none
+//	Delete       Retain      the PetSet              the PetSet
+//	Retain       Delete      none                    its pod
+//	Delete       Delete      the PetSet              its pod
+//
+// Both are controller references. The controller never deletes a claim
+// itself, so a claim it has not marked (one kept from an earlier set of
+// the same name, say) is never deleted whatever its labels say.
+
+// policyOf is the set's retention policy, Retain where unset.
+func policyOf(ps *v1alpha1.PetSet) v1alpha1.RetentionPolicy {
+	p := v1alpha1.RetentionPolicy{WhenDeleted: v1alpha1.Retain, WhenScaled: v1alpha1.Retain}
+	if rp := ps.Spec.PersistentVolumeClaimRetentionPolicy; rp != nil {
+		if rp.WhenDeleted == v1alpha1.Delete {
+			p.WhenDeleted = v1alpha1.Delete
+		}
+		if rp.WhenScaled == v1alpha1.Delete {
+			p.WhenScaled = v1alpha1.Delete
+		}
+	}
+	return p
+}
+
+// claimOwners says which owners a pet's claims should have: the set, the
+// pod, or neither.
+func claimOwners(ps *v1alpha1.PetSet, condemned bool) (bySet, byPod bool) {
+	p := policyOf(ps)
+	bySet = p.WhenDeleted == v1alpha1.Delete && (!condemned || p.WhenScaled == v1alpha1.Retain)
+	byPod = p.WhenScaled == v1alpha1.Delete && condemned
+	return bySet, byPod
+}
+
+// isRef reports whether ref names an object of kind called name.
+func isRef(ref metav1.OwnerReference, kind, name string) bool {
+	return ref.Kind == kind && ref.Name == name
+}
+
+// staleRef returns the first owner reference of claim to an earlier object
+// in the place of ps or of pet ordinal's pod (same kind and name,
+// another UID; pod is nil when the pet has no pod). The garbage collector
+// deletes or frees such a claim; until it has, the claim is not the pet's.
+func staleRef(claim *corev1.PersistentVolumeClaim, ps *v1alpha1.PetSet, ordinal int, pod *corev1.Pod) *metav1.OwnerReference {
+	podName := PodName(ps.Name, ordinal)
+	for i, ref := range claim.OwnerReferences {
+		if isRef(ref, petSetKind.Kind, ps.Name) && ref.APIVersion == petSetKind.GroupVersion().String() && ref.UID != ps.UID {
+			return &claim.OwnerReferences[i]
+		}
+		if isRef(ref, "Pod", podName) && ref.APIVersion == "v1" && (pod == nil || ref.UID != pod.UID) {
+			return &claim.OwnerReferences[i]
+		}
+	}
+	return nil
+}
+
+// wantRefs returns the owner references claim should have for pet pod,
+// and false when the claim is not to be touched: it has a stale
+// reference, or another controller.
+func wantRefs(claim *corev1.PersistentVolumeClaim, ps *v1alpha1.PetSet, ordinal int, pod *corev1.Pod, condemned bool) ([]metav1.OwnerReference, bool, bool) {
+	if staleRef(claim, ps, ordinal, pod) != nil {
+		return nil, false, false
+	}
+	var refs []metav1.OwnerReference
+	foreign := false
+	for _, ref := range claim.OwnerReferences {
+		if ref.UID == ps.UID || ref.UID == pod.UID {
+			continue
+		}
+		if ref.Controller != nil && *ref.Controller {
+			foreign = true
+		}
+		refs = append(refs, ref)
+	}
+	if foreign {
+		// Another controller manages the claim: the retention policy
+		// does not apply to it, and our references go.
+		return refs, true, true
+	}
+	bySet, byPod := claimOwners(ps, condemned)
+	if bySet {
+		refs = append(refs, *metav1.NewControllerRef(ps, petSetKind))
+	}
+	if byPod {
+		refs = append(refs, *metav1.NewControllerRef(pod, corev1.SchemeGroupVersion.WithKind("Pod")))
+	}
+	return refs, true, false
+}
+
+// sameRefs compares owner references as sets by UID and controller flag.
+func sameRefs(a, b []metav1.OwnerReference) bool {
+	key := func(refs []metav1.OwnerReference) []string {
+		var out []string
+		for _, r := range refs {
+			out = append(out, string(r.UID)+"/"+strconv.FormatBool(r.Controller != nil && *r.Controller))
+		}
+		slices.Sort(out)
+		return out
+	}
+	return slices.Equal(key(a), key(b))
+}
+
+// syncClaimRefs gives the claims of every pet with a pod the owner
+// references of the retention policy and the pet labels, with patches
+// that fail on a concurrent change (the next pass retries). It runs
+// before any pet is deleted, so a condemned pet's claims name their pod
+// before the pod goes. A claim with a stale reference is left to the
+// garbage collector; a claim with another controller is left alone, with
+// a Warning event when the policy would have marked it.
+func (r *Reconciler) syncClaimRefs(ctx context.Context, ps *v1alpha1.PetSet, owned map[int]*corev1.Pod, start, end int) error {
+	var errs []error
+	for o, pod := range owned {
+		condemned := o < start || o >= end
+		for _, t := range ps.Spec.VolumeClaimTemplates {
+			claim := &corev1.PersistentVolumeClaim{}
+			err := r.Get(ctx, types.NamespacedName{Namespace: ps.Namespace, Name: ClaimName(t.Name, ps.Name, o)}, claim)
+			if apierrors.IsNotFound(err) {
+				continue
+			}
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if claim.DeletionTimestamp != nil {
+				continue
+			}
+			refs, touch, foreign := wantRefs(claim, ps, o, pod, condemned)
+			if !touch {
+				continue
+			}
+			if foreign && policyOf(ps) != (v1alpha1.RetentionPolicy{WhenDeleted: v1alpha1.Retain, WhenScaled: v1alpha1.Retain}) {
+				r.event(ps, corev1.EventTypeWarning, "ConflictingController", "RetainClaim",
+					"claim %s has another controller: the retention policy is not applied to it", claim.Name)
+			}
+			// Another controller's claim only loses our references; it
+			// is not labelled as ours.
+			labelled := foreign || claim.Labels[LabelSetName] == ps.Name && claim.Labels[LabelPodIndex] == strconv.Itoa(o)
+			if sameRefs(refs, claim.OwnerReferences) && labelled {
+				continue
+			}
+			orig := claim.DeepCopy()
+			claim.OwnerReferences = refs
+			if !foreign {
+				if claim.Labels == nil {
+					claim.Labels = map[string]string{}
+				}
+				claim.Labels[LabelSetName] = ps.Name
+				claim.Labels[LabelPodIndex] = strconv.Itoa(o)
+			}
+			if err := r.Patch(ctx, claim, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
+				if !apierrors.IsNotFound(err) {
+					errs = append(errs, fmt.Errorf("owner references of claim %s: %w", claim.Name, err))
+				}
+				continue
+			}
+			operations.WithLabelValues("update_claim_owners").Inc()
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// claimHold says why pet ordinal, which has no pod, may not be made now,
+// or "" if it may: one of its claims is being deleted (a claim with a
+// deletion timestamp, held by the pvc-protection finalizer or waiting for
+// the garbage collector, is never reused), or has a stale owner
+// reference, so the garbage collector is about to delete it. Once the old
+// claim is gone the pet gets a fresh one.
+func (r *Reconciler) claimHold(ctx context.Context, ps *v1alpha1.PetSet, ordinal int) (string, error) {
+	for _, t := range ps.Spec.VolumeClaimTemplates {
+		name := ClaimName(t.Name, ps.Name, ordinal)
+		claim := &corev1.PersistentVolumeClaim{}
+		err := r.Get(ctx, types.NamespacedName{Namespace: ps.Namespace, Name: name}, claim)
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		if claim.DeletionTimestamp != nil {
+			return "claim " + name + " is being deleted; pet " + strconv.Itoa(ordinal) + " waits for a fresh one", nil
+		}
+		if ref := staleRef(claim, ps, ordinal, nil); ref != nil {
+			return fmt.Sprintf("claim %s belongs to a deleted %s %s; pet %d waits for the garbage collector", name, ref.Kind, ref.Name, ordinal), nil
+		}
+	}
+	return "", nil
+}
+
+// holdBack removes from the plan the pets that may not be made now: those
+// whose name a pod the set may not take holds, and those whose claims are
+// on their way out. The plan's Wait says why, and each held pet gets an
+// event.
+func (r *Reconciler) holdBack(ctx context.Context, ps *v1alpha1.PetSet, plan Plan, own ownership) (Plan, error) {
+	var create []int
+	for _, o := range plan.Create {
+		why := own.blocked[o]
+		switch {
+		case own.conflict[o]:
+			r.event(ps, corev1.EventTypeWarning, "PodConflict", "CreatePod", "%s", why)
+		case why != "":
+			r.event(ps, corev1.EventTypeNormal, "WaitForPod", "CreatePod", "%s", why)
+		default:
+			var err error
+			if why, err = r.claimHold(ctx, ps, o); err != nil {
+				return plan, err
+			}
+			if why != "" {
+				r.event(ps, corev1.EventTypeNormal, "WaitForClaim", "CreatePod", "%s", why)
+			}
+		}
+		if why != "" {
+			plan.Wait = why
+			continue
+		}
+		create = append(create, o)
+	}
+	plan.Create = create
+	return plan, nil
+}
+
+// createMissingClaims makes the missing claims of wanted pets whose pods
+// wait to be scheduled, as the StatefulSet controller does for a Pending
+// pod: a claim deleted after its pod was made would otherwise leave the
+// pod Pending for ever. A claim still being deleted is waited for.
+func (r *Reconciler) createMissingClaims(ctx context.Context, ps *v1alpha1.PetSet, owned map[int]*corev1.Pod, want Want) error {
+	if len(ps.Spec.VolumeClaimTemplates) == 0 {
+		return nil
+	}
+	var errs []error
+	for o, pod := range owned {
+		if o < want.Start || o >= want.End || pod.DeletionTimestamp != nil || pod.Status.Phase != corev1.PodPending || pod.Spec.NodeName != "" {
+			continue
+		}
+		if err := r.Pets.CreateClaims(ctx, ps, o); err != nil && !errors.Is(err, ErrClaimTerminating) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
