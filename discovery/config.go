@@ -273,15 +273,24 @@ func ParseFlags(args []string, env Environment) (*Config, error) {
 	return &c, nil
 }
 
-// hookArgs splits a hook flag into a program and its arguments at white
-// space (no quoting, no shell) and checks that the program can run.
+// hookArgs splits a hook flag into a program and its arguments as a shell
+// splits words (quotes and backslashes, see splitWords), without expanding
+// anything and without running a shell, and checks that the program can
+// run. -on-start="/work-dir/on-start.sh", whose quotes reach peer-finder
+// from a YAML args list, names /work-dir/on-start.sh.
 func hookArgs(name, value string) ([]string, error) {
-	args := strings.Fields(value)
+	args, err := splitWords(value)
+	if err != nil {
+		return nil, usagef("-%s: %w in %q", name, err, value)
+	}
 	if len(args) == 0 {
 		if value != "" {
 			return nil, usagef("-%s is blank", name)
 		}
 		return nil, nil
+	}
+	if args[0] == "" {
+		return nil, usagef("-%s: empty program name in %q", name, value)
 	}
 	if _, err := exec.LookPath(args[0]); err != nil {
 		return nil, usagef("-%s: %w", name, err)

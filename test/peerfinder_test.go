@@ -75,6 +75,19 @@ func TestPeerFinderAgainstCoreDNS(t *testing.T) {
 		}
 	})
 
+	// Kubernetes' galera and redis StatefulSets write -on-start="/work-dir/on-start.sh" in a YAML
+	// args list, so the quotes reach the program; they are removed as a shell would.
+	t.Run("quoted -on-start as Kubernetes' own specs pass it", func(t *testing.T) {
+		os.Remove(record)
+		res := runPeerFinder(t, pf, append(base, "-hostname", "web-1", "-timeout", "20s", `-on-start="`+onStart+`" '`+record+`' 0`)...)
+		if res.code != 0 {
+			t.Fatalf("exit %d, want 0\n%s", res.code, res.stderr)
+		}
+		if b, _ := os.ReadFile(record); string(b) != pets(0, 12)+"12 web-1.web.demo.svc.cluster.local 1\n" {
+			t.Fatalf("on-start stdin:\n%s", b)
+		}
+	})
+
 	t.Run("no hook prints the peers", func(t *testing.T) {
 		res := runPeerFinder(t, pf, append(base, "-hostname", "web-11", "-timeout", "20s")...)
 		if res.code != 0 || res.stdout != pets(0, 12) {
@@ -146,7 +159,7 @@ status:
 	})
 
 	t.Run("bad input exits 2", func(t *testing.T) {
-		for _, args := range [][]string{{"-bogus"}, {"-service", "Web"}, {"-template", "/no/such/file"}, {"-template", "builtin:json", "-out", "/no/such/dir/x"}} {
+		for _, args := range [][]string{{"-bogus"}, {"-service", "Web"}, {"-template", "/no/such/file"}, {"-template", "builtin:json", "-out", "/no/such/dir/x"}, {`-on-start="` + onStart}} {
 			res := runPeerFinder(t, pf, append(append([]string{}, base...), args...)...)
 			if res.code != 2 || !strings.HasPrefix(res.stderr, "peer-finder: ") {
 				t.Fatalf("%v: exit %d, stderr:\n%s", args, res.code, res.stderr)
