@@ -658,3 +658,24 @@ func TestRunRenderErrorKeepsOldFile(t *testing.T) {
 		t.Fatalf("%d files, want t.tmpl and out", len(entries))
 	}
 }
+
+// A hook script without a #! line cannot be exec'ed (ENOEXEC); like
+// execvp, peer-finder runs it with /bin/sh, its arguments, stdin and
+// environment as they were, and exits with its status.
+func TestRunHookWithoutShebang(t *testing.T) {
+	dir := t.TempDir()
+	record := filepath.Join(dir, "record")
+	hook := filepath.Join(dir, "on-start")
+	if err := os.WriteFile(hook, []byte("cat > \"$1\"; echo \"$2 $PEER_COUNT\" >> \"$1\"; exit 4\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	res := newFake().on(svcName, dns.TypeSRV, srvReply(0, "web-0", "web-1"))
+	_, err := run(t, context.Background(), testConfig(t, "-on-start", hook+" "+record+" 'a b'"), res)
+	if got := ExitCode(err); got != 4 {
+		t.Fatalf("exit %d (%v), want the script's 4", got, err)
+	}
+	want := strings.Join(fqdns("web-0", "web-1"), "\n") + "\na b 2\n"
+	if b, _ := os.ReadFile(record); string(b) != want {
+		t.Fatalf("record %q, want %q", b, want)
+	}
+}
