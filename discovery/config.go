@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/template"
 	"time"
@@ -252,6 +253,9 @@ func ParseFlags(args []string, env Environment) (*Config, error) {
 		if c.tmpl == nil {
 			return nil, usagef("-out %s needs -template", c.Out)
 		}
+		if isDir(c.Out) {
+			return nil, usagef("-out %s is a directory: give a file name", c.Out)
+		}
 		dir := filepath.Dir(c.Out)
 		if st, err := os.Stat(dir); err != nil {
 			return nil, usagef("-out %s: directory %s: %w", c.Out, dir, err)
@@ -260,17 +264,31 @@ func ParseFlags(args []string, env Environment) (*Config, error) {
 		}
 	}
 	if c.ReadyFile != "" {
+		if isDir(c.ReadyFile) {
+			return nil, usagef("-ready-file %s is a directory: give a file name", c.ReadyFile)
+		}
 		dir := filepath.Dir(c.ReadyFile)
 		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 			return nil, usagef("-ready-file %s: directory %s does not exist", c.ReadyFile, dir)
 		}
 	}
 	if c.HealthAddr != "" {
-		if _, _, err := net.SplitHostPort(c.HealthAddr); err != nil {
+		_, port, err := net.SplitHostPort(c.HealthAddr)
+		if err != nil {
 			return nil, usagef("-health-addr %q: %w", c.HealthAddr, err)
+		}
+		if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+			return nil, usagef("-health-addr %q: port %s is not a number from 0 to 65535", c.HealthAddr, port)
 		}
 	}
 	return &c, nil
+}
+
+// isDir reports whether path names an existing directory (through
+// symbolic links).
+func isDir(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && st.IsDir()
 }
 
 // hookArgs splits a hook flag into a program and its arguments as a shell

@@ -31,6 +31,8 @@ func TestParseFlags(t *testing.T) {
 	os.Mkdir(filepath.Join(dir, "my hooks"), 0o755)
 	spaced := filepath.Join(dir, "my hooks", "on start.sh")
 	os.WriteFile(spaced, []byte("#!/bin/sh\n"), 0o755)
+	emptyDir := filepath.Join(dir, "empty")
+	os.Mkdir(emptyDir, 0o755)
 	hookIs := func(want ...string) func(*Config) string {
 		return func(c *Config) string {
 			if !reflect.DeepEqual(c.OnStart, want) {
@@ -128,6 +130,13 @@ func TestParseFlags(t *testing.T) {
 		{name: "interval above max", args: append(base, "-interval", "1m"), err: "-interval"},
 		{name: "ready-file directory missing", args: append(base, "-ready-file", filepath.Join(dir, "nope", "ready")), err: "-ready-file"},
 		{name: "bad health address", args: append(base, "-health-addr", "8080"), err: "-health-addr"},
+		{name: "health port too large", args: append(base, "-health-addr", ":99999"), err: `-health-addr ":99999": port 99999 is not a number from 0 to 65535`},
+		{name: "health port negative", args: append(base, "-health-addr", "127.0.0.1:-1"), err: "-health-addr"},
+		{name: "health port named", args: append(base, "-health-addr", ":http"), err: "-health-addr"},
+		{name: "health port 65535", args: append(base, "-health-addr", "127.0.0.1:65535")},
+		{name: "ready-file an empty directory", args: append(base, "-ready-file", emptyDir), err: "-ready-file " + emptyDir + " is a directory"},
+		{name: "ready-file a directory with files", args: append(base, "-ready-file", dir), err: "is a directory"},
+		{name: "out an empty directory", args: append(base, "-template", tmpl, "-out", emptyDir), err: "-out " + emptyDir + " is a directory"},
 		{name: "no resolv.conf and no server", args: []string{"-service", "web", "-resolv-conf", filepath.Join(dir, "none")}, err: "give -dns-server"},
 	}
 	if os.Geteuid() != 0 { // root reads any file
@@ -140,6 +149,11 @@ func TestParseFlags(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			defer func() {
+				if _, err := os.Stat(emptyDir); err != nil {
+					t.Fatalf("a directory given as a file is gone: %v", err)
+				}
+			}()
 			var stderr bytes.Buffer
 			c, err := ParseFlags(tc.args, Environment{
 				Getenv:   func(k string) string { return env[k] },

@@ -95,6 +95,11 @@ func Run(ctx context.Context, cfg *Config, o Options) error {
 func (f *finder) run(ctx context.Context) error {
 	cfg := f.cfg
 	if cfg.ReadyFile != "" {
+		// A stale file is removed; a directory never is (ParseFlags
+		// refuses one, but the Config may come from elsewhere).
+		if isDir(cfg.ReadyFile) {
+			return fmt.Errorf("-ready-file %s is a directory", cfg.ReadyFile)
+		}
 		if err := os.Remove(cfg.ReadyFile); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("remove stale -ready-file: %w", err)
 		}

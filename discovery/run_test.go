@@ -679,3 +679,21 @@ func TestRunHookWithoutShebang(t *testing.T) {
 		t.Fatalf("record %q, want %q", b, want)
 	}
 }
+
+// Run never removes a directory given as -ready-file, even when the
+// Config did not come from ParseFlags (which refuses it).
+func TestRunReadyFileDirectoryKept(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ready")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c := testConfig(t)
+	c.ReadyFile = dir
+	_, err := run(t, context.Background(), c, newFake().on(svcName, dns.TypeSRV, srvReply(0, "web-0")))
+	if err == nil || !strings.Contains(err.Error(), "is a directory") {
+		t.Fatalf("err = %v, want a directory error", err)
+	}
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		t.Fatalf("the directory is gone: %v", err)
+	}
+}

@@ -159,7 +159,14 @@ status:
 	})
 
 	t.Run("bad input exits 2", func(t *testing.T) {
-		for _, args := range [][]string{{"-bogus"}, {"-service", "Web"}, {"-template", "/no/such/file"}, {"-template", "builtin:json", "-out", "/no/such/dir/x"}, {`-on-start="` + onStart}} {
+		empty := filepath.Join(dir, "empty")
+		os.Mkdir(empty, 0o755)
+		defer func() {
+			if _, err := os.Stat(empty); err != nil {
+				t.Fatalf("the directory given as -ready-file is gone: %v", err)
+			}
+		}()
+		for _, args := range [][]string{{"-health-addr", ":99999"}, {"-ready-file", empty}, {"-template", "builtin:json", "-out", empty},{"-bogus"}, {"-service", "Web"}, {"-template", "/no/such/file"}, {"-template", "builtin:json", "-out", "/no/such/dir/x"}, {`-on-start="` + onStart}} {
 			res := runPeerFinder(t, pf, append(append([]string{}, base...), args...)...)
 			if res.code != 2 || !strings.HasPrefix(res.stderr, "peer-finder: ") {
 				t.Fatalf("%v: exit %d, stderr:\n%s", args, res.code, res.stderr)
@@ -193,9 +200,8 @@ status:
 
 		want := "--- 12\n" + pets(0, 12)
 		pfWaitFile(t, log, want, &stderr)
-		if _, err := os.Stat(ready); err != nil {
-			t.Fatalf("no ready file after the first run: %v", err)
-		}
+		// The ready file follows the hook's exit, a moment after its output.
+		pfWaitFile(t, ready, pets(0, 12), &stderr)
 		if b, _ := os.ReadFile(etcd); !strings.Contains(string(b), "web-2=http://web-2.web.demo.svc.cluster.local:2380,web-3=") ||
 			!strings.Contains(string(b), "web-9.web.demo.svc.cluster.local:2380,web-10=") {
 			t.Fatalf("etcd config:\n%s", b)
