@@ -166,7 +166,7 @@ status:
 				t.Fatalf("the directory given as -ready-file is gone: %v", err)
 			}
 		}()
-		for _, args := range [][]string{{"-health-addr", ":99999"}, {"-ready-file", empty}, {"-template", "builtin:json", "-out", empty},{"-bogus"}, {"-service", "Web"}, {"-template", "/no/such/file"}, {"-template", "builtin:json", "-out", "/no/such/dir/x"}, {`-on-start="` + onStart}} {
+		for _, args := range [][]string{{"-health-addr", ":99999"}, {"-ready-file", empty}, {"-template", "builtin:json", "-out", empty}, {"-bogus"}, {"-service", "Web"}, {"-template", "/no/such/file"}, {"-template", "builtin:json", "-out", "/no/such/dir/x"}, {`-on-start="` + onStart}} {
 			res := runPeerFinder(t, pf, append(append([]string{}, base...), args...)...)
 			if res.code != 2 || !strings.HasPrefix(res.stderr, "peer-finder: ") {
 				t.Fatalf("%v: exit %d, stderr:\n%s", args, res.code, res.stderr)
