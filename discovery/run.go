@@ -49,6 +49,8 @@ type finder struct {
 	res   Resolver
 	m     *metrics
 	ready atomic.Bool
+	// dropped are the SRV targets outside the service already logged.
+	dropped map[string]bool
 }
 
 // Run finds the peers and does what cfg asks: waits for -wait-dns and
@@ -331,6 +333,19 @@ func (f *finder) lookup(ctx context.Context) (answer, error) {
 		return answer{}, err
 	}
 	a, err := parseSRV(m, f.cfg.ServiceName())
+	var fresh []string
+	for _, d := range a.dropped {
+		if !f.dropped[d] {
+			if f.dropped == nil {
+				f.dropped = map[string]bool{}
+			}
+			f.dropped[d] = true
+			fresh = append(fresh, d)
+		}
+	}
+	if len(fresh) > 0 {
+		f.log.Info("ignoring SRV targets outside the service (logged once each)", "service", f.cfg.ServiceName(), "targets", fresh)
+	}
 	switch {
 	case errors.Is(err, ErrNoSuchService):
 		f.m.lookups.WithLabelValues("nxdomain").Inc()

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr/funcr"
 	"github.com/miekg/dns"
 )
 
@@ -695,5 +696,33 @@ func TestRunReadyFileDirectoryKept(t *testing.T) {
 	}
 	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 		t.Fatalf("the directory is gone: %v", err)
+	}
+}
+
+// A target outside the service is no peer; it is logged once, however
+// often it is answered.
+func TestRunDropsTargetsOutsideTheService(t *testing.T) {
+	r := srvReply(0, "web-0", "web-1")
+	r.msg.Answer = append(r.msg.Answer, &dns.SRV{Hdr: dns.RR_Header{Name: svcName, Rrtype: dns.TypeSRV, Class: dns.ClassINET}, Port: 80, Target: "evil.example.com."})
+	res := newFake().on(svcName, dns.TypeSRV, r)
+	var logs syncBuffer
+	log := funcr.New(func(prefix, args string) { logs.Write([]byte(args + "\n")) }, funcr.Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, testConfig(t, "-watch"), Options{Resolver: res, Stdout: &out, Stderr: io.Discard, Log: log})
+	}()
+	eventually(t, "five lookups", func() bool { return res.count(svcName, dns.TypeSRV) >= 5 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if want := strings.Join(fqdns("web-0", "web-1"), "\n") + "\n"; out.String() != want {
+		t.Fatalf("peers %q, want %q", out.String(), want)
+	}
+	if n := strings.Count(logs.String(), "evil.example.com"); n != 1 {
+		t.Fatalf("evil.example.com logged %d times, want once:\n%s", n, logs.String())
 	}
 }
