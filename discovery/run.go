@@ -212,6 +212,10 @@ func (f *finder) wait(ctx, wctx context.Context) ([]Peer, error) {
 	)
 	end := func() error {
 		if ctx.Err() != nil {
+			var sig *SignalError
+			if errors.As(context.Cause(ctx), &sig) {
+				return fmt.Errorf("%w: %w", ErrInterrupted, sig)
+			}
 			return ErrInterrupted
 		}
 		return &TimeoutError{After: f.cfg.Timeout.String(), Missing: missing}
@@ -470,12 +474,13 @@ func (f *finder) serveHealth() (func(), error) {
 	}, nil
 }
 
+// sleep pauses for d, or until ctx ends (then its error).
+func (f *finder) sleep(ctx context.Context, d time.Duration) error { return f.o.sleep(ctx, d) }
+
 // delay is the pause before the next lookup: the answer's TTL, but at least
 // -interval; after failures, -interval doubled for each; at most
 // -max-interval; plus up to a fifth more at random, so that the members of
 // a set do not ask in step.
-func (f *finder) sleep(ctx context.Context, d time.Duration) error { return f.o.sleep(ctx, d) }
-
 func (f *finder) delay(ttl uint32, failures int) time.Duration {
 	d := f.cfg.Interval
 	if failures > 0 {

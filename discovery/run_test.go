@@ -13,6 +13,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -376,6 +377,18 @@ func TestRunInterruptedBeforeFirstRun(t *testing.T) {
 	_, err := run(t, ctx, testConfig(t), res)
 	if !errors.Is(err, ErrInterrupted) || ExitCode(err) != ExitSignal {
 		t.Fatalf("run once: %v, want interrupted", err)
+	}
+	// The signal that ended the context sets the status: 128+N.
+	for _, tc := range []struct {
+		sig  syscall.Signal
+		code int
+	}{{syscall.SIGINT, 130}, {syscall.SIGTERM, 143}} {
+		ctx, cancel := context.WithCancelCause(context.Background())
+		time.AfterFunc(30*time.Millisecond, func() { cancel(&SignalError{Signal: tc.sig}) })
+		_, err := run(t, ctx, testConfig(t), res)
+		if !errors.Is(err, ErrInterrupted) || ExitCode(err) != tc.code {
+			t.Fatalf("%v: %v, exit %d; want interrupted, exit %d", tc.sig, err, ExitCode(err), tc.code)
+		}
 	}
 	ctx, cancel = context.WithTimeout(context.Background(), 30*time.Millisecond)
 	defer cancel()

@@ -158,6 +158,33 @@ status:
 		}
 	})
 
+	t.Run("a signal before the first run exits 128+N", func(t *testing.T) {
+		for _, tc := range []struct {
+			sig  syscall.Signal
+			code int
+		}{{syscall.SIGINT, 130}, {syscall.SIGTERM, 143}} {
+			cmd := exec.Command(pf, append(base, "-hostname", "web-20")...)
+			var stderr pfBuffer
+			cmd.Stderr = &stderr
+			cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			for deadline := time.Now().Add(20 * time.Second); !strings.Contains(stderr.String(), "is not published yet"); time.Sleep(20 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					cmd.Process.Kill()
+					cmd.Wait()
+					t.Fatalf("not waiting for its own name:\n%s", stderr.String())
+				}
+			}
+			cmd.Process.Signal(tc.sig)
+			cmd.Wait()
+			if code := cmd.ProcessState.ExitCode(); code != tc.code {
+				t.Fatalf("%v: exit %d, want %d\n%s", tc.sig, code, tc.code, stderr.String())
+			}
+		}
+	})
+
 	t.Run("bad input exits 2", func(t *testing.T) {
 		empty := filepath.Join(dir, "empty")
 		os.Mkdir(empty, 0o755)
