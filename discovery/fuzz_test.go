@@ -1,6 +1,7 @@
 package discovery
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -104,4 +105,27 @@ func outside() reply {
 		r.msg.Answer = append(r.msg.Answer, &dns.SRV{Hdr: dns.RR_Header{Name: svcName, Rrtype: dns.TypeSRV, Class: dns.ClassINET}, Port: 80, Target: target})
 	}
 	return r
+}
+
+// FuzzSplitWords feeds arbitrary hook flag values to the word splitter: no
+// panic, and the words it returns, each put in single quotes, split back
+// into the same words.
+func FuzzSplitWords(f *testing.F) {
+	for _, s := range []string{`/bin/hook a b`, `"/work-dir/on-start.sh"`, `'/my dir/x' "a\"b" c\ d ''`, `"abc`, `x\`, "a\\\nb"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		words, err := splitWords(s)
+		if err != nil {
+			return
+		}
+		quoted := make([]string, len(words))
+		for i, w := range words {
+			quoted[i] = "'" + strings.ReplaceAll(w, "'", `'\''`) + "'"
+		}
+		again, err := splitWords(strings.Join(quoted, " "))
+		if err != nil || !slices.Equal(again, words) {
+			t.Fatalf("%q split into %q; quoted again %q: %v", s, words, again, err)
+		}
+	})
 }
