@@ -105,8 +105,8 @@ func ParseFlags(args []string, env Environment) (*Config, error) {
 		waitDNS, waitTCP  listFlag
 		version           bool
 	)
-	fs.StringVar(&onStart, "on-start", "", "program to run once the peers are known, with the peers on its standard input, one fully qualified name a line; with no -on-change, peer-finder exits with its status")
-	fs.StringVar(&onChange, "on-change", "", "program to run on start (unless -on-start is given) and on every change of the peers; peer-finder keeps watching")
+	fs.StringVar(&onStart, "on-start", "", "program and arguments to run once the peers are known (split into words like a shell's, with quotes and backslashes, but nothing expanded and no shell run), with the peers on its standard input, one fully qualified name a line; with no -on-change, peer-finder exits with its status")
+	fs.StringVar(&onChange, "on-change", "", "program and arguments (split as for -on-start) to run on start (unless -on-start is given) and on every change of the peers; peer-finder keeps watching")
 	fs.StringVar(&c.Service, "service", "", "the governing headless service (required)")
 	fs.StringVar(&c.Namespace, "ns", "", "the namespace; default $POD_NAMESPACE")
 	fs.StringVar(&c.Domain, "domain", "", "the cluster domain; default from the svc.<domain> search entry of -resolv-conf, else "+DefaultDomain)
