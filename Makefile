@@ -74,6 +74,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseSRV$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) ./discovery/
 	$(GO) test -run '^$$' -fuzz '^FuzzResolvConf$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) ./discovery/
 	$(GO) test -run '^$$' -fuzz '^FuzzCanonicalJSON$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) ./controller/
+	$(GO) test -run '^$$' -fuzz '^FuzzSplitWords$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) ./discovery/
 
 # The control-plane binaries, built once and cached under .cache/testbed.
 testbed:

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/template"
 	"time"
@@ -104,8 +105,8 @@ func ParseFlags(args []string, env Environment) (*Config, error) {
 		waitDNS, waitTCP  listFlag
 		version           bool
 	)
-	fs.StringVar(&onStart, "on-start", "", "program to run once the peers are known, with the peers on its standard input, one fully qualified name a line; with no -on-change, peer-finder exits with its status")
-	fs.StringVar(&onChange, "on-change", "", "program to run on start (unless -on-start is given) and on every change of the peers; peer-finder keeps watching")
+	fs.StringVar(&onStart, "on-start", "", "program and arguments to run once the peers are known (split into words like a shell's, with quotes and backslashes, but nothing expanded and no shell run), with the peers on its standard input, one fully qualified name a line; with no -on-change, peer-finder exits with its status")
+	fs.StringVar(&onChange, "on-change", "", "program and arguments (split as for -on-start) to run on start (unless -on-start is given) and on every change of the peers; peer-finder keeps watching")
 	fs.StringVar(&c.Service, "service", "", "the governing headless service (required)")
 	fs.StringVar(&c.Namespace, "ns", "", "the namespace; default $POD_NAMESPACE")
 	fs.StringVar(&c.Domain, "domain", "", "the cluster domain; default from the svc.<domain> search entry of -resolv-conf, else "+DefaultDomain)
@@ -252,6 +253,9 @@ func ParseFlags(args []string, env Environment) (*Config, error) {
 		if c.tmpl == nil {
 			return nil, usagef("-out %s needs -template", c.Out)
 		}
+		if isDir(c.Out) {
+			return nil, usagef("-out %s is a directory: give a file name", c.Out)
+		}
 		dir := filepath.Dir(c.Out)
 		if st, err := os.Stat(dir); err != nil {
 			return nil, usagef("-out %s: directory %s: %w", c.Out, dir, err)
@@ -260,28 +264,51 @@ func ParseFlags(args []string, env Environment) (*Config, error) {
 		}
 	}
 	if c.ReadyFile != "" {
+		if isDir(c.ReadyFile) {
+			return nil, usagef("-ready-file %s is a directory: give a file name", c.ReadyFile)
+		}
 		dir := filepath.Dir(c.ReadyFile)
 		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 			return nil, usagef("-ready-file %s: directory %s does not exist", c.ReadyFile, dir)
 		}
 	}
 	if c.HealthAddr != "" {
-		if _, _, err := net.SplitHostPort(c.HealthAddr); err != nil {
+		_, port, err := net.SplitHostPort(c.HealthAddr)
+		if err != nil {
 			return nil, usagef("-health-addr %q: %w", c.HealthAddr, err)
+		}
+		if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+			return nil, usagef("-health-addr %q: port %s is not a number from 0 to 65535", c.HealthAddr, port)
 		}
 	}
 	return &c, nil
 }
 
-// hookArgs splits a hook flag into a program and its arguments at white
-// space (no quoting, no shell) and checks that the program can run.
+// isDir reports whether path names an existing directory (through
+// symbolic links).
+func isDir(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && st.IsDir()
+}
+
+// hookArgs splits a hook flag into a program and its arguments as a shell
+// splits words (quotes and backslashes, see splitWords), without expanding
+// anything and without running a shell, and checks that the program can
+// run. -on-start="/work-dir/on-start.sh", whose quotes reach peer-finder
+// from a YAML args list, names /work-dir/on-start.sh.
 func hookArgs(name, value string) ([]string, error) {
-	args := strings.Fields(value)
+	args, err := splitWords(value)
+	if err != nil {
+		return nil, usagef("-%s: %w in %q", name, err, value)
+	}
 	if len(args) == 0 {
 		if value != "" {
 			return nil, usagef("-%s is blank", name)
 		}
 		return nil, nil
+	}
+	if args[0] == "" {
+		return nil, usagef("-%s: empty program name in %q", name, value)
 	}
 	if _, err := exec.LookPath(args[0]); err != nil {
 		return nil, usagef("-%s: %w", name, err)

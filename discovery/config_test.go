@@ -26,6 +26,21 @@ func TestParseFlags(t *testing.T) {
 	os.WriteFile(unreadable, []byte("x"), 0o000)
 	notDir := filepath.Join(dir, "file")
 	os.WriteFile(notDir, nil, 0o644)
+	hook := filepath.Join(dir, "on-start.sh")
+	os.WriteFile(hook, []byte("#!/bin/sh\n"), 0o755)
+	os.Mkdir(filepath.Join(dir, "my hooks"), 0o755)
+	spaced := filepath.Join(dir, "my hooks", "on start.sh")
+	os.WriteFile(spaced, []byte("#!/bin/sh\n"), 0o755)
+	emptyDir := filepath.Join(dir, "empty")
+	os.Mkdir(emptyDir, 0o755)
+	hookIs := func(want ...string) func(*Config) string {
+		return func(c *Config) string {
+			if !reflect.DeepEqual(c.OnStart, want) {
+				return "hook " + strings.Join(c.OnStart, "|")
+			}
+			return ""
+		}
+	}
 
 	env := map[string]string{"POD_NAMESPACE": "demo"}
 	base := []string{"-service", "web", "-resolv-conf", resolv}
@@ -66,6 +81,16 @@ func TestParseFlags(t *testing.T) {
 			}
 			return ""
 		}},
+		// Kubernetes' own galera and redis examples pass -on-start="/work-dir/on-start.sh"
+		// in a YAML args list: the quotes reach peer-finder and are removed like a shell would.
+		{name: "hook without quotes", args: append(base, "-on-start="+hook), check: hookIs(hook)},
+		{name: "hook in double quotes", args: append(base, `-on-start="`+hook+`"`), check: hookIs(hook)},
+		{name: "hook in single quotes with an argument", args: append(base, "-on-start='"+hook+"' arg"), check: hookIs(hook, "arg")},
+		{name: "quoted path with spaces, escapes, no expansion", args: append(base, "-on-start", `"`+spaced+`" 'a b' c\ d "e\"f\$g" '' $HOME *`), check: hookIs(spaced, "a b", "c d", `e"f$g`, "", "$HOME", "*")},
+		{name: "unterminated double quote", args: append(base, `-on-start="`+hook), err: "-on-start: unterminated double quote"},
+		{name: "unterminated single quote", args: append(base, "-on-change", hook+" 'x"), err: "-on-change: unterminated single quote"},
+		{name: "trailing backslash", args: append(base, "-on-change", hook+` x\`), err: "-on-change: backslash at the end"},
+		{name: "empty program", args: append(base, "-on-start", `"" x`), err: "-on-start: empty program name"},
 		{name: "repeatable waits", args: append(base, "-wait-dns", "a.example", "-wait-dns", "b.example.", "-wait-tcp", "127.0.0.1:1", "-timeout", "1m", "-min-peers", "3"), check: func(c *Config) string {
 			if len(c.WaitDNS) != 2 || len(c.WaitTCP) != 1 || c.Timeout != time.Minute || c.MinPeers != 3 {
 				return "waits"
@@ -105,6 +130,13 @@ func TestParseFlags(t *testing.T) {
 		{name: "interval above max", args: append(base, "-interval", "1m"), err: "-interval"},
 		{name: "ready-file directory missing", args: append(base, "-ready-file", filepath.Join(dir, "nope", "ready")), err: "-ready-file"},
 		{name: "bad health address", args: append(base, "-health-addr", "8080"), err: "-health-addr"},
+		{name: "health port too large", args: append(base, "-health-addr", ":99999"), err: `-health-addr ":99999": port 99999 is not a number from 0 to 65535`},
+		{name: "health port negative", args: append(base, "-health-addr", "127.0.0.1:-1"), err: "-health-addr"},
+		{name: "health port named", args: append(base, "-health-addr", ":http"), err: "-health-addr"},
+		{name: "health port 65535", args: append(base, "-health-addr", "127.0.0.1:65535")},
+		{name: "ready-file an empty directory", args: append(base, "-ready-file", emptyDir), err: "-ready-file " + emptyDir + " is a directory"},
+		{name: "ready-file a directory with files", args: append(base, "-ready-file", dir), err: "is a directory"},
+		{name: "out an empty directory", args: append(base, "-template", tmpl, "-out", emptyDir), err: "-out " + emptyDir + " is a directory"},
 		{name: "no resolv.conf and no server", args: []string{"-service", "web", "-resolv-conf", filepath.Join(dir, "none")}, err: "give -dns-server"},
 	}
 	if os.Geteuid() != 0 { // root reads any file
@@ -117,6 +149,11 @@ func TestParseFlags(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			defer func() {
+				if _, err := os.Stat(emptyDir); err != nil {
+					t.Fatalf("a directory given as a file is gone: %v", err)
+				}
+			}()
 			var stderr bytes.Buffer
 			c, err := ParseFlags(tc.args, Environment{
 				Getenv:   func(k string) string { return env[k] },
@@ -177,5 +214,42 @@ func TestResolvConfDomain(t *testing.T) {
 	rc, _ := ParseResolvConf(strings.NewReader("nameserver 10.0.0.1\nnameserver fd00::53\n"))
 	if !reflect.DeepEqual(rc.Servers, []string{"10.0.0.1:53", "[fd00::53]:53"}) {
 		t.Errorf("servers %v", rc.Servers)
+	}
+}
+
+func TestSplitWords(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want []string
+		err  string
+	}{
+		{in: "", want: nil},
+		{in: " \t\n ", want: nil},
+		{in: "/bin/hook a  b", want: []string{"/bin/hook", "a", "b"}},
+		{in: `"/bin/hook"`, want: []string{"/bin/hook"}},
+		{in: `'/bin/hook' arg`, want: []string{"/bin/hook", "arg"}},
+		{in: `"/my dir/hook" x`, want: []string{"/my dir/hook", "x"}},
+		{in: `a"b c"'d e'f`, want: []string{"ab cd ef"}},
+		{in: `'' ""`, want: []string{"", ""}},
+		{in: `a\ b \'c \"d \\e`, want: []string{"a b", "'c", `"d`, `\e`}},
+		{in: `'a\b"c'`, want: []string{`a\b"c`}},
+		{in: `"a\b \" \\ \$ \` + "`" + `"`, want: []string{`a\b " \ $ ` + "`"}},
+		{in: "a\\\nb \"c\\\nd\"", want: []string{"ab", "cd"}},
+		{in: `$HOME ~ * $(x) ; | &`, want: []string{"$HOME", "~", "*", "$(x)", ";", "|", "&"}},
+		{in: `"abc`, err: "unterminated double quote"},
+		{in: `x 'abc`, err: "unterminated single quote"},
+		{in: `"a\"`, err: "unterminated double quote"},
+		{in: `abc\`, err: "backslash at the end"},
+	} {
+		got, err := splitWords(tc.in)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("splitWords(%q) = %q, %v; want error %q", tc.in, got, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("splitWords(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+		}
 	}
 }

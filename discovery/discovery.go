@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // Version is peer-finder's version; release builds set it with
@@ -73,6 +74,13 @@ func usagef(format string, args ...any) error {
 	return &UsageError{Err: fmt.Errorf(format, args...)}
 }
 
+// SignalError is the cause a caller cancels Run's context with when a
+// signal arrives (context.WithCancelCause): a run-once peer-finder stopped
+// by it before its first run exits 128 plus the signal's number.
+type SignalError struct{ Signal syscall.Signal }
+
+func (e *SignalError) Error() string { return "got " + e.Signal.String() }
+
 // TimeoutError is the end of -timeout; Missing names what was not there.
 type TimeoutError struct {
 	After   string
@@ -99,8 +107,9 @@ const (
 	ExitFailure = 1 // DNS or file errors, a failed hook that could not report a status
 	ExitUsage   = 2 // bad flags or input
 	ExitTimeout = 3 // -timeout ran out
-	// ExitSignal is the status after SIGTERM or SIGINT stopped a run-once
-	// peer-finder before it finished (128 + SIGTERM).
+	// ExitSignal is the status after SIGTERM stopped a run-once
+	// peer-finder before it finished (128 + SIGTERM), and after its context
+	// ended without a *SignalError; SIGINT gives 130 (128 + SIGINT).
 	ExitSignal = 143
 )
 
@@ -125,6 +134,10 @@ func ExitCode(err error) int {
 		}
 		return ExitFailure
 	case errors.Is(err, ErrInterrupted):
+		var s *SignalError
+		if errors.As(err, &s) {
+			return 128 + int(s.Signal)
+		}
 		return ExitSignal
 	}
 	return ExitFailure

@@ -1,6 +1,7 @@
 package discovery
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -10,7 +11,8 @@ import (
 // FuzzParseSRV feeds arbitrary DNS replies to the SRV handling: it must not
 // panic, and the peers it returns must be distinct lower-case names under
 // no final dot, each with its host and ordinal, in ordinal order, with
-// sorted distinct ports.
+// sorted distinct ports; every peer is <label>.<service>, whatever targets
+// the reply names.
 func FuzzParseSRV(f *testing.F) {
 	for _, r := range []reply{
 		srvReply(5, webs(12)...),
@@ -18,8 +20,11 @@ func FuzzParseSRV(f *testing.F) {
 		rcodeReply(svcName, dns.TypeSRV, dns.RcodeNameError, 3),
 		rcodeReply(svcName, dns.TypeSRV, dns.RcodeSuccess, 3),
 		rcodeReply(svcName, dns.TypeSRV, dns.RcodeServerFailure, 3),
+		outside(),
 	} {
-		if b, err := r.msg.Pack(); err == nil {
+		if b, err := r.msg.Pack(); err != nil {
+			f.Fatal(err)
+		} else {
 			f.Add(b)
 		}
 	}
@@ -41,6 +46,9 @@ func FuzzParseSRV(f *testing.F) {
 				t.Fatalf("%s twice", p.Name)
 			}
 			seen[p.Name] = true
+			if label, ok := strings.CutSuffix(p.Name, "."+strings.TrimSuffix(svcName, ".")); !ok || label == "" || strings.Contains(label, ".") {
+				t.Fatalf("peer %q is not <label>.%s", p.Name, svcName)
+			}
 			if p.Name != strings.ToLower(p.Name) || strings.HasSuffix(p.Name, ".") {
 				t.Fatalf("name %q", p.Name)
 			}
@@ -87,5 +95,37 @@ func FuzzResolvConf(f *testing.F) {
 			}
 		}
 		t.Fatalf("domain %q from search list %q", d, rc.Search)
+	})
+}
+
+// outside is a reply that names targets outside the service besides web-0.
+func outside() reply {
+	r := srvReply(0, "web-0", "a.web-1")
+	for _, target := range []string{"evil.example.com.", "web.demo.svc.cluster.local.", "web-2.other.demo.svc.cluster.local."} {
+		r.msg.Answer = append(r.msg.Answer, &dns.SRV{Hdr: dns.RR_Header{Name: svcName, Rrtype: dns.TypeSRV, Class: dns.ClassINET}, Port: 80, Target: target})
+	}
+	return r
+}
+
+// FuzzSplitWords feeds arbitrary hook flag values to the word splitter: no
+// panic, and the words it returns, each put in single quotes, split back
+// into the same words.
+func FuzzSplitWords(f *testing.F) {
+	for _, s := range []string{`/bin/hook a b`, `"/work-dir/on-start.sh"`, `'/my dir/x' "a\"b" c\ d ''`, `"abc`, `x\`, "a\\\nb"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		words, err := splitWords(s)
+		if err != nil {
+			return
+		}
+		quoted := make([]string, len(words))
+		for i, w := range words {
+			quoted[i] = "'" + strings.ReplaceAll(w, "'", `'\''`) + "'"
+		}
+		again, err := splitWords(strings.Join(quoted, " "))
+		if err != nil || !slices.Equal(again, words) {
+			t.Fatalf("%q split into %q; quoted again %q: %v", s, words, again, err)
+		}
 	})
 }

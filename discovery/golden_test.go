@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -101,5 +102,47 @@ func TestBuiltinEtcdInitialCluster(t *testing.T) {
 	}
 	if conf["name"] != "web-2" || !strings.Contains(conf["initial-cluster"], conf["name"]+"="+conf["initial-advertise-peer-urls"]) {
 		t.Fatalf("name %q and peer URL %q not a member of the initial cluster", conf["name"], conf["initial-advertise-peer-urls"])
+	}
+}
+
+// builtin:zookeeper gives each peer the id ordinal+1, or its position+1
+// without an ordinal; two peers with one id fail the rendering, naming
+// both, instead of writing an ensemble ZooKeeper would reject or misjoin.
+func TestBuiltinZookeeperIDs(t *testing.T) {
+	tmpl, err := loadTemplate("builtin:zookeeper")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		hosts []string
+		want  []string // server lines
+		err   string
+	}{
+		{hosts: []string{"web-1", "web-0"}, want: []string{"server.1=web-0.web.demo.svc.cluster.local:2888:3888", "server.2=web-1.web.demo.svc.cluster.local:2888:3888"}},
+		{hosts: []string{"web-5", "web-0"}, want: []string{"server.1=web-0.web.demo.svc.cluster.local:2888:3888", "server.6=web-5.web.demo.svc.cluster.local:2888:3888"}},
+		{hosts: []string{"beta", "alpha"}, want: []string{"server.1=alpha.web.demo.svc.cluster.local:2888:3888", "server.2=beta.web.demo.svc.cluster.local:2888:3888"}},
+		// alpha sorts first and takes position 0, id 1: web-0's id.
+		{hosts: []string{"web-0", "alpha"}, err: "zookeeper: server.1 is both alpha.web.demo.svc.cluster.local (no ordinal, position 0) and web-0.web.demo.svc.cluster.local (ordinal 0)"},
+		{hosts: []string{"web-1", "web-3", "a-x", "b"}, err: "server.2 is both b.web.demo.svc.cluster.local (no ordinal, position 1) and web-1.web.demo.svc.cluster.local (ordinal 1)"},
+	} {
+		a, err := parseSRV(srvReply(5, tc.hosts...).msg, svcName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := render(tmpl, Data{Service: "web", Namespace: "demo", Domain: "cluster.local", Peers: a.peers})
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%v: err = %v, output %q; want an error containing %q", tc.hosts, err, out, tc.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%v: %v", tc.hosts, err)
+			continue
+		}
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")[1:]
+		if !reflect.DeepEqual(lines, tc.want) {
+			t.Errorf("%v: lines %q, want %q", tc.hosts, lines, tc.want)
+		}
 	}
 }

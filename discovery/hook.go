@@ -42,17 +42,29 @@ func peerLines(d Data) string {
 // runs, the hook gets SIGTERM, and SIGKILL if it is still there after
 // grace. A hook that fails is a *HookError with its exit status (128 plus
 // the signal's number if a signal ended it; 126 if it could not start).
+//
+// A program the kernel cannot execute (ENOEXEC: a script without a #!
+// line) is run again as /bin/sh <program> <arguments>, as execvp does.
 func runHook(ctx context.Context, flagName string, args []string, d Data, base []string, stdout, stderr io.Writer, grace time.Duration) error {
-	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	cmd.WaitDelay = grace
-	cmd.Stdin = strings.NewReader(peerLines(d))
-	cmd.Stdout, cmd.Stderr = stdout, stderr
-	cmd.Env = hookEnv(base, d)
-	if err := cmd.Start(); err != nil {
+	command := func(name string, arg ...string) *exec.Cmd {
+		cmd := exec.CommandContext(ctx, name, arg...)
+		cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+		cmd.WaitDelay = grace
+		cmd.Stdin = strings.NewReader(peerLines(d))
+		cmd.Stdout, cmd.Stderr = stdout, stderr
+		cmd.Env = hookEnv(base, d)
+		return cmd
+	}
+	cmd := command(args[0], args[1:]...)
+	err := cmd.Start()
+	if errors.Is(err, syscall.ENOEXEC) {
+		cmd = command("/bin/sh", append([]string{cmd.Path}, args[1:]...)...)
+		err = cmd.Start()
+	}
+	if err != nil {
 		return &HookError{Hook: flagName, Code: 126, Err: err}
 	}
-	err := cmd.Wait()
+	err = cmd.Wait()
 	if err == nil {
 		return nil
 	}

@@ -49,6 +49,8 @@ type finder struct {
 	res   Resolver
 	m     *metrics
 	ready atomic.Bool
+	// dropped are the SRV targets outside the service already logged.
+	dropped map[string]bool
 }
 
 // Run finds the peers and does what cfg asks: waits for -wait-dns and
@@ -95,6 +97,11 @@ func Run(ctx context.Context, cfg *Config, o Options) error {
 func (f *finder) run(ctx context.Context) error {
 	cfg := f.cfg
 	if cfg.ReadyFile != "" {
+		// A stale file is removed; a directory never is (ParseFlags
+		// refuses one, but the Config may come from elsewhere).
+		if isDir(cfg.ReadyFile) {
+			return fmt.Errorf("-ready-file %s is a directory", cfg.ReadyFile)
+		}
 		if err := os.Remove(cfg.ReadyFile); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("remove stale -ready-file: %w", err)
 		}
@@ -205,6 +212,10 @@ func (f *finder) wait(ctx, wctx context.Context) ([]Peer, error) {
 	)
 	end := func() error {
 		if ctx.Err() != nil {
+			var sig *SignalError
+			if errors.As(context.Cause(ctx), &sig) {
+				return fmt.Errorf("%w: %w", ErrInterrupted, sig)
+			}
 			return ErrInterrupted
 		}
 		return &TimeoutError{After: f.cfg.Timeout.String(), Missing: missing}
@@ -326,6 +337,19 @@ func (f *finder) lookup(ctx context.Context) (answer, error) {
 		return answer{}, err
 	}
 	a, err := parseSRV(m, f.cfg.ServiceName())
+	var fresh []string
+	for _, d := range a.dropped {
+		if !f.dropped[d] {
+			if f.dropped == nil {
+				f.dropped = map[string]bool{}
+			}
+			f.dropped[d] = true
+			fresh = append(fresh, d)
+		}
+	}
+	if len(fresh) > 0 {
+		f.log.Info("ignoring SRV targets outside the service (logged once each)", "service", f.cfg.ServiceName(), "targets", fresh)
+	}
 	switch {
 	case errors.Is(err, ErrNoSuchService):
 		f.m.lookups.WithLabelValues("nxdomain").Inc()
@@ -450,12 +474,13 @@ func (f *finder) serveHealth() (func(), error) {
 	}, nil
 }
 
+// sleep pauses for d, or until ctx ends (then its error).
+func (f *finder) sleep(ctx context.Context, d time.Duration) error { return f.o.sleep(ctx, d) }
+
 // delay is the pause before the next lookup: the answer's TTL, but at least
 // -interval; after failures, -interval doubled for each; at most
 // -max-interval; plus up to a fifth more at random, so that the members of
 // a set do not ask in step.
-func (f *finder) sleep(ctx context.Context, d time.Duration) error { return f.o.sleep(ctx, d) }
-
 func (f *finder) delay(ttl uint32, failures int) time.Duration {
 	d := f.cfg.Interval
 	if failures > 0 {

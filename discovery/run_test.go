@@ -13,9 +13,11 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr/funcr"
 	"github.com/miekg/dns"
 )
 
@@ -376,6 +378,18 @@ func TestRunInterruptedBeforeFirstRun(t *testing.T) {
 	if !errors.Is(err, ErrInterrupted) || ExitCode(err) != ExitSignal {
 		t.Fatalf("run once: %v, want interrupted", err)
 	}
+	// The signal that ended the context sets the status: 128+N.
+	for _, tc := range []struct {
+		sig  syscall.Signal
+		code int
+	}{{syscall.SIGINT, 130}, {syscall.SIGTERM, 143}} {
+		ctx, cancel := context.WithCancelCause(context.Background())
+		time.AfterFunc(30*time.Millisecond, func() { cancel(&SignalError{Signal: tc.sig}) })
+		_, err := run(t, ctx, testConfig(t), res)
+		if !errors.Is(err, ErrInterrupted) || ExitCode(err) != tc.code {
+			t.Fatalf("%v: %v, exit %d; want interrupted, exit %d", tc.sig, err, ExitCode(err), tc.code)
+		}
+	}
 	ctx, cancel = context.WithTimeout(context.Background(), 30*time.Millisecond)
 	defer cancel()
 	if _, err := run(t, ctx, testConfig(t, "-watch"), res); err != nil {
@@ -656,5 +670,72 @@ func TestRunRenderErrorKeepsOldFile(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 2 {
 		t.Fatalf("%d files, want t.tmpl and out", len(entries))
+	}
+}
+
+// A hook script without a #! line cannot be exec'ed (ENOEXEC); like
+// execvp, peer-finder runs it with /bin/sh, its arguments, stdin and
+// environment as they were, and exits with its status.
+func TestRunHookWithoutShebang(t *testing.T) {
+	dir := t.TempDir()
+	record := filepath.Join(dir, "record")
+	hook := filepath.Join(dir, "on-start")
+	if err := os.WriteFile(hook, []byte("cat > \"$1\"; echo \"$2 $PEER_COUNT\" >> \"$1\"; exit 4\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	res := newFake().on(svcName, dns.TypeSRV, srvReply(0, "web-0", "web-1"))
+	_, err := run(t, context.Background(), testConfig(t, "-on-start", hook+" "+record+" 'a b'"), res)
+	if got := ExitCode(err); got != 4 {
+		t.Fatalf("exit %d (%v), want the script's 4", got, err)
+	}
+	want := strings.Join(fqdns("web-0", "web-1"), "\n") + "\na b 2\n"
+	if b, _ := os.ReadFile(record); string(b) != want {
+		t.Fatalf("record %q, want %q", b, want)
+	}
+}
+
+// Run never removes a directory given as -ready-file, even when the
+// Config did not come from ParseFlags (which refuses it).
+func TestRunReadyFileDirectoryKept(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "ready")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c := testConfig(t)
+	c.ReadyFile = dir
+	_, err := run(t, context.Background(), c, newFake().on(svcName, dns.TypeSRV, srvReply(0, "web-0")))
+	if err == nil || !strings.Contains(err.Error(), "is a directory") {
+		t.Fatalf("err = %v, want a directory error", err)
+	}
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		t.Fatalf("the directory is gone: %v", err)
+	}
+}
+
+// A target outside the service is no peer; it is logged once, however
+// often it is answered.
+func TestRunDropsTargetsOutsideTheService(t *testing.T) {
+	r := srvReply(0, "web-0", "web-1")
+	r.msg.Answer = append(r.msg.Answer, &dns.SRV{Hdr: dns.RR_Header{Name: svcName, Rrtype: dns.TypeSRV, Class: dns.ClassINET}, Port: 80, Target: "evil.example.com."})
+	res := newFake().on(svcName, dns.TypeSRV, r)
+	var logs syncBuffer
+	log := funcr.New(func(prefix, args string) { logs.Write([]byte(args + "\n")) }, funcr.Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, testConfig(t, "-watch"), Options{Resolver: res, Stdout: &out, Stderr: io.Discard, Log: log})
+	}()
+	eventually(t, "five lookups", func() bool { return res.count(svcName, dns.TypeSRV) >= 5 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if want := strings.Join(fqdns("web-0", "web-1"), "\n") + "\n"; out.String() != want {
+		t.Fatalf("peers %q, want %q", out.String(), want)
+	}
+	if n := strings.Count(logs.String(), "evil.example.com"); n != 1 {
+		t.Fatalf("evil.example.com logged %d times, want once:\n%s", n, logs.String())
 	}
 }

@@ -13,12 +13,17 @@ import (
 type answer struct {
 	peers []Peer // distinct targets, in ordinal order
 	ttl   uint32 // how long the answer may be cached: the smallest TTL used
+	// dropped are the distinct targets outside the service, lower case,
+	// without the final dot, sorted.
+	dropped []string
 }
 
 // parseSRV turns a reply to an SRV query for qname into the peers it names.
 // Only SRV records owned by qname count; a target of "." (RFC 2782: no
 // service) is skipped; several records with one target (one per port in
-// the port-less form) make one peer with every port. Addresses come from
+// the port-less form) make one peer with every port. A target that is not
+// <label>.<qname> (case-insensitive) is no member of the service: it is
+// left out and listed in dropped. Addresses come from
 // the A and AAAA glue in the additional section. NXDOMAIN is
 // ErrNoSuchService; any rcode other than NOERROR is an error. A NOERROR
 // reply without SRV records (NODATA) is an empty answer whose ttl is the
@@ -33,19 +38,26 @@ func parseSRV(m *dns.Msg, qname string) (answer, error) {
 		return answer{}, fmt.Errorf("lookup %s: %s", strings.TrimSuffix(qname, "."), rcodeName(m.Rcode))
 	}
 	var (
-		a     answer
-		first = true
-		index = map[string]int{} // lower-case target -> a.peers index
+		a      answer
+		first  = true
+		index  = map[string]int{} // lower-case target -> a.peers index
+		suffix = "." + strings.ToLower(qname)
 	)
 	for _, rr := range m.Answer {
 		srv, ok := rr.(*dns.SRV)
 		if !ok || !strings.EqualFold(srv.Hdr.Name, qname) || srv.Target == "." || srv.Target == "" {
 			continue
 		}
+		key := strings.ToLower(dns.Fqdn(srv.Target))
+		if label, ok := strings.CutSuffix(key, suffix); !ok || label == "" || strings.Contains(label, ".") {
+			if d := strings.TrimSuffix(key, "."); !slices.Contains(a.dropped, d) {
+				a.dropped = append(a.dropped, d)
+			}
+			continue
+		}
 		if first || srv.Hdr.Ttl < a.ttl {
 			a.ttl, first = srv.Hdr.Ttl, false
 		}
-		key := strings.ToLower(dns.Fqdn(srv.Target))
 		i, ok := index[key]
 		if !ok {
 			name := strings.TrimSuffix(key, ".")
@@ -79,6 +91,7 @@ func parseSRV(m *dns.Msg, qname string) (answer, error) {
 			a.peers[i].Addresses = append(a.peers[i].Addresses, s)
 		}
 	}
+	slices.Sort(a.dropped)
 	for i := range a.peers {
 		slices.Sort(a.peers[i].Ports)
 		slices.Sort(a.peers[i].Addresses)

@@ -50,6 +50,7 @@ func TestParseSRV(t *testing.T) {
 		m       *dns.Msg
 		want    []Peer
 		ttl     uint32
+		dropped []string
 		wantErr error
 	}{
 		{
@@ -91,6 +92,21 @@ func TestParseSRV(t *testing.T) {
 			},
 			ttl: 5,
 		},
+		{
+			name: "targets outside the service dropped, case-insensitively inside kept",
+			m: msg(dns.RcodeSuccess, []dns.RR{
+				srv(svcName, "evil.example.com.", 80, 1),
+				srv(svcName, "web-0.other.demo.svc.cluster.local.", 80, 1),
+				srv(svcName, "a.web-1.web.demo.svc.cluster.local.", 80, 1),
+				srv(svcName, "WEB.demo.svc.cluster.local.", 80, 1),
+				srv(svcName, "xweb.demo.svc.cluster.local.", 80, 1),
+				srv(svcName, "evil.example.com.", 81, 1),
+				srv(svcName, "Web-1.WEB.Demo.svc.cluster.local.", 80, 6),
+			}, []dns.RR{glue("evil.example.com.", "192.0.2.1"), glue("web-1.web.demo.svc.cluster.local.", "10.244.0.2")}),
+			want:    []Peer{{Name: "web-1.web.demo.svc.cluster.local", Host: "web-1", Ordinal: 1, Addresses: []string{"10.244.0.2"}, Ports: []int{80}}},
+			ttl:     6,
+			dropped: []string{"a.web-1.web.demo.svc.cluster.local", "evil.example.com", "web-0.other.demo.svc.cluster.local", "web.demo.svc.cluster.local", "xweb.demo.svc.cluster.local"},
+		},
 		{name: "NXDOMAIN", m: rcodeReply(svcName, dns.TypeSRV, dns.RcodeNameError, 7).msg, ttl: 7, wantErr: ErrNoSuchService},
 		{name: "NODATA takes the SOA's negative TTL", m: rcodeReply(svcName, dns.TypeSRV, dns.RcodeSuccess, 4).msg, ttl: 4},
 		{name: "SERVFAIL", m: msg(dns.RcodeServerFailure, nil, nil), wantErr: errAny},
@@ -106,6 +122,9 @@ func TestParseSRV(t *testing.T) {
 			}
 			if !reflect.DeepEqual(a.peers, tc.want) {
 				t.Errorf("peers:\n got %+v\nwant %+v", a.peers, tc.want)
+			}
+			if !reflect.DeepEqual(a.dropped, tc.dropped) {
+				t.Errorf("dropped %q, want %q", a.dropped, tc.dropped)
 			}
 			if a.ttl != tc.ttl {
 				t.Errorf("ttl = %d, want %d", a.ttl, tc.ttl)

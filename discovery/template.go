@@ -28,9 +28,10 @@ listen-client-urls: http://0.0.0.0:2379
 data-dir: /var/lib/etcd
 `,
 	// ZooKeeper's server list: server.<ordinal+1>=<name>:2888:3888 (ids
-	// start at 1; a peer without an ordinal takes its position).
+	// start at 1; a peer without an ordinal takes its position; two peers
+	// with one id fail the rendering).
 	"zookeeper": `# ZooKeeper ensemble rendered by peer-finder from {{.Service}}.{{.Namespace}}.svc.{{.Domain}}
-{{range $i, $p := .Peers}}server.{{if ge $p.Ordinal 0}}{{add $p.Ordinal 1}}{{else}}{{add $i 1}}{{end}}={{$p.Name}}:2888:3888
+{{range zookeeperServers .Peers}}server.{{.ID}}={{.Name}}:2888:3888
 {{end}}`,
 	// Everything templates see, as JSON.
 	"json": "{{json .}}\n",
@@ -47,12 +48,45 @@ func BuiltinNames() []string {
 }
 
 var funcs = template.FuncMap{
-	"add":  func(a, b int) int { return a + b },
-	"join": strings.Join,
+	"add":              func(a, b int) int { return a + b },
+	"zookeeperServers": zookeeperServers,
+	"join":             strings.Join,
 	"json": func(v any) (string, error) {
 		b, err := json.MarshalIndent(v, "", "  ")
 		return string(b), err
 	},
+}
+
+// ZookeeperServer is one server.<ID>=<Name> line of a ZooKeeper ensemble.
+type ZookeeperServer struct {
+	ID   int
+	Name string
+}
+
+// zookeeperServers numbers the peers for ZooKeeper: ordinal+1, or
+// position+1 for a peer without an ordinal. Two peers with one id are an
+// error that names both: ZooKeeper needs distinct ids.
+func zookeeperServers(peers []Peer) ([]ZookeeperServer, error) {
+	out := make([]ZookeeperServer, len(peers))
+	why := func(i int) string {
+		if peers[i].Ordinal >= 0 {
+			return fmt.Sprintf("ordinal %d", peers[i].Ordinal)
+		}
+		return fmt.Sprintf("no ordinal, position %d", i)
+	}
+	byID := map[int]int{} // id -> index in peers
+	for i, p := range peers {
+		id := i + 1
+		if p.Ordinal >= 0 {
+			id = p.Ordinal + 1
+		}
+		if j, ok := byID[id]; ok {
+			return nil, fmt.Errorf("zookeeper: server.%d is both %s (%s) and %s (%s)", id, peers[j].Name, why(j), p.Name, why(i))
+		}
+		byID[id] = i
+		out[i] = ZookeeperServer{ID: id, Name: p.Name}
+	}
+	return out, nil
 }
 
 // loadTemplate parses a template file, or a builtin for builtin:<name>.

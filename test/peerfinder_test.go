@@ -75,6 +75,19 @@ func TestPeerFinderAgainstCoreDNS(t *testing.T) {
 		}
 	})
 
+	// Kubernetes' galera and redis StatefulSets write -on-start="/work-dir/on-start.sh" in a YAML
+	// args list, so the quotes reach the program; they are removed as a shell would.
+	t.Run("quoted -on-start as Kubernetes' own specs pass it", func(t *testing.T) {
+		os.Remove(record)
+		res := runPeerFinder(t, pf, append(base, "-hostname", "web-1", "-timeout", "20s", `-on-start="`+onStart+`" '`+record+`' 0`)...)
+		if res.code != 0 {
+			t.Fatalf("exit %d, want 0\n%s", res.code, res.stderr)
+		}
+		if b, _ := os.ReadFile(record); string(b) != pets(0, 12)+"12 web-1.web.demo.svc.cluster.local 1\n" {
+			t.Fatalf("on-start stdin:\n%s", b)
+		}
+	})
+
 	t.Run("no hook prints the peers", func(t *testing.T) {
 		res := runPeerFinder(t, pf, append(base, "-hostname", "web-11", "-timeout", "20s")...)
 		if res.code != 0 || res.stdout != pets(0, 12) {
@@ -145,8 +158,42 @@ status:
 		}
 	})
 
+	t.Run("a signal before the first run exits 128+N", func(t *testing.T) {
+		for _, tc := range []struct {
+			sig  syscall.Signal
+			code int
+		}{{syscall.SIGINT, 130}, {syscall.SIGTERM, 143}} {
+			cmd := exec.Command(pf, append(base, "-hostname", "web-20")...)
+			var stderr pfBuffer
+			cmd.Stderr = &stderr
+			cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			for deadline := time.Now().Add(20 * time.Second); !strings.Contains(stderr.String(), "is not published yet"); time.Sleep(20 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					cmd.Process.Kill()
+					cmd.Wait()
+					t.Fatalf("not waiting for its own name:\n%s", stderr.String())
+				}
+			}
+			cmd.Process.Signal(tc.sig)
+			cmd.Wait()
+			if code := cmd.ProcessState.ExitCode(); code != tc.code {
+				t.Fatalf("%v: exit %d, want %d\n%s", tc.sig, code, tc.code, stderr.String())
+			}
+		}
+	})
+
 	t.Run("bad input exits 2", func(t *testing.T) {
-		for _, args := range [][]string{{"-bogus"}, {"-service", "Web"}, {"-template", "/no/such/file"}, {"-template", "builtin:json", "-out", "/no/such/dir/x"}} {
+		empty := filepath.Join(dir, "empty")
+		os.Mkdir(empty, 0o755)
+		defer func() {
+			if _, err := os.Stat(empty); err != nil {
+				t.Fatalf("the directory given as -ready-file is gone: %v", err)
+			}
+		}()
+		for _, args := range [][]string{{"-health-addr", ":99999"}, {"-ready-file", empty}, {"-template", "builtin:json", "-out", empty}, {"-bogus"}, {"-service", "Web"}, {"-template", "/no/such/file"}, {"-template", "builtin:json", "-out", "/no/such/dir/x"}, {`-on-start="` + onStart}} {
 			res := runPeerFinder(t, pf, append(append([]string{}, base...), args...)...)
 			if res.code != 2 || !strings.HasPrefix(res.stderr, "peer-finder: ") {
 				t.Fatalf("%v: exit %d, stderr:\n%s", args, res.code, res.stderr)
@@ -180,9 +227,8 @@ status:
 
 		want := "--- 12\n" + pets(0, 12)
 		pfWaitFile(t, log, want, &stderr)
-		if _, err := os.Stat(ready); err != nil {
-			t.Fatalf("no ready file after the first run: %v", err)
-		}
+		// The ready file follows the hook's exit, a moment after its output.
+		pfWaitFile(t, ready, pets(0, 12), &stderr)
 		if b, _ := os.ReadFile(etcd); !strings.Contains(string(b), "web-2=http://web-2.web.demo.svc.cluster.local:2380,web-3=") ||
 			!strings.Contains(string(b), "web-9.web.demo.svc.cluster.local:2380,web-10=") {
 			t.Fatalf("etcd config:\n%s", b)

@@ -32,9 +32,19 @@ func main() {
 	klog.InitFlags(kfs)
 	kfs.Set("v", strconv.Itoa(cfg.Verbosity))
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	// The signal is the context's cause: SIGINT before the first run of a
+	// run-once peer-finder exits 130, SIGTERM 143.
+	ctx, cancel := context.WithCancelCause(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		if s, ok := (<-sigs).(syscall.Signal); ok {
+			cancel(&discovery.SignalError{Signal: s})
+		}
+	}()
 	err = discovery.Run(ctx, cfg, discovery.Options{Log: klog.Background()})
-	stop()
+	signal.Stop(sigs)
+	cancel(nil)
 	klog.Flush()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "peer-finder:", err)

@@ -35,7 +35,8 @@ func TestPeerFinderStatefulSet(t *testing.T) {
 	peerFinderAcrossScale(t, ns, func(n int32) { scale(t, ns, "etcd", n) }, true)
 }
 
-// The same with a PetSet run by the ordinal controller.
+// The same with a PetSet run by the ordinal controller, a member that is
+// not ready included.
 func TestPeerFinderPetSet(t *testing.T) {
 	c, _ := startController(t)
 	ns := tb.Namespace(t, "pf-pets")
@@ -45,7 +46,7 @@ func TestPeerFinderPetSet(t *testing.T) {
 	if err := c.Create(ctx, ps); err != nil {
 		t.Fatal(err)
 	}
-	peerFinderAcrossScale(t, ns, func(n int32) { scalePetSet(t, c, ns, "etcd", n) }, false)
+	peerFinderAcrossScale(t, ns, func(n int32) { scalePetSet(t, c, ns, "etcd", n) }, true)
 }
 
 func peerFinderAcrossScale(t *testing.T, ns string, scaleTo func(int32), notReady bool) {
