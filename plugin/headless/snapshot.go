@@ -247,7 +247,7 @@ func (b *builder) ptrNode(rev string) *node {
 		n.ptr = append(n.ptr, dns.PTR{Hdr: b.names.hdr(rev, dns.TypePTR), Ptr: target})
 	}
 	slices.SortFunc(n.ptr, func(x, y dns.PTR) int { return strings.Compare(x.Ptr, y.Ptr) })
-	if have := b.cur.names.other[hash(rev)%shards][rev]; have != nil && slices.Equal(have.ptr, n.ptr) {
+	if have := b.cur.names.other.shard(hash(rev))[rev]; have != nil && slices.Equal(have.ptr, n.ptr) {
 		return have
 	}
 	return n

@@ -120,7 +120,7 @@ func incrementalEqualsFull(t *testing.T, zones names) {
 				}
 				apex := strings.ToLower(k.Name+"."+k.Namespace) + ".svc." + zone
 				pre := apex[:len(apex)-len(zone)]
-				if a, b := prev.names.svcs[svcHash(pre)][apex], snap.names.svcs[svcHash(pre)][apex]; a != b {
+				if a, b := prev.names.svcs.shard(svcHash(pre))[apex], snap.names.svcs.shard(svcHash(pre))[apex]; a != b {
 					t.Fatalf("step %d: rebuilding %v replaced the index of %s", step, keys, apex)
 				}
 			}
