@@ -1,6 +1,7 @@
 package headless
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"net"
@@ -474,8 +475,10 @@ func (z *names) hdr(owner string, t uint16) dns.RR_Header {
 
 // finish orders n's records and spreads the SRV weight evenly.
 func finish(n *node) *node {
-	slices.SortFunc(n.a, func(x, y dns.A) int { return compareIP(x.A, y.A) })
-	slices.SortFunc(n.aaaa, func(x, y dns.AAAA) int { return compareIP(x.AAAA, y.AAAA) })
+	// Every A holds 4 bytes and every AAAA 16 (see build), so byte order
+	// is address order.
+	slices.SortFunc(n.a, func(x, y dns.A) int { return bytes.Compare(x.A, y.A) })
+	slices.SortFunc(n.aaaa, func(x, y dns.AAAA) int { return bytes.Compare(x.AAAA, y.AAAA) })
 	slices.SortFunc(n.srv, func(x, y dns.SRV) int {
 		if c := strings.Compare(x.Target, y.Target); c != 0 {
 			return c
@@ -491,12 +494,6 @@ func finish(n *node) *node {
 		}
 	}
 	return n
-}
-
-func compareIP(a, b net.IP) int {
-	x, _ := netip.AddrFromSlice(a)
-	y, _ := netip.AddrFromSlice(b)
-	return x.Compare(y)
 }
 
 // inZones reports whether name, lowercased and without escapes, is one of
