@@ -17,12 +17,10 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 func dump(t *table) string {
 	var names []string
 	all := map[string]*node{}
-	for _, m := range t.shard {
-		for k, n := range m {
-			names = append(names, k)
-			all[k] = n
-		}
-	}
+	t.each(func(k string, n *node) {
+		names = append(names, k)
+		all[k] = n
+	})
 	slices.Sort(names)
 	var b strings.Builder
 	for _, name := range names {

@@ -38,14 +38,14 @@ func (h *Headless) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 		return h.notOurs(ctx, w, r, nil, key, zi, 0)
 	}
 
-	n := snap.names.get(key, hsh)
+	n, under := snap.names.find(key, hsh, len(h.zones[zi]), h.flat[zi])
 	switch {
 	case n != nil && n.kind == kindName:
 		if q.Qtype == dns.TypeAXFR || q.Qtype == dns.TypeIXFR {
 			return dns.RcodeRefused, nil
 		}
 		return h.answer(w, r, n, zi, snap.serial)
-	case n != nil && n.kind == kindEmptyService, n == nil && h.underService(snap.names, key, zi):
+	case n != nil && n.kind == kindEmptyService, n == nil && under:
 		return h.negative(w, r, dns.RcodeNameError, zi, snap.serial)
 	}
 	return h.notOurs(ctx, w, r, n, key, zi, snap.serial)
@@ -152,18 +152,4 @@ func (h *Headless) mayOwn(key []byte, zi int) bool {
 		return false
 	}
 	return h.reverse[zi] || apexStart(prefix) >= 0
-}
-
-// underService reports whether key is at or below a headless service's
-// name, which makes an unknown key a sure NXDOMAIN.
-func (h *Headless) underService(t *table, key []byte, zi int) bool {
-	prefix := key[:len(key)-len(h.zones[zi])]
-	if h.reverse[zi] || hasEscape(prefix) {
-		return false
-	}
-	s := apexStart(prefix)
-	if s < 0 {
-		return false
-	}
-	return t.get(key[s:], hash(key[s:])) != nil
 }

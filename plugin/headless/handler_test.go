@@ -277,15 +277,22 @@ func TestServeDNSOtherClassGoesNext(t *testing.T) {
 	}
 }
 
-// The SOA serial moves forward with every change.
+// The SOA serial moves forward with every change, and only then: a rebuild
+// that changes nothing publishes nothing.
 func TestSerialChanges(t *testing.T) {
 	l := fixture()
 	h := newTest(t, l, false)
-	first := h.snap.Load().serial
+	first := h.snap.Load()
 	h.publish(l, l.keys())
+	if again := h.snap.Load(); again != first || again.serial != first.serial {
+		t.Fatalf("an unchanged rebuild published serial %d after %d", again.serial, first.serial)
+	}
+	k := svcKey{Namespace: "ns", Name: "web"}
+	l.sl[k] = l.sl[k][:1] // web loses its IPv6 slice
+	h.publish(l, []svcKey{k})
 	second := h.snap.Load().serial
-	if second <= first {
-		t.Fatalf("serial went from %d to %d", first, second)
+	if second <= first.serial {
+		t.Fatalf("serial went from %d to %d", first.serial, second)
 	}
 	resp := run(t, h, test.Case{Qname: "nope.web.ns.svc.cluster.local.", Qtype: dns.TypeA, Rcode: dns.RcodeNameError, Ns: []dns.RR{soa("cluster.local.")}})
 	if got := resp.Ns[0].(*dns.SOA).Serial; got != second {

@@ -5,7 +5,8 @@
 //
 // Services and EndpointSlices come from the Kubernetes API through client-go
 // informers, or from manifest files. Every change publishes an immutable
-// snapshot that ServeDNS reads with one atomic load and one map lookup.
+// snapshot that ServeDNS reads with one atomic load and two map lookups
+// (the service's index, then the name in it).
 package headless
 
 import (
@@ -28,6 +29,7 @@ type Headless struct {
 	// tells which of them are reverse zones.
 	zones   []string
 	reverse []bool
+	flat    []bool // per zone: its names are looked up without a service index (see flatZone)
 	names   names
 	negTTL  uint32
 	soa     []dns.SOA // one template per zone; ServeDNS fills in the serial
@@ -47,8 +49,12 @@ type source interface {
 
 // publish rebuilds the named services and makes the result visible to
 // ServeDNS.
+// A build that changed nothing publishes nothing: the snapshot, and with it
+// the SOA serial, stay as they are.
 func (h *Headless) publish(l lister, keys []svcKey) {
-	h.snap.Store(h.builder.apply(l, keys))
+	if next := h.builder.apply(l, keys); next != h.snap.Load() {
+		h.snap.Store(next)
+	}
 }
 
 // newSOA makes the SOA template of one zone. The negative TTL is both the

@@ -228,8 +228,9 @@ func (h *Headless) configure(zones []string, ttl, negTTL uint32) error {
 	if len(h.names.forward) == 0 {
 		return fmt.Errorf("zones %s: at least one zone must be a forward zone (such as cluster.local)", strings.Join(zones, " "))
 	}
-	for _, z := range h.zones {
+	for i, z := range h.zones {
 		h.soa = append(h.soa, newSOA(z, h.names.forward[0], negTTL))
+		h.flat = append(h.flat, h.reverse[i] || flatZone(z, h.zones))
 	}
 	h.builder = newBuilder(h.names)
 	return nil

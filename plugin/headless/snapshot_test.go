@@ -3,6 +3,7 @@ package headless
 import (
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -10,54 +11,129 @@ import (
 )
 
 // Rebuilding only the services that changed gives the same table as
-// building everything from scratch, through any sequence of changes.
+// building everything from scratch, through any sequence of changes; a
+// change swaps the indexes of the services it names and leaves every other
+// service's index the very same; and a rebuild that changes nothing
+// returns the published snapshot itself, serial and all.
 func TestIncrementalEqualsFull(t *testing.T) {
+	tests := []struct {
+		name  string
+		zones names
+	}{
+		{"one zone", names{forward: []string{"cluster.local."}, reverse: []string{"in-addr.arpa.", "ip6.arpa."}, ttl: 5}},
+		{"two zones", names{forward: []string{"cluster.local.", "example.org."}, reverse: []string{"10.in-addr.arpa."}, ttl: 5}},
+		// ns1.svc.cluster.local. shadows part of cluster.local., which
+		// then keeps its names flat.
+		{"nested zones", names{forward: []string{"cluster.local.", "ns1.svc.cluster.local."}, reverse: []string{"in-addr.arpa."}, ttl: 5}},
+		{"pod names", names{forward: []string{"cluster.local."}, reverse: []string{"in-addr.arpa.", "ip6.arpa."}, ttl: 5, podNames: true}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { incrementalEqualsFull(t, tc.zones) })
+	}
+}
+
+func incrementalEqualsFull(t *testing.T, zones names) {
 	r := rand.New(rand.NewPCG(1, 2))
-	zones := names{forward: []string{"cluster.local."}, reverse: []string{"in-addr.arpa.", "ip6.arpa."}, ttl: 5}
 	inc := newBuilder(zones)
 	l := newStatic()
 	var (
-		old     *table
-		oldDump string
+		prev     *snapshot
+		prevDump string
 	)
-	for step := 0; step < 400; step++ {
-		k := svcKey{Namespace: fmt.Sprintf("ns%d", r.IntN(3)), Name: fmt.Sprintf("s%d", r.IntN(6))}
-		switch r.IntN(5) {
-		case 0:
-			delete(l.svcs, k)
-		case 1:
-			s := svc(k.Namespace, k.Name, r.IntN(4) > 0)
-			l.svcs[k] = s
-		default:
-			if l.svcs[k] == nil {
-				l.svcs[k] = svc(k.Namespace, k.Name, true)
+	for step := 0; step < 600; step++ {
+		var keys []svcKey
+		unchanged := r.IntN(6) == 0
+		for range 1 + r.IntN(3) {
+			k := svcKey{Namespace: fmt.Sprintf("ns%d", r.IntN(3)), Name: fmt.Sprintf("s%d", r.IntN(6))}
+			keys = append(keys, k)
+			if unchanged {
+				continue // rebuild without a change
 			}
-			var eps []ep
-			for i := range r.IntN(5) {
-				e := ep{addr: fmt.Sprintf("10.244.%d.%d", r.IntN(2), r.IntN(8))}
-				if r.IntN(3) > 0 {
-					e.hostname = fmt.Sprintf("h%d", i)
+			switch r.IntN(5) {
+			case 0:
+				delete(l.svcs, k)
+			case 1:
+				l.svcs[k] = svc(k.Namespace, k.Name, r.IntN(4) > 0)
+			default:
+				if l.svcs[k] == nil {
+					l.svcs[k] = svc(k.Namespace, k.Name, true)
 				}
-				if r.IntN(5) == 0 {
-					e.ready = notReady
+				var eps []ep
+				for i := range r.IntN(5) {
+					e := ep{addr: fmt.Sprintf("10.244.%d.%d", r.IntN(2), r.IntN(8))}
+					if r.IntN(3) > 0 {
+						e.hostname = fmt.Sprintf("h%d", i*r.IntN(2)) // sometimes h0 twice
+					}
+					if r.IntN(5) == 0 {
+						e.ready = notReady
+					}
+					eps = append(eps, e)
 				}
-				eps = append(eps, e)
-			}
-			ports := []discovery.EndpointPort{epPort(fmt.Sprintf("p%d", r.IntN(2)), corev1.ProtocolTCP, int32(r.IntN(3)+80))}
-			l.sl[k] = []*discovery.EndpointSlice{slice(k.Namespace, k.Name, "s", discovery.AddressTypeIPv4, ports, eps...)}
-			if r.IntN(3) == 0 {
-				l.sl[k] = append(l.sl[k], slice(k.Namespace, k.Name, "v6", discovery.AddressTypeIPv6, ports, ep{addr: fmt.Sprintf("fd00::%d", r.IntN(4)), hostname: "h0"}))
+				ports := []discovery.EndpointPort{epPort(fmt.Sprintf("p%d", r.IntN(2)), corev1.ProtocolTCP, int32(r.IntN(3)+80))}
+				if r.IntN(3) == 0 {
+					ports = append(ports, epPort(fmt.Sprintf("p%d", r.IntN(2)), corev1.ProtocolUDP, int32(r.IntN(3)+80)))
+				}
+				s := slice(k.Namespace, k.Name, "s", discovery.AddressTypeIPv4, ports, eps...)
+				for i := range s.Endpoints {
+					s.Endpoints[i].TargetRef = &corev1.ObjectReference{Name: fmt.Sprintf("pod-%d", r.IntN(4))}
+				}
+				l.sl[k] = []*discovery.EndpointSlice{s}
+				if r.IntN(3) == 0 {
+					l.sl[k] = append(l.sl[k], slice(k.Namespace, k.Name, "v6", discovery.AddressTypeIPv6, ports, ep{addr: fmt.Sprintf("fd00::%d", r.IntN(4)), hostname: "h0"}))
+				}
 			}
 		}
-		snap := inc.apply(l, []svcKey{k})
+		snap := inc.apply(l, keys)
 		full := newBuilder(zones).apply(l, l.keys())
 		if got, want := dump(snap.names), dump(full.names); got != want {
-			t.Fatalf("step %d (%s): incremental build differs from a full one:\n%s\nwant:\n%s", step, k, got, want)
+			t.Fatalf("step %d (%v): incremental build differs from a full one:\n%s\nwant:\n%s", step, keys, got, want)
+		}
+		if got, want := inc.indexed+inc.named, snap.names.len(); got != want {
+			t.Fatalf("step %d: the builder counts %d names, the table holds %d", step, got, want)
+		}
+		if prev == nil {
+			prev, prevDump = snap, dump(snap.names)
+			continue
 		}
 		// The previous table must be untouched by the new build.
-		if old != nil && (old == snap.names || dump(old) != oldDump) {
+		if dump(prev.names) != prevDump {
 			t.Fatalf("step %d: the build changed a published table", step)
 		}
-		old, oldDump = snap.names, dump(snap.names)
+		switch {
+		case snap == prev:
+			// Nothing changed, so nothing was published.
+		case unchanged:
+			t.Fatalf("step %d: a rebuild without changes published a new snapshot (serial %d after %d)", step, snap.serial, prev.serial)
+		case snap.serial <= prev.serial:
+			t.Fatalf("step %d: serial went from %d to %d", step, prev.serial, snap.serial)
+		case snap.names == prev.names:
+			t.Fatalf("step %d: a new snapshot with the old table", step)
+		}
+		// Services that were not rebuilt keep their index pointer.
+		for k := range l.svcs {
+			if containsKey(keys, k) {
+				continue
+			}
+			for i, zone := range zones.forward {
+				if inc.flat[i] {
+					continue
+				}
+				apex := strings.ToLower(k.Name+"."+k.Namespace) + ".svc." + zone
+				pre := apex[:len(apex)-len(zone)]
+				if a, b := prev.names.svcs.shard(svcHash(pre))[apex], snap.names.svcs.shard(svcHash(pre))[apex]; a != b {
+					t.Fatalf("step %d: rebuilding %v replaced the index of %s", step, keys, apex)
+				}
+			}
+		}
+		prev, prevDump = snap, dump(snap.names)
 	}
+}
+
+func containsKey(keys []svcKey, k svcKey) bool {
+	for _, x := range keys {
+		if x == k {
+			return true
+		}
+	}
+	return false
 }

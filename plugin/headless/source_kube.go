@@ -107,7 +107,7 @@ func (s *kubeSource) start(publish func(lister, []svcKey)) error {
 		}
 		if _, err := p.services.AddEventHandler(cache.ResourceEventHandlerFuncs{
 			AddFunc:    func(o any) { s.serviceChanged(o) },
-			UpdateFunc: func(_, o any) { s.serviceChanged(o) },
+			UpdateFunc: s.serviceUpdated,
 			DeleteFunc: func(o any) { s.serviceChanged(o) },
 		}); err != nil {
 			cancel()
@@ -115,7 +115,7 @@ func (s *kubeSource) start(publish func(lister, []svcKey)) error {
 		}
 		if _, err := p.slices.AddEventHandler(cache.ResourceEventHandlerFuncs{
 			AddFunc:    func(o any) { s.sliceChanged(nil, o) },
-			UpdateFunc: func(old, o any) { s.sliceChanged(old, o) },
+			UpdateFunc: s.sliceUpdated,
 			DeleteFunc: func(o any) { s.sliceChanged(nil, o) },
 		}); err != nil {
 			cancel()
@@ -216,6 +216,31 @@ func (s *kubeSource) sliceChanged(old, o any) {
 		trigger, _ = time.Parse(time.RFC3339Nano, sl.Annotations[corev1.EndpointsLastChangeTriggerTime])
 	}
 	s.mark(svcKey{Namespace: sl.Namespace, Name: name}, trigger)
+}
+
+// serviceUpdated and sliceUpdated take informer updates; those that carry
+// the object the informer had already are dropped (see sameVersion).
+func (s *kubeSource) serviceUpdated(old, o any) {
+	if !sameVersion(old, o) {
+		s.serviceChanged(o)
+	}
+}
+
+func (s *kubeSource) sliceUpdated(old, o any) {
+	if !sameVersion(old, o) {
+		s.sliceChanged(old, o)
+	}
+}
+
+// sameVersion reports whether an informer update carries the object it
+// had already: a relist after a lost watch or an API server restart
+// delivers every object again as an update. Such an update changes
+// nothing, so it rebuilds nothing, and its trigger time, which may be
+// hours old, measures no DNS programming.
+func sameVersion(old, o any) bool {
+	a, ok1 := old.(metav1.Object)
+	b, ok2 := o.(metav1.Object)
+	return ok1 && ok2 && a.GetResourceVersion() != "" && a.GetResourceVersion() == b.GetResourceVersion()
 }
 
 // watchError counts a failed list or watch, then lets client-go log it and

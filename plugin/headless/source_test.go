@@ -256,3 +256,53 @@ func TestManifestSourceConfigMap(t *testing.T) {
 	version("..2026_11_28_10_05_00.000000002", "10.244.0.2")
 	eventually(t, "the ConfigMap update", func() bool { return equal(answers(h, name), "10.244.0.2") })
 }
+
+// Informer updates that carry the object the informer had already (a
+// relist after a lost watch or an API server restart delivers every object
+// again) mark nothing dirty, so they rebuild nothing and feed no trigger
+// time, however old, into the programming latency.
+func TestKubeSourceIgnoresSameVersion(t *testing.T) {
+	old := time.Now().Add(-3 * time.Hour).Format(time.RFC3339Nano)
+	sl := slice("ns", "web", "web-abc", discovery.AddressTypeIPv4, nil, ep{addr: "10.244.0.1", hostname: "web-0"})
+	sl.ResourceVersion = "7"
+	sl.Annotations = map[string]string{corev1.EndpointsLastChangeTriggerTime: old}
+	sv := svc("ns", "web", true)
+	sv.ResourceVersion = "8"
+	k := svcKey{Namespace: "ns", Name: "web"}
+
+	tests := []struct {
+		name    string
+		update  func(s *kubeSource)
+		dirty   bool
+		trigger bool // a trigger time is pending
+	}{
+		{"slice relisted", func(s *kubeSource) { s.sliceUpdated(sl, sl.DeepCopy()) }, false, false},
+		{"service relisted", func(s *kubeSource) { s.serviceUpdated(sv, sv.DeepCopy()) }, false, false},
+		{"slice changed", func(s *kubeSource) {
+			next := sl.DeepCopy()
+			next.ResourceVersion = "9"
+			s.sliceUpdated(sl, next)
+		}, true, true},
+		{"service changed", func(s *kubeSource) {
+			next := sv.DeepCopy()
+			next.ResourceVersion = "10"
+			s.serviceUpdated(sv, next)
+		}, true, false},
+		// Without resource versions (a fake clientset) nothing is dropped.
+		{"no versions", func(s *kubeSource) {
+			a, b := sl.DeepCopy(), sl.DeepCopy()
+			a.ResourceVersion, b.ResourceVersion = "", ""
+			s.sliceUpdated(a, b)
+		}, true, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &kubeSource{dirty: map[svcKey]time.Time{}, wake: make(chan struct{}, 1), synced: true}
+			tc.update(s)
+			trigger, dirty := s.dirty[k]
+			if dirty != tc.dirty || !trigger.IsZero() != tc.trigger {
+				t.Fatalf("dirty %v (trigger %v), want dirty %v with a trigger %v", dirty, trigger, tc.dirty, tc.trigger)
+			}
+		})
+	}
+}
