@@ -25,9 +25,14 @@ func main() {
 		leaderElect    = flag.Bool("leader-elect", true, "elect a leader, so that only one replica acts at a time")
 		leaderElectNS  = flag.String("leader-election-namespace", "", "namespace of the leader-election lease (default: the pod's own)")
 		maxConcurrency = flag.Int("concurrent-syncs", 5, "PetSets reconciled at once")
+		version        = flag.Bool("version", false, "print the version and exit")
 	)
 	klog.InitFlags(nil)
 	flag.Parse()
+	if *version {
+		fmt.Println("ordinal-controller", controller.Version)
+		return
+	}
 	ctrl.SetLogger(klog.NewKlogr())
 
 	scheme := runtime.NewScheme()
