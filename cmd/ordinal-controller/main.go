@@ -64,6 +64,9 @@ func main() {
 	if err := r.SetupWithManager(mgr, *maxConcurrency); err != nil {
 		fail(err)
 	}
+	if err := controller.RegisterStatusMetrics(mgr.GetClient()); err != nil {
+		fail(err)
+	}
 	mgr.AddHealthzCheck("ping", healthz.Ping)
 	mgr.AddReadyzCheck("ping", healthz.Ping)
 	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
