@@ -13,7 +13,7 @@ CLUSTER_DIR ?= $(CURDIR)/.cache/cluster
 
 # Images: named $(REGISTRY)/<name>:<version>, the version from
 # `git describe --tags --always --dirty` (leading v dropped) unless VERSION
-# is set. deploy/ references the released tag (see deploy/README.md).
+# is set. deploy/ references the released tag (README.md, "Images").
 REGISTRY  ?= ghcr.io/petset
 PLATFORMS ?= linux/amd64,linux/arm64
 VERSION   ?=
