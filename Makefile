@@ -72,6 +72,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./plugin/headless/manifest/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseSRV$$' -fuzztime $(FUZZTIME) ./discovery/
 	$(GO) test -run '^$$' -fuzz '^FuzzResolvConf$$' -fuzztime $(FUZZTIME) ./discovery/
+	$(GO) -C build test -run '^$$' -fuzz '^FuzzParsePlatforms$$' -fuzztime $(FUZZTIME) ./image/
 
 # The control-plane binaries, built once and cached under .cache/testbed.
 testbed:

@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"sort"
 	"strings"
@@ -272,6 +273,8 @@ func Build(ctx context.Context, root string, b Binary, platforms []v1.Platform, 
 	return Index(images, s)
 }
 
+var goToken = regexp.MustCompile(`^[a-z0-9]+$`)
+
 // ParsePlatforms reads a comma-separated list such as
 // "linux/amd64,linux/arm64".
 func ParsePlatforms(list string) ([]v1.Platform, error) {
@@ -287,6 +290,9 @@ func ParsePlatforms(list string) ([]v1.Platform, error) {
 		}
 		if p.OS != "linux" {
 			return nil, fmt.Errorf("platform %q: only linux images are built", f)
+		}
+		if !goToken.MatchString(p.Architecture) || p.Variant != "" && !goToken.MatchString(p.Variant) || p.OSVersion != "" {
+			return nil, fmt.Errorf("platform %q: want linux/<arch>[/<variant>], such as linux/arm64", f)
 		}
 		out = append(out, *p)
 	}

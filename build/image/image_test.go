@@ -386,6 +386,10 @@ func TestParsePlatforms(t *testing.T) {
 		{"", nil, true},
 		{"windows/amd64", nil, true},
 		{"linux/amd64,,", []string{"linux/amd64"}, false},
+		{"linux", nil, true},
+		{"linux/ :", nil, true},
+		{"linux/amd64:10", nil, true},
+		{"linux/arm/v7", []string{"linux/arm/v7"}, false},
 	}
 	for _, tc := range tests {
 		ps, err := ParsePlatforms(tc.in)
@@ -411,4 +415,30 @@ func TestImageNeedsStamp(t *testing.T) {
 	if _, err := Lookup("nope"); err == nil {
 		t.Error("Lookup of an unknown name succeeded")
 	}
+}
+
+// ParsePlatforms never panics; what it accepts is a non-empty list of
+// linux platforms that print back as they parse.
+func FuzzParsePlatforms(f *testing.F) {
+	for _, s := range []string{"linux/amd64,linux/arm64", " linux/arm64 ", "", "windows/amd64", "linux/arm/v7", "linux/amd64,,", "/", "linux//"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		ps, err := ParsePlatforms(s)
+		if err != nil {
+			return
+		}
+		if len(ps) == 0 {
+			t.Fatalf("%q: no platforms and no error", s)
+		}
+		for _, p := range ps {
+			if p.OS != "linux" || p.Architecture == "" {
+				t.Fatalf("%q: accepted %s", s, p)
+			}
+			again, err := v1.ParsePlatform(p.String())
+			if err != nil || again.String() != p.String() {
+				t.Fatalf("%q: %s does not parse back (%v)", s, p, err)
+			}
+		}
+	})
 }
