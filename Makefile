@@ -2,6 +2,8 @@
 #
 #   make demo   serve headless-service DNS from corefile/demo on 127.0.0.1:1053
 #   make test   everything CI runs
+#   make images OCI images of coredns, ordinal-controller and peer-finder in bin/images
+#   make push REGISTRY=registry/path   build the images and push them there
 
 SHELL := /bin/bash
 GO    ?= go
@@ -11,13 +13,28 @@ FUZZMIN  ?= 2s
 
 CLUSTER_DIR ?= $(CURDIR)/.cache/cluster
 
-.PHONY: all build demo test setup lint generate verify-generated unit fuzz e2e testbed cluster-up cluster-down bench dnsperf clean
+# Images: named $(REGISTRY)/<name>:<version>, the version from
+# `git describe --tags --always --dirty` (leading v dropped) unless VERSION
+# is set. deploy/ references the released tag (README.md, "Images").
+REGISTRY  ?= ghcr.io/petset
+PLATFORMS ?= linux/amd64,linux/arm64
+VERSION   ?=
+
+.PHONY: all build demo test setup lint generate verify-generated unit fuzz e2e testbed cluster-up cluster-down bench dnsperf clean images push
 
 all: build
 
 build:
 	$(GO) build -o bin/coredns ./cmd/coredns
 	$(GO) build -o bin/peer-finder ./cmd/peer-finder
+
+# The image builder is the module in build/ (go-containerregistry stays out
+# of the main module's dependency graph).
+images:
+	$(GO) -C build run ./cmd/images -root $(CURDIR) -out $(CURDIR)/bin/images -platforms $(PLATFORMS) -registry $(REGISTRY) $(if $(VERSION),-version $(VERSION))
+
+push: images
+	$(GO) -C build run ./cmd/images -push -out $(CURDIR)/bin/images -registry $(REGISTRY)
 
 demo:
 	$(GO) run ./cmd/coredns -conf corefile/demo.Corefile
@@ -36,6 +53,7 @@ lint: verify-generated
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) -C build vet ./...
 
 # generate rewrites the deepcopy functions and the PetSet CRD from
 # api/v1alpha1 with the controller-gen release named in the CRD.
@@ -58,6 +76,11 @@ verify-generated:
 		cp $$tmp/deepcopy.go api/v1alpha1/zz_generated.deepcopy.go; \
 		echo "generated files out of date: run make generate"; exit 1; fi
 
+# build/ (the image builder) runs without the race detector: it builds the
+# three binaries with go build and gzips them, and under -race go-containerregistry's
+# compression and hashing of the 60 MB CoreDNS layer take minutes instead of
+# seconds; its only concurrency is that library's own.
+#
 # ./test starts whole CoreDNS servers one after another in one process.
 # CoreDNS's kubernetes plugin sets klog's logger in every setup while the
 # previous server's reflectors may still read it: an upstream race, so that
@@ -65,6 +88,7 @@ verify-generated:
 unit:
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v '^petset.dev/petset/test$$')
 	$(GO) test -count=1 ./test/
+	$(GO) -C build test -count=1 ./...
 
 # Bounded runs of the fuzz targets; the seed corpora also run in 'unit'.
 fuzz:
@@ -75,6 +99,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzResolvConf$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) ./discovery/
 	$(GO) test -run '^$$' -fuzz '^FuzzCanonicalJSON$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) ./controller/
 	$(GO) test -run '^$$' -fuzz '^FuzzSplitWords$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) ./discovery/
+	$(GO) -C build test -run '^$$' -fuzz '^FuzzParsePlatforms$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) ./image/
 
 # The control-plane binaries, built once and cached under .cache/testbed.
 testbed:
@@ -82,7 +107,7 @@ testbed:
 
 # End-to-end: a real control plane, CoreDNS from cmd/coredns, and dig.
 e2e: setup testbed
-	$(GO) test -tags e2e -count=1 -v -timeout 20m ./test/e2e/ 2>&1 | grep -vE '^=== (RUN|PAUSE|CONT)'; exit $${PIPESTATUS[0]}
+	$(GO) test -tags e2e -count=1 -v -timeout 35m ./test/e2e/ 2>&1 | grep -vE '^=== (RUN|PAUSE|CONT)'; exit $${PIPESTATUS[0]}
 
 # A control plane for trying things by hand: KUBECONFIG=$(CLUSTER_DIR)/kubeconfig
 cluster-up: testbed

@@ -76,11 +76,11 @@ func corefiles(t *testing.T) []example {
 		}
 		return nil
 	})
-	return out
+	return append(out, deployCorefiles(t)...)
 }
 
-// TestCorefiles starts CoreDNS from every Corefile in corefile/ and every
-// Corefile example in a README, and queries each one: a served headless
+// TestCorefiles starts CoreDNS from every Corefile in corefile/, every
+// Corefile example in a README and every Corefile ConfigMap in deploy/, and queries each one: a served headless
 // name must be answered (from manifests), or be SERVFAIL while the
 // Kubernetes source cannot sync, never NXDOMAIN.
 func TestCorefiles(t *testing.T) {

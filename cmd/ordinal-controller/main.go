@@ -25,9 +25,14 @@ func main() {
 		leaderElect    = flag.Bool("leader-elect", true, "elect a leader, so that only one replica acts at a time")
 		leaderElectNS  = flag.String("leader-election-namespace", "", "namespace of the leader-election lease (default: the pod's own in a cluster, else the kubeconfig context's, else default)")
 		maxConcurrency = flag.Int("concurrent-syncs", 5, "PetSets reconciled at once")
+		version        = flag.Bool("version", false, "print the version and exit")
 	)
 	klog.InitFlags(nil)
 	flag.Parse()
+	if *version {
+		fmt.Println("ordinal-controller", controller.Version)
+		return
+	}
 	ctrl.SetLogger(klog.NewKlogr())
 
 	scheme := runtime.NewScheme()
@@ -71,6 +76,9 @@ func main() {
 		Pets:      controller.NewPetControl(mgr.GetClient(), mgr.GetEventRecorder("ordinal-controller")),
 	}
 	if err := r.SetupWithManager(mgr, *maxConcurrency); err != nil {
+		fail(err)
+	}
+	if err := controller.RegisterStatusMetrics(mgr.GetClient()); err != nil {
 		fail(err)
 	}
 	mgr.AddHealthzCheck("ping", healthz.Ping)

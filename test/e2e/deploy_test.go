@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -53,6 +54,32 @@ func documents(t *testing.T, path string) []*unstructured.Unstructured {
 	}
 }
 
+// kustomizationFiles returns the manifest files the kustomization in dir
+// names, following directory resources (overlays and bases) depth first.
+func kustomizationFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	var kust struct {
+		Resources []string `json:"resources"`
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "kustomization.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sigsyaml.Unmarshal(b, &kust); err != nil {
+		t.Fatalf("%s: %v", dir, err)
+	}
+	var out []string
+	for _, r := range kust.Resources {
+		p := filepath.Join(dir, r)
+		if fi, err := os.Stat(p); err == nil && fi.IsDir() {
+			out = append(out, kustomizationFiles(t, p)...)
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
 // Everything `kubectl apply -k deploy/` would send is accepted by the API
 // server (server-side dry run), and the CRD's schema rejects a bad PetSet
 // with a message that names the field.
@@ -68,17 +95,6 @@ func TestDeployManifests(t *testing.T) {
 	}
 	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
 
-	var kust struct {
-		Namespace string   `json:"namespace"`
-		Resources []string `json:"resources"`
-	}
-	b, err := os.ReadFile("../../deploy/kustomization.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sigsyaml.Unmarshal(b, &kust); err != nil {
-		t.Fatal(err)
-	}
 	ns := tb.Namespace(t, "deploy")
 	apply := func(u *unstructured.Unstructured, namespace string, dryRun bool) error {
 		gvk := u.GroupVersionKind()
@@ -102,8 +118,14 @@ func TestDeployManifests(t *testing.T) {
 		return err
 	}
 	count := 0
-	for _, res := range kust.Resources {
-		for _, u := range documents(t, filepath.Join("../../deploy", res)) {
+	files := kustomizationFiles(t, "../../deploy")
+	for _, dir := range []string{"controller", "dns", "crd"} {
+		if !slices.ContainsFunc(files, func(f string) bool { return strings.HasPrefix(f, "../../deploy/"+dir+"/") }) {
+			t.Errorf("deploy/kustomization.yaml does not reach deploy/%s: %v", dir, files)
+		}
+	}
+	for _, res := range files {
+		for _, u := range documents(t, res) {
 			// The kustomization's namespace does not exist in this dry
 			// run; a test namespace stands in for it.
 			if u.GetKind() == "Namespace" {

@@ -11,7 +11,7 @@ cache=${1:-${PETSET_TESTBED_CACHE:-$root/.cache/testbed}}
 kwok_version=v0.8.0
 key=$( (cat "$here/go.mod" "$here/go.sum"; echo "kwok $kwok_version") | sha256sum | cut -c1-16)
 out=$cache/$key
-bins=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
+bins=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok kubectl)
 files=(kwok-stages.yaml)
 missing=0
 for b in "${bins[@]}"; do [ -x "$out/$b" ] || missing=1; done
@@ -30,6 +30,20 @@ build etcd go.etcd.io/etcd/server/v3
 build kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
 build kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager
 build kube-scheduler k8s.io/kubernetes/cmd/kube-scheduler
+# kubectl at the control plane's version, for applying deploy/ with -k. It
+# comes from the same k8s.io/kubernetes module and versions (go.mod), but
+# its packages need go.sum lines the others do not; adding them to go.sum
+# would change the cache key and rebuild everything above. So it is built
+# from a scratch copy of the module, whose go.sum may grow, and a cache
+# built before it gains only kubectl.
+if [ ! -x "$out/kubectl" ]; then
+	echo "building kubectl" >&2
+	scratch=$(mktemp -d)
+	cp "$here/go.mod" "$here/go.sum" "$here/tools.go" "$scratch/"
+	(cd "$scratch" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$out/kubectl.tmp" k8s.io/kubernetes/cmd/kubectl) >&2
+	rm -rf "$scratch"
+	mv "$out/kubectl.tmp" "$out/kubectl"
+fi
 # kwok pins its own Kubernetes libraries, which clash with the v0.34 ones
 # above: install it from its own module.
 if [ ! -x "$out/kwok" ]; then
