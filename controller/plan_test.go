@@ -48,6 +48,14 @@ func TestDecide(t *testing.T) {
 		{name: "rolling update: maxUnavailable 2", want: with(ordered, func(w *Want) { w.MaxUnavailable = 2 }), pets: pets("r1", true, 0, 1, 2), delete: []int{2, 1}},
 		{name: "rolling update: partition", want: with(ordered, func(w *Want) { w.Partition = 2 }), pets: append(pets("r1", true, 0, 1), pets("r2", true, 2)...)},
 		{name: "on delete: nothing", want: with(ordered, func(w *Want) { w.RollingUpdate = false }), pets: pets("r1", true, 0, 1, 2)},
+		// StatefulSet counts the partition from the start ordinal: with
+		// start 5, replicas 3 and partition 2 only ordinal 7 is updated.
+		{name: "partition counts from the start ordinal", want: with(ordered, func(w *Want) { w.Start, w.End, w.Partition = 5, 8, 2 }),
+			pets: pets("r1", true, 5, 6, 7), delete: []int{7}},
+		{name: "partition from the start ordinal: 6 stays", want: with(ordered, func(w *Want) { w.Start, w.End, w.Partition = 5, 8, 2 }),
+			pets: append(pets("r1", true, 5, 6), pets("r2", true, 7)...)},
+		{name: "partition from the start ordinal: stuck pet below it stays", want: with(ordered, func(w *Want) { w.Start, w.End, w.Partition, w.Parallel = 5, 8, 2, true }),
+			pets: append(append(pets("r1", true, 5), pets("r2", true, 7)...), Pet{Ordinal: 6, Revision: "r1"})},
 		{name: "stuck rollout: a broken old pet is replaced", want: ordered,
 			pets: append(pets("r2", true, 0, 1), Pet{Ordinal: 2, Revision: "r1"}), delete: []int{2}},
 		{name: "stuck rollout, ordered: broken old pet below others", want: ordered,
@@ -198,6 +206,8 @@ func TestDue(t *testing.T) {
 		{"on delete: always the update", with(func(w *Want) { w.RollingUpdate = false }), pets("old", true, 1, 2, 3), 0, "new"},
 		{"no current revision", with(func(w *Want) { w.Current = "" }), nil, 0, "new"},
 		{"no update in progress", with(func(w *Want) { w.Current = "new" }), nil, 0, "new"},
+		{"partition from the start ordinal", with(func(w *Want) { w.Start, w.End, w.Partition = 5, 8, 2 }), pets("new", true, 7), 6, "old"},
+		{"at the partition from the start ordinal", with(func(w *Want) { w.Start, w.End, w.Partition = 5, 8, 2 }), pets("new", true, 6), 7, "new"},
 	}
 	for _, tc := range tests {
 		if got := tc.want.Due(tc.o, tc.pets); got != tc.due {

@@ -144,8 +144,10 @@ type UpdateStrategy struct {
 
 // RollingUpdate tunes a rolling update.
 type RollingUpdate struct {
-	// Partition: pets with an ordinal below it keep their revision, and
-	// are made again from the current revision's template if they go.
+	// Partition: the first Partition pets, counted from the start
+	// ordinal (ordinals below ordinals.start+partition, as in a
+	// StatefulSet), keep their revision, and are made again from the
+	// current revision's template if they go.
 	// +kubebuilder:validation:Minimum=0
 	// +optional
 	Partition *int32 `json:"partition,omitempty"`
