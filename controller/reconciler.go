@@ -249,15 +249,20 @@ func (r *Reconciler) writeStatus(ctx context.Context, ps *v1alpha1.PetSet, owned
 		st.Members = append(st.Members, m)
 	}
 	st.UpdatedReplicas = revisions[want.Revision]
+	// The update is complete, as StatefulSet's completeRollingUpdate
+	// says, when every pet is at the update revision and Ready: under
+	// Parallel the plan does not wait for readiness, so it is checked
+	// here too.
+	n := want.End - want.Start
 	done := len(plan.Create) == 0 && len(plan.Delete) == 0 && plan.Wait == "" &&
-		int(st.UpdatedReplicas) == want.End-want.Start && int(st.Replicas) == want.End-want.Start
+		int(st.UpdatedReplicas) == n && int(st.Replicas) == n && int(st.ReadyReplicas) == n
 	if st.CurrentRevision == "" || done {
 		st.CurrentRevision = want.Revision
 	}
 	st.CurrentReplicas = revisions[st.CurrentRevision]
 
 	readyCond := metav1.Condition{Type: "Ready", Status: metav1.ConditionFalse, Reason: "Progressing", Message: plan.Wait, ObservedGeneration: ps.Generation}
-	if done && int(st.ReadyReplicas) == want.End-want.Start {
+	if done {
 		readyCond.Status, readyCond.Reason, readyCond.Message = metav1.ConditionTrue, "AllPetsReady", strconv.Itoa(int(st.ReadyReplicas))+" pets ready"
 	}
 	meta.SetStatusCondition(&st.Conditions, readyCond)

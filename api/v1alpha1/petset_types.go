@@ -210,7 +210,9 @@ type PetSetStatus struct {
 	// +optional
 	UpdatedReplicas int32 `json:"updatedReplicas,omitempty"`
 	// CurrentRevision is the revision the pets had before the update in
-	// progress; pets below the partition are made again at it.
+	// progress; pets below the partition are made again at it. It becomes
+	// UpdateRevision once every pet is at UpdateRevision and Ready, as
+	// for a StatefulSet.
 	// +optional
 	CurrentRevision string `json:"currentRevision,omitempty"`
 	// UpdateRevision is the revision of the current template: the
