@@ -232,3 +232,34 @@ func TestOrdinal(t *testing.T) {
 		}
 	}
 }
+
+// The requeue for minReadySeconds waits for the first pet to become
+// available, whatever the order of the pets, and skips Terminating ones,
+// which never do (one Ready long ago would give a delay <= 0: no requeue).
+func TestNextAvailable(t *testing.T) {
+	now := time.Now()
+	w := Want{MinReadySeconds: time.Minute, Now: now}
+	ready := func(o int, ago time.Duration, terminating bool) Pet {
+		return Pet{Ordinal: o, Ready: true, ReadySince: now.Add(-ago), Terminating: terminating}
+	}
+	slack := 100 * time.Millisecond
+	tests := []struct {
+		name string
+		want Want
+		pets []Pet
+		next time.Duration
+	}{
+		{"none waiting", w, []Pet{ready(0, 2*time.Minute, false)}, 0},
+		{"no minReadySeconds", Want{Now: now}, []Pet{ready(0, time.Second, false)}, 0},
+		{"the soonest listed last", w, []Pet{ready(0, 10*time.Second, false), ready(1, 50*time.Second, false)}, 10*time.Second + slack},
+		{"the soonest listed first", w, []Pet{ready(0, 50*time.Second, false), ready(1, 10*time.Second, false)}, 10*time.Second + slack},
+		{"terminating pet ready long ago skipped", w, []Pet{ready(0, time.Hour, true), ready(1, 30*time.Second, false)}, 30*time.Second + slack},
+		{"terminating pet ready lately skipped", w, []Pet{ready(0, 55*time.Second, true), ready(1, 30*time.Second, false)}, 30*time.Second + slack},
+		{"not ready: nothing to wait for", w, []Pet{{Ordinal: 0}}, 0},
+	}
+	for _, tc := range tests {
+		if got := tc.want.nextAvailable(tc.pets); got != tc.next {
+			t.Errorf("%s: nextAvailable = %v, want %v", tc.name, got, tc.next)
+		}
+	}
+}

@@ -161,15 +161,31 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, errors.Join(errs...)
 	}
 	// Pets that are Ready but not yet available for MinReadySeconds: look
-	// again when they will be.
-	if want.MinReadySeconds > 0 {
-		for _, p := range state {
-			if p.Ready && !want.available(p) {
-				return ctrl.Result{RequeueAfter: want.MinReadySeconds - want.Now.Sub(p.ReadySince) + 100*time.Millisecond}, nil
-			}
+	// again when the first of them will be.
+	return ctrl.Result{RequeueAfter: want.nextAvailable(state)}, nil
+}
+
+// nextAvailable is how long until the first pet that is Ready, but not
+// yet for MinReadySeconds, becomes available (plus a little, so it is
+// by then), or zero when no pet is waiting for that. Terminating pets
+// never become available and are skipped.
+func (w Want) nextAvailable(pets []Pet) time.Duration {
+	if w.MinReadySeconds <= 0 {
+		return 0
+	}
+	var next time.Duration
+	for _, p := range pets {
+		if !p.Ready || p.Terminating || p.ReadySince.IsZero() || w.available(p) {
+			continue
+		}
+		if d := w.MinReadySeconds - w.Now.Sub(p.ReadySince); d > 0 && (next == 0 || d < next) {
+			next = d
 		}
 	}
-	return ctrl.Result{}, nil
+	if next == 0 {
+		return 0
+	}
+	return next + 100*time.Millisecond
 }
 
 // wantOf turns a spec into the plan's input.
