@@ -192,7 +192,8 @@ func Decide(w Want, pets []Pet) Plan {
 			continue
 		}
 		if p.Terminating {
-			budget-- // already on its way out
+			// Already on its way out, and already counted in
+			// unavailable: not twice.
 			continue
 		}
 		if w.stuck(o, p, pets) {

@@ -46,6 +46,13 @@ func TestDecide(t *testing.T) {
 		{name: "rolling update: one unavailable at a time", want: ordered, pets: append(pets("r1", true, 0, 1), Pet{Ordinal: 2, Revision: "r2"})},
 		{name: "rolling update: continues down", want: ordered, pets: append(pets("r1", true, 0, 1), pets("r2", true, 2)...), delete: []int{1}},
 		{name: "rolling update: maxUnavailable 2", want: with(ordered, func(w *Want) { w.MaxUnavailable = 2 }), pets: pets("r1", true, 0, 1, 2), delete: []int{2, 1}},
+		// A Terminating pet is one unavailable pet, counted once (as in
+		// StatefulSet's updateStatefulSetAfterInvariantEstablished): with
+		// maxUnavailable 2 one more pet may go.
+		{name: "rolling update: terminating pet counted once", want: with(parallel, func(w *Want) { w.MaxUnavailable = 2 }),
+			pets: append(pets("r1", true, 0, 1), Pet{Ordinal: 2, Revision: "r1", Ready: true, Terminating: true}), delete: []int{1}},
+		{name: "rolling update: terminating and unavailable fill the budget", want: with(parallel, func(w *Want) { w.MaxUnavailable = 2 }),
+			pets: append(pets("r1", true, 0), Pet{Ordinal: 1, Revision: "r2"}, Pet{Ordinal: 2, Revision: "r1", Ready: true, Terminating: true})},
 		{name: "rolling update: partition", want: with(ordered, func(w *Want) { w.Partition = 2 }), pets: append(pets("r1", true, 0, 1), pets("r2", true, 2)...)},
 		{name: "on delete: nothing", want: with(ordered, func(w *Want) { w.RollingUpdate = false }), pets: pets("r1", true, 0, 1, 2)},
 		// StatefulSet counts the partition from the start ordinal: with
