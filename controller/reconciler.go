@@ -246,12 +246,19 @@ func (r *Reconciler) writeStatus(ctx context.Context, ps *v1alpha1.PetSet, owned
 		ordinals = append(ordinals, o)
 	}
 	slices.Sort(ordinals)
+	// Current and updated count only pets that are not Terminating, as
+	// StatefulSet's computeReplicaStatus does.
 	revisions := map[string]int32{}
+	terminating := 0
 	for _, o := range ordinals {
 		pod := owned[o]
 		pet := petOf(o, pod)
 		st.Replicas++
-		revisions[pet.Revision]++
+		if pet.Terminating {
+			terminating++
+		} else {
+			revisions[pet.Revision]++
+		}
 		if pet.Ready {
 			st.ReadyReplicas++
 		}
@@ -270,7 +277,9 @@ func (r *Reconciler) writeStatus(ctx context.Context, ps *v1alpha1.PetSet, owned
 	// Parallel the plan does not wait for readiness, so it is checked
 	// here too.
 	n := want.End - want.Start
-	done := len(plan.Create) == 0 && len(plan.Delete) == 0 && plan.Wait == "" &&
+	// No pet may be Terminating either: the set is not Ready while one
+	// is going.
+	done := len(plan.Create) == 0 && len(plan.Delete) == 0 && plan.Wait == "" && terminating == 0 &&
 		int(st.UpdatedReplicas) == n && int(st.Replicas) == n && int(st.ReadyReplicas) == n
 	if st.CurrentRevision == "" || done {
 		st.CurrentRevision = want.Revision

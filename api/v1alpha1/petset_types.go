@@ -203,10 +203,12 @@ type PetSetStatus struct {
 	// AvailableReplicas counts pets Ready for MinReadySeconds.
 	// +optional
 	AvailableReplicas int32 `json:"availableReplicas,omitempty"`
-	// CurrentReplicas counts pets at CurrentRevision.
+	// CurrentReplicas counts pets at CurrentRevision that are not
+	// Terminating.
 	// +optional
 	CurrentReplicas int32 `json:"currentReplicas,omitempty"`
-	// UpdatedReplicas counts pets at UpdateRevision.
+	// UpdatedReplicas counts pets at UpdateRevision that are not
+	// Terminating.
 	// +optional
 	UpdatedReplicas int32 `json:"updatedReplicas,omitempty"`
 	// CurrentRevision is the revision the pets had before the update in
@@ -230,7 +232,7 @@ type PetSetStatus struct {
 	// +optional
 	Selector string `json:"selector,omitempty"`
 	// Conditions: Ready (False with reason Progressing while pets are
-	// made, replaced or waited for) and ClaimsResized.
+	// made, replaced, Terminating or waited for) and ClaimsResized.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
