@@ -261,6 +261,11 @@ func TestPodConflict(t *testing.T) {
 			if r := meta.FindStatusCondition(st.Conditions, "Ready"); r == nil || !strings.Contains(r.Message, tc.want) {
 				t.Errorf("Ready condition %+v, want its message to say why", r)
 			}
+			// Once said, not said again on every pass.
+			f.mustReconcile()
+			if ev := f.events(); strings.Contains(ev, "PodConflict") {
+				t.Errorf("PodConflict event again on an unchanged conflict:\n%s", ev)
+			}
 
 			if err := f.c.Delete(f.ctx, tc.pod); err != nil {
 				t.Fatal(err)

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -208,31 +210,46 @@ func (r *Reconciler) claimHold(ctx context.Context, ps *v1alpha1.PetSet, ordinal
 
 // holdBack removes from the plan the pets that may not be made now: those
 // whose name a pod the set may not take holds, and those whose claims are
-// on their way out. The plan's Wait says why, and each held pet gets an
-// event.
+// on their way out. The plan's Wait says why (every held pet, so the
+// Ready condition names them all). A held pet gets an event when its
+// reason is new: one the Ready condition being replaced does not already
+// say, so an unchanged wait is not an event on every pass.
 func (r *Reconciler) holdBack(ctx context.Context, ps *v1alpha1.PetSet, plan Plan, own ownership) (Plan, error) {
+	said := ""
+	if c := meta.FindStatusCondition(ps.Status.Conditions, "Ready"); c != nil {
+		said = c.Message
+	}
+	event := func(kind, reason, why string) {
+		if !strings.Contains(said, why) {
+			r.event(ps, kind, reason, "CreatePod", "%s", why)
+		}
+	}
 	var create []int
+	var whys []string
 	for _, o := range plan.Create {
 		why := own.blocked[o]
 		switch {
 		case own.conflict[o]:
-			r.event(ps, corev1.EventTypeWarning, "PodConflict", "CreatePod", "%s", why)
+			event(corev1.EventTypeWarning, "PodConflict", why)
 		case why != "":
-			r.event(ps, corev1.EventTypeNormal, "WaitForPod", "CreatePod", "%s", why)
+			event(corev1.EventTypeNormal, "WaitForPod", why)
 		default:
 			var err error
 			if why, err = r.claimHold(ctx, ps, o); err != nil {
 				return plan, err
 			}
 			if why != "" {
-				r.event(ps, corev1.EventTypeNormal, "WaitForClaim", "CreatePod", "%s", why)
+				event(corev1.EventTypeNormal, "WaitForClaim", why)
 			}
 		}
 		if why != "" {
-			plan.Wait = why
+			whys = append(whys, why)
 			continue
 		}
 		create = append(create, o)
+	}
+	if len(whys) > 0 {
+		plan.Wait = strings.Join(whys, "; ")
 	}
 	plan.Create = create
 	return plan, nil

@@ -181,6 +181,11 @@ func TestClaimBeingDeletedNotReused(t *testing.T) {
 			if c := meta.FindStatusCondition(f.set().Status.Conditions, "Ready"); c == nil || !strings.Contains(c.Message, tc.why) {
 				t.Errorf("Ready condition %+v, want the wait in its message", c)
 			}
+			// Once said, not said again on every pass.
+			f.mustReconcile()
+			if ev := f.events(); strings.Contains(ev, "WaitForClaim") {
+				t.Errorf("WaitForClaim event again on an unchanged wait:\n%s", ev)
+			}
 			// The old claim goes (the finalizer is dropped; the
 			// garbage collector deletes it).
 			cur := f.claim("data-db-0")
