@@ -110,7 +110,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	want.Revision, want.Current, want.collisionCount = revs.update, revs.current, &revs.collisionCount
 	// Claims name their owners before any pet is deleted.
-	if err := r.syncClaimRefs(ctx, ps, owned, want.Start, want.End); err != nil {
+	foreignClaims, err := r.syncClaimRefs(ctx, ps, owned, want.Start, want.End)
+	if err != nil {
 		return ctrl.Result{}, err
 	}
 	var state []Pet
@@ -154,7 +155,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	// A conflict too is returned: the status this pass computed is not
 	// written, so the set must be looked at again.
-	if err := r.writeStatus(ctx, ps, owned, want, plan, resized, ownedCondition(ps, own)); err != nil {
+	if err := r.writeStatus(ctx, ps, owned, want, plan, resized, ownedCondition(ps, own), retentionCondition(ps, foreignClaims)); err != nil {
 		errs = append(errs, fmt.Errorf("status: %w", err))
 	}
 	if len(errs) > 0 {

@@ -122,15 +122,62 @@ func sameRefs(a, b []metav1.OwnerReference) bool {
 	return slices.Equal(key(a), key(b))
 }
 
+// ConditionRetentionApplied says whether the retention policy is carried
+// by every pet's claims. False with reason ConflictingController names the
+// claims that have another controller, which the policy leaves alone.
+const ConditionRetentionApplied = "RetentionApplied"
+
+// retentionCondition is the RetentionApplied condition for the claims
+// with another controller that syncClaimRefs found.
+func retentionCondition(ps *v1alpha1.PetSet, foreign []string) *metav1.Condition {
+	c := &metav1.Condition{Type: ConditionRetentionApplied, Status: metav1.ConditionTrue, Reason: "NoConflict",
+		Message: "every claim carries the retention policy", ObservedGeneration: ps.Generation}
+	if len(foreign) > 0 {
+		slices.Sort(foreign)
+		c.Status, c.Reason = metav1.ConditionFalse, "ConflictingController"
+		c.Message = foreignPrefix + strings.Join(foreign, ", ")
+	}
+	return c
+}
+
+const foreignPrefix = "the retention policy is not applied to claims with another controller: "
+
+// foreignSaid reports whether the RetentionApplied condition being
+// replaced already names claim.
+func foreignSaid(ps *v1alpha1.PetSet, claim string) bool {
+	c := meta.FindStatusCondition(ps.Status.Conditions, ConditionRetentionApplied)
+	if c == nil || c.Status != metav1.ConditionFalse {
+		return false
+	}
+	list, ok := strings.CutPrefix(c.Message, foreignPrefix)
+	return ok && slices.Contains(strings.Split(list, ", "), claim)
+}
+
 // syncClaimRefs gives the claims of every pet with a pod the owner
 // references of the retention policy and the pet labels, with patches
 // that fail on a concurrent change (the next pass retries). It runs
 // before any pet is deleted, so a condemned pet's claims name their pod
 // before the pod goes. A claim with a stale reference is left to the
-// garbage collector; a claim with another controller is left alone, with
-// a Warning event when the policy would have marked it.
-func (r *Reconciler) syncClaimRefs(ctx context.Context, ps *v1alpha1.PetSet, owned map[int]*corev1.Pod, start, end int) error {
+// garbage collector; a claim with another controller is left alone, and
+// returned when the policy would have marked it, with a Warning event the
+// first time (when the RetentionApplied condition being replaced does not
+// name it yet).
+func (r *Reconciler) syncClaimRefs(ctx context.Context, ps *v1alpha1.PetSet, owned map[int]*corev1.Pod, start, end int) ([]string, error) {
 	var errs []error
+	var conflicting []string
+	// A wanted pet without a pod now (being made again) keeps the
+	// claims the condition named: they are looked at again once it has
+	// one, and a replaced pod is no news.
+	for o := start; o < end; o++ {
+		if owned[o] != nil {
+			continue
+		}
+		for _, t := range ps.Spec.VolumeClaimTemplates {
+			if name := ClaimName(t.Name, ps.Name, o); foreignSaid(ps, name) {
+				conflicting = append(conflicting, name)
+			}
+		}
+	}
 	for o, pod := range owned {
 		condemned := o < start || o >= end
 		for _, t := range ps.Spec.VolumeClaimTemplates {
@@ -151,8 +198,11 @@ func (r *Reconciler) syncClaimRefs(ctx context.Context, ps *v1alpha1.PetSet, own
 				continue
 			}
 			if foreign && policyOf(ps) != (v1alpha1.RetentionPolicy{WhenDeleted: v1alpha1.Retain, WhenScaled: v1alpha1.Retain}) {
-				r.event(ps, corev1.EventTypeWarning, "ConflictingController", "RetainClaim",
-					"claim %s has another controller: the retention policy is not applied to it", claim.Name)
+				conflicting = append(conflicting, claim.Name)
+				if !foreignSaid(ps, claim.Name) {
+					r.event(ps, corev1.EventTypeWarning, "ConflictingController", "RetainClaim",
+						"claim %s has another controller: the retention policy is not applied to it", claim.Name)
+				}
 			}
 			// Another controller's claim only loses our references; it
 			// is not labelled as ours.
@@ -178,7 +228,7 @@ func (r *Reconciler) syncClaimRefs(ctx context.Context, ps *v1alpha1.PetSet, own
 			operations.WithLabelValues("update_claim_owners").Inc()
 		}
 	}
-	return errors.Join(errs...)
+	return conflicting, errors.Join(errs...)
 }
 
 // claimHold says why pet ordinal, which has no pod, may not be made now,

@@ -232,7 +232,10 @@ type PetSetStatus struct {
 	// +optional
 	Selector string `json:"selector,omitempty"`
 	// Conditions: Ready (False with reason Progressing while pets are
-	// made, replaced, Terminating or waited for) and ClaimsResized.
+	// made, replaced, Terminating or waited for), ClaimsResized,
+	// PetsOwned and RetentionApplied. Events for pets held back and
+	// claims with another controller are recorded when a condition's
+	// message changes, not on every pass.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
