@@ -1,11 +1,13 @@
 package controller
 
 import (
+	"bytes"
 	"context"
 	"strings"
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -350,6 +352,55 @@ func TestPodSets(t *testing.T) {
 	} {
 		if got := names(tc.pod); got != tc.want {
 			t.Errorf("pod %s %v: sets %q, want %q", tc.pod.Name, tc.pod.Labels, got, tc.want)
+		}
+	}
+}
+
+// A set deleted with orphan propagation: the revisions an earlier version
+// stored in struct order (which the garbage collector's patch cannot
+// touch) lose the set's owner reference through an update that keeps
+// their data byte for byte; canonical revisions, and every revision under
+// other propagation, are left to the garbage collector.
+func TestOrphanOldRevisions(t *testing.T) {
+	structOrder := []byte(`{"spec":{"template":{"spec":{"containers":[{"name":"db","image":"db:0"}]},"metadata":{"labels":{"app":"db"}}}}}`)
+	canonical, err := canonicalJSON(structOrder)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev := func(name string, data []byte) *appsv1.ControllerRevision {
+		return &appsv1.ControllerRevision{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, Labels: map[string]string{LabelSetName: "db", "app": "db"},
+				OwnerReferences: []metav1.OwnerReference{*setRef("uid-db")}},
+			Data: runtime.RawExtension{Raw: data}, Revision: 1,
+		}
+	}
+	for _, tc := range []struct {
+		finalizer string
+		released  bool
+	}{
+		{metav1.FinalizerOrphanDependents, true},
+		{metav1.FinalizerDeleteDependents, false},
+	} {
+		ps := testSet(1)
+		ps.Finalizers = []string{tc.finalizer}
+		ps.DeletionTimestamp = &metav1.Time{Time: time.Now()}
+		f := newFixture(t, ps, rev("db-old", structOrder), rev("db-new", canonical))
+		f.mustReconcile()
+		var old, cur appsv1.ControllerRevision
+		if err := f.c.Get(f.ctx, types.NamespacedName{Namespace: "ns", Name: "db-old"}, &old); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.c.Get(f.ctx, types.NamespacedName{Namespace: "ns", Name: "db-new"}, &cur); err != nil {
+			t.Fatal(err)
+		}
+		if got := len(old.OwnerReferences) == 0; got != tc.released {
+			t.Errorf("%s: struct-ordered revision refs %v, want released %v", tc.finalizer, refUIDs(&old), tc.released)
+		}
+		if !bytes.Equal(old.Data.Raw, structOrder) {
+			t.Errorf("%s: data of the old revision changed: %s", tc.finalizer, old.Data.Raw)
+		}
+		if controllerUID(&cur) != "uid-db" {
+			t.Errorf("%s: canonical revision refs %v, want it left to the garbage collector", tc.finalizer, refUIDs(&cur))
 		}
 	}
 }

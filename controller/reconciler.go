@@ -81,8 +81,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if ps.DeletionTimestamp != nil {
 		// The garbage collector deletes the pods, and the claims the
 		// retention policy gave to the set, or orphans them, as the
-		// deletion's propagation policy says.
-		return ctrl.Result{}, nil
+		// deletion's propagation policy says; old revisions it cannot
+		// patch are orphaned here.
+		return ctrl.Result{}, r.releaseOldRevisions(ctx, ps)
 	}
 	now := time.Now
 	if r.Now != nil {
