@@ -19,6 +19,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	v1alpha1 "petset.dev/petset/api/v1alpha1"
 )
@@ -402,5 +403,56 @@ func TestOrphanOldRevisions(t *testing.T) {
 		if controllerUID(&cur) != "uid-db" {
 			t.Errorf("%s: canonical revision refs %v, want it left to the garbage collector", tc.finalizer, refUIDs(&cur))
 		}
+	}
+}
+
+// A set an earlier version was deleting when the controller was upgraded
+// (the legacy finalizer still on it) with whenDeleted: Delete: before the
+// finalizer goes, the claims that version made for its pets (labelled,
+// no owner) get the set as controller, so the garbage collector deletes
+// them rather than leaking them. Claims of another controller, claims not
+// named as the set's, and every claim under orphan propagation or a
+// Retain policy are left alone.
+func TestLegacyDeletionGivesClaims(t *testing.T) {
+	labelled := func(name, index string, refs ...metav1.OwnerReference) *corev1.PersistentVolumeClaim {
+		return &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name,
+			Labels: map[string]string{LabelSetName: "db", LabelPodIndex: index}, OwnerReferences: refs}}
+	}
+	other := metav1.OwnerReference{APIVersion: "v1", Kind: "ConfigMap", Name: "x", UID: "uid-x", Controller: ptrTo(true)}
+	for _, tc := range []struct {
+		name       string
+		finalizers []string
+		policy     v1alpha1.RetentionPolicyType
+		given      bool
+	}{
+		{"background, whenDeleted Delete", []string{LegacyFinalizer}, v1alpha1.Delete, true},
+		{"foreground, whenDeleted Delete", []string{LegacyFinalizer, metav1.FinalizerDeleteDependents}, v1alpha1.Delete, true},
+		{"orphan propagation", []string{LegacyFinalizer, metav1.FinalizerOrphanDependents}, v1alpha1.Delete, false},
+		{"whenDeleted Retain", []string{LegacyFinalizer}, v1alpha1.Retain, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ps := testSet(2)
+			ps.Finalizers = tc.finalizers
+			ps.DeletionTimestamp = &metav1.Time{Time: time.Now()}
+			ps.Spec.PersistentVolumeClaimRetentionPolicy = &v1alpha1.RetentionPolicy{WhenDeleted: tc.policy}
+			f := newFixture(t, ps, labelled("data-db-0", "0"), labelled("data-db-1", "1", other), labelled("scratch-db-0", "0"))
+			f.mustReconcile()
+			// Gone, or (other finalizers left) without the legacy one.
+			cur := &v1alpha1.PetSet{}
+			if err := f.c.Get(f.ctx, setKey, cur); err == nil && controllerutil.ContainsFinalizer(cur, LegacyFinalizer) {
+				t.Fatalf("legacy finalizer still on: %v", cur.Finalizers)
+			} else if err != nil && !apierrors.IsNotFound(err) {
+				t.Fatal(err)
+			}
+			if got := controllerUID(f.claim("data-db-0")) == "uid-db"; got != tc.given {
+				t.Errorf("data-db-0 refs %v, want given to the set %v", refUIDs(f.claim("data-db-0")), tc.given)
+			}
+			if got := strings.Join(refUIDs(f.claim("data-db-1")), ","); got != "ConfigMap/uid-x*" {
+				t.Errorf("data-db-1 of another controller: refs %v", got)
+			}
+			if got := refUIDs(f.claim("scratch-db-0")); len(got) != 0 {
+				t.Errorf("scratch-db-0, no claim of the set's templates: refs %v", got)
+			}
+		})
 	}
 }

@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -30,9 +32,18 @@ const LegacyFinalizer = "petset.dev/ordered-deletion"
 // dropFinalizer removes LegacyFinalizer with a patch that fails if the
 // set changed meanwhile, leaving other finalizers (the garbage
 // collector's orphan and foregroundDeletion) alone.
+//
+// A set that was already being deleted when the controller was upgraded
+// relied on the earlier version to delete its claims by label. Before the
+// finalizer goes, its claims are given the set as their controller when
+// whenDeleted is Delete, so the garbage collector deletes them instead of
+// leaking them (see giveClaimsToSet).
 func (r *Reconciler) dropFinalizer(ctx context.Context, ps *v1alpha1.PetSet) error {
 	if !controllerutil.ContainsFinalizer(ps, LegacyFinalizer) {
 		return nil
+	}
+	if err := r.giveClaimsToSet(ctx, ps); err != nil {
+		return err
 	}
 	orig := ps.DeepCopy()
 	controllerutil.RemoveFinalizer(ps, LegacyFinalizer)
@@ -81,4 +92,51 @@ func (r *Reconciler) releaseOldRevisions(ctx context.Context, ps *v1alpha1.PetSe
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// giveClaimsToSet gives a set being deleted with background or foreground
+// propagation and whenDeleted: Delete the claims earlier versions made for
+// it without owner references: claims with the set's pet labels, named
+// as one of its claim templates names the claim of that pet, with no
+// controller and not being deleted. Under orphan propagation nothing is
+// given: the claims are kept, and a reference added while the garbage
+// collector orphans would make it delete them. The patches fail on a
+// concurrent change; the next pass retries.
+func (r *Reconciler) giveClaimsToSet(ctx context.Context, ps *v1alpha1.PetSet) error {
+	if ps.DeletionTimestamp == nil || controllerutil.ContainsFinalizer(ps, metav1.FinalizerOrphanDependents) ||
+		policyOf(ps).WhenDeleted != v1alpha1.Delete {
+		return nil
+	}
+	var list corev1.PersistentVolumeClaimList
+	if err := r.List(ctx, &list, client.InNamespace(ps.Namespace), client.MatchingLabels{LabelSetName: ps.Name}); err != nil {
+		return fmt.Errorf("list claims: %w", err)
+	}
+	var errs []error
+	for i := range list.Items {
+		claim := &list.Items[i]
+		if claim.DeletionTimestamp != nil || metav1.GetControllerOf(claim) != nil || !isSetClaim(ps, claim) {
+			continue
+		}
+		orig := claim.DeepCopy()
+		claim.OwnerReferences = append(claim.OwnerReferences, *metav1.NewControllerRef(ps, petSetKind))
+		if err := r.Patch(ctx, claim, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("give claim %s to the set: %w", claim.Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// isSetClaim reports whether claim is named as ps names the claim of the
+// pet its pod-index label says.
+func isSetClaim(ps *v1alpha1.PetSet, claim *corev1.PersistentVolumeClaim) bool {
+	o, err := strconv.Atoi(claim.Labels[LabelPodIndex])
+	if err != nil || o < 0 {
+		return false
+	}
+	for _, t := range ps.Spec.VolumeClaimTemplates {
+		if claim.Name == ClaimName(t.Name, ps.Name, o) {
+			return true
+		}
+	}
+	return false
 }
