@@ -23,10 +23,12 @@ type Want struct {
 	Revision   string // the update revision: the template in the spec
 	// Current is the revision the pets had before the update in progress;
 	// empty or equal to Revision when there is none.
-	Current         string
-	RollingUpdate   bool // not OnDelete
-	Partition       int  // ordinals below it keep their revision
-	MaxUnavailable  int  // at least 1
+	Current       string
+	RollingUpdate bool // not OnDelete
+	// Partition counts from Start, as StatefulSet's does: ordinals below
+	// Start+Partition keep their revision.
+	Partition       int
+	MaxUnavailable  int // at least 1
 	MinReadySeconds time.Duration
 	Now             time.Time
 
@@ -50,12 +52,20 @@ func (w Want) available(p Pet) bool {
 	return p.Ready && !p.Terminating && (w.MinReadySeconds == 0 || !p.ReadySince.IsZero() && w.Now.Sub(p.ReadySince) >= w.MinReadySeconds)
 }
 
+// updateMin is the lowest ordinal a rolling update replaces: the
+// partition is an offset from the start ordinal, as in StatefulSet
+// (newVersionedStatefulSetPod compares the ordinal with
+// start+partition; the update loop compares the index from start).
+func (w Want) updateMin() int {
+	return w.Start + max(0, w.Partition)
+}
+
 // stuck reports whether pet p at ordinal o is at an old revision and not
 // Ready where the update revision is due, so a rolling update may replace
 // it. A pet due the current revision is waited for instead: replacing it
 // would make it again at the same revision.
 func (w Want) stuck(o int, p Pet, pets []Pet) bool {
-	return w.RollingUpdate && o >= w.Partition && p.Revision != w.Revision && !p.Ready && !p.Terminating && w.Due(o, pets) == w.Revision
+	return w.RollingUpdate && o >= w.updateMin() && p.Revision != w.Revision && !p.Ready && !p.Terminating && w.Due(o, pets) == w.Revision
 }
 
 // Due is the revision pet o is made at when it is created, the rule of
@@ -71,7 +81,7 @@ func (w Want) Due(o int, pets []Pet) string {
 	if !w.RollingUpdate || w.Current == "" || w.Current == w.Revision {
 		return w.Revision
 	}
-	if o < w.Partition {
+	if o < w.updateMin() {
 		return w.Current
 	}
 	for _, p := range pets {
@@ -176,13 +186,14 @@ func Decide(w Want, pets []Pet) Plan {
 		}
 	}
 	budget := max(1, w.MaxUnavailable)
-	for o := w.End - 1; o >= max(w.Start, w.Partition); o-- {
+	for o := w.End - 1; o >= w.updateMin(); o-- {
 		p := by[o]
 		if p.Revision == w.Revision {
 			continue
 		}
 		if p.Terminating {
-			budget-- // already on its way out
+			// Already on its way out, and already counted in
+			// unavailable: not twice.
 			continue
 		}
 		if w.stuck(o, p, pets) {

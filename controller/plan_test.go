@@ -46,8 +46,23 @@ func TestDecide(t *testing.T) {
 		{name: "rolling update: one unavailable at a time", want: ordered, pets: append(pets("r1", true, 0, 1), Pet{Ordinal: 2, Revision: "r2"})},
 		{name: "rolling update: continues down", want: ordered, pets: append(pets("r1", true, 0, 1), pets("r2", true, 2)...), delete: []int{1}},
 		{name: "rolling update: maxUnavailable 2", want: with(ordered, func(w *Want) { w.MaxUnavailable = 2 }), pets: pets("r1", true, 0, 1, 2), delete: []int{2, 1}},
+		// A Terminating pet is one unavailable pet, counted once (as in
+		// StatefulSet's updateStatefulSetAfterInvariantEstablished): with
+		// maxUnavailable 2 one more pet may go.
+		{name: "rolling update: terminating pet counted once", want: with(parallel, func(w *Want) { w.MaxUnavailable = 2 }),
+			pets: append(pets("r1", true, 0, 1), Pet{Ordinal: 2, Revision: "r1", Ready: true, Terminating: true}), delete: []int{1}},
+		{name: "rolling update: terminating and unavailable fill the budget", want: with(parallel, func(w *Want) { w.MaxUnavailable = 2 }),
+			pets: append(pets("r1", true, 0), Pet{Ordinal: 1, Revision: "r2"}, Pet{Ordinal: 2, Revision: "r1", Ready: true, Terminating: true})},
 		{name: "rolling update: partition", want: with(ordered, func(w *Want) { w.Partition = 2 }), pets: append(pets("r1", true, 0, 1), pets("r2", true, 2)...)},
 		{name: "on delete: nothing", want: with(ordered, func(w *Want) { w.RollingUpdate = false }), pets: pets("r1", true, 0, 1, 2)},
+		// StatefulSet counts the partition from the start ordinal: with
+		// start 5, replicas 3 and partition 2 only ordinal 7 is updated.
+		{name: "partition counts from the start ordinal", want: with(ordered, func(w *Want) { w.Start, w.End, w.Partition = 5, 8, 2 }),
+			pets: pets("r1", true, 5, 6, 7), delete: []int{7}},
+		{name: "partition from the start ordinal: 6 stays", want: with(ordered, func(w *Want) { w.Start, w.End, w.Partition = 5, 8, 2 }),
+			pets: append(pets("r1", true, 5, 6), pets("r2", true, 7)...)},
+		{name: "partition from the start ordinal: stuck pet below it stays", want: with(ordered, func(w *Want) { w.Start, w.End, w.Partition, w.Parallel = 5, 8, 2, true }),
+			pets: append(append(pets("r1", true, 5), pets("r2", true, 7)...), Pet{Ordinal: 6, Revision: "r1"})},
 		{name: "stuck rollout: a broken old pet is replaced", want: ordered,
 			pets: append(pets("r2", true, 0, 1), Pet{Ordinal: 2, Revision: "r1"}), delete: []int{2}},
 		{name: "stuck rollout, ordered: broken old pet below others", want: ordered,
@@ -198,6 +213,8 @@ func TestDue(t *testing.T) {
 		{"on delete: always the update", with(func(w *Want) { w.RollingUpdate = false }), pets("old", true, 1, 2, 3), 0, "new"},
 		{"no current revision", with(func(w *Want) { w.Current = "" }), nil, 0, "new"},
 		{"no update in progress", with(func(w *Want) { w.Current = "new" }), nil, 0, "new"},
+		{"partition from the start ordinal", with(func(w *Want) { w.Start, w.End, w.Partition = 5, 8, 2 }), pets("new", true, 7), 6, "old"},
+		{"at the partition from the start ordinal", with(func(w *Want) { w.Start, w.End, w.Partition = 5, 8, 2 }), pets("new", true, 6), 7, "new"},
 	}
 	for _, tc := range tests {
 		if got := tc.want.Due(tc.o, tc.pets); got != tc.due {
@@ -219,6 +236,37 @@ func TestOrdinal(t *testing.T) {
 	for pod, want := range map[string]int{"web-0": 0, "web-12": 12, "web-": -1, "web-x": -1, "web-01": -1, "other-1": -1, "web-1-2": -1, "web--1": -1} {
 		if got := Ordinal("web", pod); got != want {
 			t.Errorf("Ordinal(web, %s) = %d, want %d", pod, got, want)
+		}
+	}
+}
+
+// The requeue for minReadySeconds waits for the first pet to become
+// available, whatever the order of the pets, and skips Terminating ones,
+// which never do (one Ready long ago would give a delay <= 0: no requeue).
+func TestNextAvailable(t *testing.T) {
+	now := time.Now()
+	w := Want{MinReadySeconds: time.Minute, Now: now}
+	ready := func(o int, ago time.Duration, terminating bool) Pet {
+		return Pet{Ordinal: o, Ready: true, ReadySince: now.Add(-ago), Terminating: terminating}
+	}
+	slack := 100 * time.Millisecond
+	tests := []struct {
+		name string
+		want Want
+		pets []Pet
+		next time.Duration
+	}{
+		{"none waiting", w, []Pet{ready(0, 2*time.Minute, false)}, 0},
+		{"no minReadySeconds", Want{Now: now}, []Pet{ready(0, time.Second, false)}, 0},
+		{"the soonest listed last", w, []Pet{ready(0, 10*time.Second, false), ready(1, 50*time.Second, false)}, 10*time.Second + slack},
+		{"the soonest listed first", w, []Pet{ready(0, 50*time.Second, false), ready(1, 10*time.Second, false)}, 10*time.Second + slack},
+		{"terminating pet ready long ago skipped", w, []Pet{ready(0, time.Hour, true), ready(1, 30*time.Second, false)}, 30*time.Second + slack},
+		{"terminating pet ready lately skipped", w, []Pet{ready(0, 55*time.Second, true), ready(1, 30*time.Second, false)}, 30*time.Second + slack},
+		{"not ready: nothing to wait for", w, []Pet{{Ordinal: 0}}, 0},
+	}
+	for _, tc := range tests {
+		if got := tc.want.nextAvailable(tc.pets); got != tc.next {
+			t.Errorf("%s: nextAvailable = %v, want %v", tc.name, got, tc.next)
 		}
 	}
 }

@@ -81,8 +81,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if ps.DeletionTimestamp != nil {
 		// The garbage collector deletes the pods, and the claims the
 		// retention policy gave to the set, or orphans them, as the
-		// deletion's propagation policy says.
-		return ctrl.Result{}, nil
+		// deletion's propagation policy says; old revisions it cannot
+		// patch are orphaned here.
+		return ctrl.Result{}, r.releaseOldRevisions(ctx, ps)
 	}
 	now := time.Now
 	if r.Now != nil {
@@ -110,7 +111,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	want.Revision, want.Current, want.collisionCount = revs.update, revs.current, &revs.collisionCount
 	// Claims name their owners before any pet is deleted.
-	if err := r.syncClaimRefs(ctx, ps, owned, want.Start, want.End); err != nil {
+	foreignClaims, err := r.syncClaimRefs(ctx, ps, owned, want.Start, want.End)
+	if err != nil {
 		return ctrl.Result{}, err
 	}
 	var state []Pet
@@ -154,22 +156,38 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	// A conflict too is returned: the status this pass computed is not
 	// written, so the set must be looked at again.
-	if err := r.writeStatus(ctx, ps, owned, want, plan, resized, ownedCondition(ps, own)); err != nil {
+	if err := r.writeStatus(ctx, ps, owned, want, plan, resized, ownedCondition(ps, own), retentionCondition(ps, foreignClaims)); err != nil {
 		errs = append(errs, fmt.Errorf("status: %w", err))
 	}
 	if len(errs) > 0 {
 		return ctrl.Result{}, errors.Join(errs...)
 	}
 	// Pets that are Ready but not yet available for MinReadySeconds: look
-	// again when they will be.
-	if want.MinReadySeconds > 0 {
-		for _, p := range state {
-			if p.Ready && !want.available(p) {
-				return ctrl.Result{RequeueAfter: want.MinReadySeconds - want.Now.Sub(p.ReadySince) + 100*time.Millisecond}, nil
-			}
+	// again when the first of them will be.
+	return ctrl.Result{RequeueAfter: want.nextAvailable(state)}, nil
+}
+
+// nextAvailable is how long until the first pet that is Ready, but not
+// yet for MinReadySeconds, becomes available (plus a little, so it is
+// by then), or zero when no pet is waiting for that. Terminating pets
+// never become available and are skipped.
+func (w Want) nextAvailable(pets []Pet) time.Duration {
+	if w.MinReadySeconds <= 0 {
+		return 0
+	}
+	var next time.Duration
+	for _, p := range pets {
+		if !p.Ready || p.Terminating || p.ReadySince.IsZero() || w.available(p) {
+			continue
+		}
+		if d := w.MinReadySeconds - w.Now.Sub(p.ReadySince); d > 0 && (next == 0 || d < next) {
+			next = d
 		}
 	}
-	return ctrl.Result{}, nil
+	if next == 0 {
+		return 0
+	}
+	return next + 100*time.Millisecond
 }
 
 // wantOf turns a spec into the plan's input.
@@ -230,12 +248,19 @@ func (r *Reconciler) writeStatus(ctx context.Context, ps *v1alpha1.PetSet, owned
 		ordinals = append(ordinals, o)
 	}
 	slices.Sort(ordinals)
+	// Current and updated count only pets that are not Terminating, as
+	// StatefulSet's computeReplicaStatus does.
 	revisions := map[string]int32{}
+	terminating := 0
 	for _, o := range ordinals {
 		pod := owned[o]
 		pet := petOf(o, pod)
 		st.Replicas++
-		revisions[pet.Revision]++
+		if pet.Terminating {
+			terminating++
+		} else {
+			revisions[pet.Revision]++
+		}
 		if pet.Ready {
 			st.ReadyReplicas++
 		}
@@ -249,15 +274,22 @@ func (r *Reconciler) writeStatus(ctx context.Context, ps *v1alpha1.PetSet, owned
 		st.Members = append(st.Members, m)
 	}
 	st.UpdatedReplicas = revisions[want.Revision]
-	done := len(plan.Create) == 0 && len(plan.Delete) == 0 && plan.Wait == "" &&
-		int(st.UpdatedReplicas) == want.End-want.Start && int(st.Replicas) == want.End-want.Start
+	// The update is complete, as StatefulSet's completeRollingUpdate
+	// says, when every pet is at the update revision and Ready: under
+	// Parallel the plan does not wait for readiness, so it is checked
+	// here too.
+	n := want.End - want.Start
+	// No pet may be Terminating either: the set is not Ready while one
+	// is going.
+	done := len(plan.Create) == 0 && len(plan.Delete) == 0 && plan.Wait == "" && terminating == 0 &&
+		int(st.UpdatedReplicas) == n && int(st.Replicas) == n && int(st.ReadyReplicas) == n
 	if st.CurrentRevision == "" || done {
 		st.CurrentRevision = want.Revision
 	}
 	st.CurrentReplicas = revisions[st.CurrentRevision]
 
 	readyCond := metav1.Condition{Type: "Ready", Status: metav1.ConditionFalse, Reason: "Progressing", Message: plan.Wait, ObservedGeneration: ps.Generation}
-	if done && int(st.ReadyReplicas) == want.End-want.Start {
+	if done {
 		readyCond.Status, readyCond.Reason, readyCond.Message = metav1.ConditionTrue, "AllPetsReady", strconv.Itoa(int(st.ReadyReplicas))+" pets ready"
 	}
 	meta.SetStatusCondition(&st.Conditions, readyCond)

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -120,15 +122,62 @@ func sameRefs(a, b []metav1.OwnerReference) bool {
 	return slices.Equal(key(a), key(b))
 }
 
+// ConditionRetentionApplied says whether the retention policy is carried
+// by every pet's claims. False with reason ConflictingController names the
+// claims that have another controller, which the policy leaves alone.
+const ConditionRetentionApplied = "RetentionApplied"
+
+// retentionCondition is the RetentionApplied condition for the claims
+// with another controller that syncClaimRefs found.
+func retentionCondition(ps *v1alpha1.PetSet, foreign []string) *metav1.Condition {
+	c := &metav1.Condition{Type: ConditionRetentionApplied, Status: metav1.ConditionTrue, Reason: "NoConflict",
+		Message: "every claim carries the retention policy", ObservedGeneration: ps.Generation}
+	if len(foreign) > 0 {
+		slices.Sort(foreign)
+		c.Status, c.Reason = metav1.ConditionFalse, "ConflictingController"
+		c.Message = foreignPrefix + strings.Join(foreign, ", ")
+	}
+	return c
+}
+
+const foreignPrefix = "the retention policy is not applied to claims with another controller: "
+
+// foreignSaid reports whether the RetentionApplied condition being
+// replaced already names claim.
+func foreignSaid(ps *v1alpha1.PetSet, claim string) bool {
+	c := meta.FindStatusCondition(ps.Status.Conditions, ConditionRetentionApplied)
+	if c == nil || c.Status != metav1.ConditionFalse {
+		return false
+	}
+	list, ok := strings.CutPrefix(c.Message, foreignPrefix)
+	return ok && slices.Contains(strings.Split(list, ", "), claim)
+}
+
 // syncClaimRefs gives the claims of every pet with a pod the owner
 // references of the retention policy and the pet labels, with patches
 // that fail on a concurrent change (the next pass retries). It runs
 // before any pet is deleted, so a condemned pet's claims name their pod
 // before the pod goes. A claim with a stale reference is left to the
-// garbage collector; a claim with another controller is left alone, with
-// a Warning event when the policy would have marked it.
-func (r *Reconciler) syncClaimRefs(ctx context.Context, ps *v1alpha1.PetSet, owned map[int]*corev1.Pod, start, end int) error {
+// garbage collector; a claim with another controller is left alone, and
+// returned when the policy would have marked it, with a Warning event the
+// first time (when the RetentionApplied condition being replaced does not
+// name it yet).
+func (r *Reconciler) syncClaimRefs(ctx context.Context, ps *v1alpha1.PetSet, owned map[int]*corev1.Pod, start, end int) ([]string, error) {
 	var errs []error
+	var conflicting []string
+	// A wanted pet without a pod now (being made again) keeps the
+	// claims the condition named: they are looked at again once it has
+	// one, and a replaced pod is no news.
+	for o := start; o < end; o++ {
+		if owned[o] != nil {
+			continue
+		}
+		for _, t := range ps.Spec.VolumeClaimTemplates {
+			if name := ClaimName(t.Name, ps.Name, o); foreignSaid(ps, name) {
+				conflicting = append(conflicting, name)
+			}
+		}
+	}
 	for o, pod := range owned {
 		condemned := o < start || o >= end
 		for _, t := range ps.Spec.VolumeClaimTemplates {
@@ -149,8 +198,11 @@ func (r *Reconciler) syncClaimRefs(ctx context.Context, ps *v1alpha1.PetSet, own
 				continue
 			}
 			if foreign && policyOf(ps) != (v1alpha1.RetentionPolicy{WhenDeleted: v1alpha1.Retain, WhenScaled: v1alpha1.Retain}) {
-				r.event(ps, corev1.EventTypeWarning, "ConflictingController", "RetainClaim",
-					"claim %s has another controller: the retention policy is not applied to it", claim.Name)
+				conflicting = append(conflicting, claim.Name)
+				if !foreignSaid(ps, claim.Name) {
+					r.event(ps, corev1.EventTypeWarning, "ConflictingController", "RetainClaim",
+						"claim %s has another controller: the retention policy is not applied to it", claim.Name)
+				}
 			}
 			// Another controller's claim only loses our references; it
 			// is not labelled as ours.
@@ -176,7 +228,7 @@ func (r *Reconciler) syncClaimRefs(ctx context.Context, ps *v1alpha1.PetSet, own
 			operations.WithLabelValues("update_claim_owners").Inc()
 		}
 	}
-	return errors.Join(errs...)
+	return conflicting, errors.Join(errs...)
 }
 
 // claimHold says why pet ordinal, which has no pod, may not be made now,
@@ -208,31 +260,46 @@ func (r *Reconciler) claimHold(ctx context.Context, ps *v1alpha1.PetSet, ordinal
 
 // holdBack removes from the plan the pets that may not be made now: those
 // whose name a pod the set may not take holds, and those whose claims are
-// on their way out. The plan's Wait says why, and each held pet gets an
-// event.
+// on their way out. The plan's Wait says why (every held pet, so the
+// Ready condition names them all). A held pet gets an event when its
+// reason is new: one the Ready condition being replaced does not already
+// say, so an unchanged wait is not an event on every pass.
 func (r *Reconciler) holdBack(ctx context.Context, ps *v1alpha1.PetSet, plan Plan, own ownership) (Plan, error) {
+	said := ""
+	if c := meta.FindStatusCondition(ps.Status.Conditions, "Ready"); c != nil {
+		said = c.Message
+	}
+	event := func(kind, reason, why string) {
+		if !strings.Contains(said, why) {
+			r.event(ps, kind, reason, "CreatePod", "%s", why)
+		}
+	}
 	var create []int
+	var whys []string
 	for _, o := range plan.Create {
 		why := own.blocked[o]
 		switch {
 		case own.conflict[o]:
-			r.event(ps, corev1.EventTypeWarning, "PodConflict", "CreatePod", "%s", why)
+			event(corev1.EventTypeWarning, "PodConflict", why)
 		case why != "":
-			r.event(ps, corev1.EventTypeNormal, "WaitForPod", "CreatePod", "%s", why)
+			event(corev1.EventTypeNormal, "WaitForPod", why)
 		default:
 			var err error
 			if why, err = r.claimHold(ctx, ps, o); err != nil {
 				return plan, err
 			}
 			if why != "" {
-				r.event(ps, corev1.EventTypeNormal, "WaitForClaim", "CreatePod", "%s", why)
+				event(corev1.EventTypeNormal, "WaitForClaim", why)
 			}
 		}
 		if why != "" {
-			plan.Wait = why
+			whys = append(whys, why)
 			continue
 		}
 		create = append(create, o)
+	}
+	if len(whys) > 0 {
+		plan.Wait = strings.Join(whys, "; ")
 	}
 	plan.Create = create
 	return plan, nil

@@ -132,6 +132,20 @@ func TestClaimRefsLeftAlone(t *testing.T) {
 	if ev := f.events(); !strings.Contains(ev, "Warning ConflictingController claim data-db-0") {
 		t.Errorf("no ConflictingController event in:\n%s", ev)
 	}
+	if c := meta.FindStatusCondition(f.set().Status.Conditions, ConditionRetentionApplied); c == nil || c.Status != metav1.ConditionFalse || !strings.Contains(c.Message, "data-db-0") {
+		t.Errorf("RetentionApplied condition %+v, want False naming data-db-0", c)
+	}
+	// Once said, not said again on every pass (the first replaces db-0,
+	// which has no revision label, the others look at its claim again).
+	for range 3 {
+		f.mustReconcile()
+	}
+	if f.pod("db-0") == nil {
+		t.Fatal("db-0 not made again")
+	}
+	if ev := f.events(); strings.Contains(ev, "ConflictingController") {
+		t.Errorf("ConflictingController event again on an unchanged claim:\n%s", ev)
+	}
 
 	// Our reference on another controller's claim is removed.
 	claim.OwnerReferences = []metav1.OwnerReference{*other, {APIVersion: "petset.dev/v1alpha1", Kind: "PetSet", Name: "db", UID: "uid-db"}}
@@ -180,6 +194,11 @@ func TestClaimBeingDeletedNotReused(t *testing.T) {
 			}
 			if c := meta.FindStatusCondition(f.set().Status.Conditions, "Ready"); c == nil || !strings.Contains(c.Message, tc.why) {
 				t.Errorf("Ready condition %+v, want the wait in its message", c)
+			}
+			// Once said, not said again on every pass.
+			f.mustReconcile()
+			if ev := f.events(); strings.Contains(ev, "WaitForClaim") {
+				t.Errorf("WaitForClaim event again on an unchanged wait:\n%s", ev)
 			}
 			// The old claim goes (the finalizer is dropped; the
 			// garbage collector deletes it).

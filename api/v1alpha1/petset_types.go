@@ -144,8 +144,10 @@ type UpdateStrategy struct {
 
 // RollingUpdate tunes a rolling update.
 type RollingUpdate struct {
-	// Partition: pets with an ordinal below it keep their revision, and
-	// are made again from the current revision's template if they go.
+	// Partition: the first Partition pets, counted from the start
+	// ordinal (ordinals below ordinals.start+partition, as in a
+	// StatefulSet), keep their revision, and are made again from the
+	// current revision's template if they go.
 	// +kubebuilder:validation:Minimum=0
 	// +optional
 	Partition *int32 `json:"partition,omitempty"`
@@ -201,14 +203,18 @@ type PetSetStatus struct {
 	// AvailableReplicas counts pets Ready for MinReadySeconds.
 	// +optional
 	AvailableReplicas int32 `json:"availableReplicas,omitempty"`
-	// CurrentReplicas counts pets at CurrentRevision.
+	// CurrentReplicas counts pets at CurrentRevision that are not
+	// Terminating.
 	// +optional
 	CurrentReplicas int32 `json:"currentReplicas,omitempty"`
-	// UpdatedReplicas counts pets at UpdateRevision.
+	// UpdatedReplicas counts pets at UpdateRevision that are not
+	// Terminating.
 	// +optional
 	UpdatedReplicas int32 `json:"updatedReplicas,omitempty"`
 	// CurrentRevision is the revision the pets had before the update in
-	// progress; pets below the partition are made again at it.
+	// progress; pets below the partition are made again at it. It becomes
+	// UpdateRevision once every pet is at UpdateRevision and Ready, as
+	// for a StatefulSet.
 	// +optional
 	CurrentRevision string `json:"currentRevision,omitempty"`
 	// UpdateRevision is the revision of the current template: the
@@ -226,7 +232,10 @@ type PetSetStatus struct {
 	// +optional
 	Selector string `json:"selector,omitempty"`
 	// Conditions: Ready (False with reason Progressing while pets are
-	// made, replaced or waited for) and ClaimsResized.
+	// made, replaced, Terminating or waited for), ClaimsResized,
+	// PetsOwned and RetentionApplied. Events for pets held back and
+	// claims with another controller are recorded when a condition's
+	// message changes, not on every pass.
 	// +optional
 	// +listType=map
 	// +listMapKey=type

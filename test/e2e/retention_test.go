@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1alpha1 "petset.dev/petset/api/v1alpha1"
+	"petset.dev/petset/controller"
 )
 
 // liveClaims lists the claims of ns that are not being deleted, by name,
@@ -333,4 +334,57 @@ func TestPetSetRollingUpdateNoClaimConflicts(t *testing.T) {
 	if got := claimCreateConflicts(t) - conflicts; got != 0 {
 		t.Errorf("the rolling update cost %d claim creates answered 409, want 0", got)
 	}
+}
+
+// A set an earlier version was deleting when the controller was upgraded:
+// it carries the legacy finalizer and its claims have no owner (that
+// version deleted them by label). The new controller gives the claims to
+// the set before it drops the finalizer (whenDeleted: Delete, background
+// propagation), so the garbage collector deletes them: nothing leaks.
+func TestPetSetLegacyDeletionDeletesClaims(t *testing.T) {
+	c, stop := startController(t)
+	ns := tb.Namespace(t, "legacy")
+	headlessService(t, ns, "lg", map[string]string{"app": "lg"}, false, svcPort{"peer", 2380, corev1.ProtocolTCP})
+	ps := newPetSet(ns, "lg", "lg", 2)
+	ps.Spec.PersistentVolumeClaimRetentionPolicy = &v1alpha1.RetentionPolicy{WhenDeleted: v1alpha1.Delete}
+	if err := c.Create(ctx, ps); err != nil {
+		t.Fatal(err)
+	}
+	waitPods(t, ns, "lg", 2)
+	waitLiveClaims(t, ns, "data-lg-0", "data-lg-1")
+
+	// The earlier version's state: no controller running, claims without
+	// owner, the legacy finalizer on the set, the set being deleted.
+	stop()
+	for name := range liveClaims(t, ns) {
+		if _, err := tb.Client.CoreV1().PersistentVolumeClaims(ns).Patch(ctx, name, types.MergePatchType,
+			[]byte(`{"metadata":{"ownerReferences":null}}`), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	updatePetSet(t, c, client.ObjectKeyFromObject(ps), func(p *v1alpha1.PetSet) {
+		p.Finalizers = append(p.Finalizers, controller.LegacyFinalizer)
+	})
+	if err := c.Delete(ctx, ps, client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil {
+		t.Fatal(err)
+	}
+	// Background propagation: the garbage collector deletes the
+	// dependents once the set is gone, and the finalizer holds it.
+	var held v1alpha1.PetSet
+	if err := c.Get(ctx, client.ObjectKeyFromObject(ps), &held); err != nil || held.DeletionTimestamp == nil {
+		t.Fatalf("set not held by the legacy finalizer: %v %v", err, held.Finalizers)
+	}
+	if got := liveClaims(t, ns); len(got) != 2 {
+		t.Fatalf("claims %v before the upgrade, want both", got)
+	}
+
+	runController(t) // the upgraded controller
+	pollUntil(t, 90*time.Second, "set, pods and claims gone", func() (bool, string) {
+		var left v1alpha1.PetSet
+		err := c.Get(ctx, client.ObjectKeyFromObject(ps), &left)
+		claims := liveClaims(t, ns)
+		pods, _ := tb.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=lg"})
+		return apierrors.IsNotFound(err) && len(claims) == 0 && len(pods.Items) == 0,
+			fmt.Sprintf("set err %v finalizers %v, %d live claims, %d pods", err, left.Finalizers, len(claims), len(pods.Items))
+	})
 }

@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -114,6 +115,55 @@ func TestPetSetRevisionBelowPartition(t *testing.T) {
 	}
 	if !strings.Contains(string(cr.Data.Raw), oldImage) || strings.Contains(string(cr.Data.Raw), broken) {
 		t.Errorf("revision %s data %s does not record %s", r1, cr.Data.Raw, oldImage)
+	}
+}
+
+// A set made by an earlier version keeps a revision whose data is in
+// struct order, which the garbage collector's patch cannot touch. Deleted
+// with orphan propagation, the set still goes: the controller takes its
+// owner reference off that revision with an update (data byte for byte).
+func TestPetSetOrphanDeletionOldRevision(t *testing.T) {
+	c, stop := startController(t)
+	defer stop()
+	ns := tb.Namespace(t, "orphan-old")
+	headlessService(t, ns, "oo", map[string]string{"app": "oo"}, false, svcPort{"peer", 2380, corev1.ProtocolTCP})
+	ps := newPetSet(ns, "oo", "oo", 1)
+	ps.Spec.VolumeClaimTemplates = nil
+	if err := c.Create(ctx, ps); err != nil {
+		t.Fatal(err)
+	}
+	waitPods(t, ns, "oo", 1)
+	var cur v1alpha1.PetSet
+	if err := c.Get(ctx, client.ObjectKeyFromObject(ps), &cur); err != nil {
+		t.Fatal(err)
+	}
+	old := cur.Spec.Template.DeepCopy()
+	old.Spec.Containers[0].Image = "registry.invalid/petset/fake:0"
+	structOrder, _ := json.Marshal(map[string]any{"spec": map[string]any{"template": old}})
+	rev := &appsv1.ControllerRevision{
+		ObjectMeta: metav1.ObjectMeta{Name: "oo-struct", Labels: map[string]string{"app": "oo", controller.LabelSetName: "oo"},
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "petset.dev/v1alpha1", Kind: "PetSet", Name: "oo", UID: cur.UID,
+				Controller: ptr(true), BlockOwnerDeletion: ptr(true)}}},
+		Data:     runtime.RawExtension{Raw: structOrder},
+		Revision: 0,
+	}
+	if _, err := tb.Client.AppsV1().ControllerRevisions(ns).Create(ctx, rev, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Delete(ctx, &cur, client.PropagationPolicy(metav1.DeletePropagationOrphan)); err != nil {
+		t.Fatal(err)
+	}
+	pollUntil(t, 60*time.Second, "PetSet gone after an orphaning delete", func() (bool, string) {
+		var left v1alpha1.PetSet
+		err := c.Get(ctx, client.ObjectKeyFromObject(ps), &left)
+		return apierrors.IsNotFound(err), fmt.Sprintf("finalizers %v, err %v", left.Finalizers, err)
+	})
+	got, err := tb.Client.AppsV1().ControllerRevisions(ns).Get(ctx, "oo-struct", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.OwnerReferences) != 0 || string(got.Data.Raw) != string(structOrder) {
+		t.Errorf("struct-order revision: refs %v, data changed %v", got.OwnerReferences, string(got.Data.Raw) != string(structOrder))
 	}
 }
 
