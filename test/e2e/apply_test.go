@@ -11,9 +11,6 @@ import (
 	"testing"
 	"time"
 
-	coretest "github.com/coredns/coredns/test"
-	"github.com/miekg/dns"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	petsettest "petset.dev/petset/test"
@@ -111,38 +108,7 @@ func TestApplyDeploy(t *testing.T) {
 		t.Fatalf("Corefile %q (%v)", corefile, err)
 	}
 	body := petsettest.Localize(corefile, tb.Kubeconfig)
-	i, udp, _, err := coretest.CoreDNSServerAndPorts(body)
-	if err != nil {
-		t.Fatalf("start: %v\n%s", err, body)
-	}
-	defer i.Stop()
-	ns := tb.Namespace(t, "apply")
-	headlessService(t, ns, "pets", map[string]string{"app": "pets"}, false, svcPort{"peer", 2380, corev1.ProtocolTCP})
-	statefulSet(t, ns, "pets", "pets", 1, false, svcPort{"peer", 2380, corev1.ProtocolTCP})
-	pods := waitPods(t, ns, "pets", 1)
-	c := &dns.Client{Timeout: 3 * time.Second}
-	ask := func(name string, qtype uint16) *dns.Msg {
-		m := new(dns.Msg)
-		m.SetQuestion(name, qtype)
-		r, _, err := c.Exchange(m, udp)
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		return r
-	}
-	host := fqdn("pets-0", "pets", ns)
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		r := ask(host, dns.TypeA)
-		if len(r.Answer) == 1 && r.Answer[0].(*dns.A).A.String() == pods["pets-0"].Status.PodIP {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the deployed Corefile never served %s:\n%s", host, r)
-		}
-	}
-	if r := ask("kubernetes.default.svc.cluster.local.", dns.TypeA); len(r.Answer) != 1 {
-		t.Errorf("kubernetes behind headless did not answer:\n%s", r)
-	}
+	serveTestbed(t, body, "the deployed Corefile")
 
 	// Everything goes away again.
 	if _, err := kubectl(t, "delete", "-k", "../../deploy", "--wait=true", "--timeout=2m"); err != nil {

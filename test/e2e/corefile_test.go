@@ -42,11 +42,23 @@ func TestClusterCorefile(t *testing.T) {
 	if !strings.Contains(body, "kubeconfig "+tb.Kubeconfig) || strings.Contains(body, "/etc/resolv.conf") {
 		t.Fatalf("Corefile not localized:\n%s", body)
 	}
+	ask := serveTestbed(t, body, "cluster.Corefile")
+	if r := ask("dns-version.cluster.local.", dns.TypeTXT); len(r.Answer) != 1 || fmt.Sprint(r.Answer[0].(*dns.TXT).Txt) != "[1.1.0]" {
+		t.Errorf("dns-version:\n%s", r)
+	}
+}
+
+// serveTestbed starts a localized Corefile in this process and waits until
+// it serves a pet of a new StatefulSet through headless and, behind it,
+// kubernetes.default through the kubernetes plugin. It returns a function
+// that asks the server; the server stops with the test.
+func serveTestbed(t *testing.T, body, what string) func(name string, qtype uint16) *dns.Msg {
+	t.Helper()
 	i, udp, _, err := coretest.CoreDNSServerAndPorts(body)
 	if err != nil {
-		t.Fatalf("start: %v\n%s", err, body)
+		t.Fatalf("start %s: %v\n%s", what, err, body)
 	}
-	defer i.Stop()
+	t.Cleanup(func() { i.Stop() })
 
 	ns := tb.Namespace(t, "corefile")
 	headlessService(t, ns, "pets", map[string]string{"app": "pets"}, false, svcPort{"peer", 2380, corev1.ProtocolTCP})
@@ -55,6 +67,7 @@ func TestClusterCorefile(t *testing.T) {
 
 	c := &dns.Client{Timeout: 3 * time.Second}
 	ask := func(name string, qtype uint16) *dns.Msg {
+		t.Helper()
 		m := new(dns.Msg)
 		m.SetQuestion(name, qtype)
 		r, _, err := c.Exchange(m, udp)
@@ -64,21 +77,17 @@ func TestClusterCorefile(t *testing.T) {
 		return r
 	}
 	host := fqdn("pets-0", "pets", ns)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) { // past a cached negative answer
 		r := ask(host, dns.TypeA)
 		if len(r.Answer) == 1 && r.Answer[0].(*dns.A).A.String() == pods["pets-0"].Status.PodIP {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("cluster.Corefile never served %s:\n%s", host, r)
+			t.Fatalf("%s never served %s:\n%s", what, host, r)
 		}
-		time.Sleep(100 * time.Millisecond) // past the 2s negative TTL the cache may hold
 	}
 	if r := ask("kubernetes.default.svc.cluster.local.", dns.TypeA); len(r.Answer) != 1 {
-		t.Errorf("the kubernetes plugin behind headless did not answer:\n%s", r)
+		t.Errorf("%s: the kubernetes plugin behind headless did not answer:\n%s", what, r)
 	}
-	if r := ask("dns-version.cluster.local.", dns.TypeTXT); len(r.Answer) != 1 || fmt.Sprint(r.Answer[0].(*dns.TXT).Txt) != "[1.1.0]" {
-		t.Errorf("dns-version:\n%s", r)
-	}
+	return ask
 }
