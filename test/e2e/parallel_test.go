@@ -14,10 +14,12 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1alpha1 "petset.dev/petset/api/v1alpha1"
+	"petset.dev/petset/controller"
 )
 
 // holdGate is a scheduling gate the tests put in a template: a gated pod
@@ -95,12 +97,13 @@ func setFinalizers(t *testing.T, ns, name string, finalizers ...string) {
 	}
 }
 
-// waitReadyMessage waits until the set's Ready condition says why it waits.
+// waitReadyMessage waits until the message of the set's Ready condition,
+// which says why the controller waits, starts with message.
 func waitReadyMessage(t *testing.T, c client.Client, ns, name, message string) {
 	t.Helper()
 	waitStatus(t, c, ns, name, func(st v1alpha1.PetSetStatus) bool {
 		cond := meta.FindStatusCondition(st.Conditions, "Ready")
-		return cond != nil && cond.Message == message
+		return cond != nil && strings.HasPrefix(cond.Message, message)
 	})
 }
 
@@ -254,5 +257,58 @@ func TestPetSetParallelScale(t *testing.T) {
 	pollUntil(t, 60*time.Second, "OrderedReady scale-down to 1 done", func() (bool, string) {
 		pods := petPods(t, ns, "ord")
 		return len(pods) == 1 && pods["ord-0"] != nil, describePods(pods)
+	})
+}
+
+// A rolling update under Parallel still takes down at most maxUnavailable
+// pets: with maxUnavailable 1, while the updated pet is not Ready (its new
+// template is scheduling-gated) no other pet is deleted, and the rollout
+// goes on, highest ordinal first, as each updated pet becomes Ready.
+func TestPetSetParallelRollingUpdate(t *testing.T) {
+	c, stop := startController(t)
+	defer stop()
+	ns := tb.Namespace(t, "parru")
+	headlessService(t, ns, "pru", map[string]string{"app": "pru"}, false, svcPort{"peer", 2380, corev1.ProtocolTCP})
+	ps := newPetSet(ns, "pru", "pru", 3)
+	ps.Spec.VolumeClaimTemplates = nil
+	ps.Spec.PodManagementPolicy = appsv1.ParallelPodManagement
+	ps.Spec.UpdateStrategy.RollingUpdate = &v1alpha1.RollingUpdate{MaxUnavailable: ptr(intstr.FromInt32(1))}
+	if err := c.Create(ctx, ps); err != nil {
+		t.Fatal(err)
+	}
+	before := waitPods(t, ns, "pru", 3)
+
+	cur := updatePetSet(t, c, client.ObjectKeyFromObject(ps), func(p *v1alpha1.PetSet) {
+		p.Spec.Template.Spec.Containers[0].Image = "registry.invalid/petset/fake:2"
+		p.Spec.Template.Spec.SchedulingGates = []corev1.PodSchedulingGate{{Name: holdGate}}
+	})
+	r2 := controller.Revision(cur)
+	for i := 2; i >= 0; i-- {
+		name := fmt.Sprintf("pru-%d", i)
+		pollUntil(t, 60*time.Second, name+" at the new revision", func() (bool, string) {
+			pods := petPods(t, ns, "pru")
+			p := pods[name]
+			return p != nil && p.DeletionTimestamp == nil && p.Labels[controller.LabelRevision] == r2, describePods(pods)
+		})
+		if i > 0 {
+			// The controller has seen the updated pet and waits for it.
+			waitReadyMessage(t, c, ns, "pru", "waiting for unavailable pets before updating")
+			pods := petPods(t, ns, "pru")
+			if podReady(pods[name]) {
+				t.Errorf("%s is Ready while gated: the test proves nothing (%s)", name, describePods(pods))
+			}
+			for j := range i {
+				other := fmt.Sprintf("pru-%d", j)
+				p := pods[other]
+				if p == nil || p.UID != before[other].UID || p.DeletionTimestamp != nil || !podReady(p) {
+					t.Errorf("%s was taken down while %s at the new revision was not Ready, with maxUnavailable 1: %s", other, name, describePods(pods))
+				}
+			}
+		}
+		ungate(t, ns, name)
+	}
+	waitPods(t, ns, "pru", 3)
+	waitStatus(t, c, ns, "pru", func(st v1alpha1.PetSetStatus) bool {
+		return st.UpdateRevision == r2 && st.UpdatedReplicas == 3 && st.ReadyReplicas == 3
 	})
 }
