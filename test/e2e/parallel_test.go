@@ -291,18 +291,38 @@ func TestPetSetParallelRollingUpdate(t *testing.T) {
 			return p != nil && p.DeletionTimestamp == nil && p.Labels[controller.LabelRevision] == r2, describePods(pods)
 		})
 		if i > 0 {
-			// The controller has seen the updated pet and waits for it.
-			waitReadyMessage(t, c, ns, "pru", "waiting for unavailable pets before updating")
+			// Wait until the controller says it waits for the updated pet,
+			// or takes a lower pet down.
+			takenDown := func(pods map[string]*corev1.Pod) []string {
+				var out []string
+				for j := range i {
+					other := fmt.Sprintf("pru-%d", j)
+					if p := pods[other]; p == nil || p.UID != before[other].UID || p.DeletionTimestamp != nil || !podReady(p) {
+						out = append(out, other)
+					}
+				}
+				return out
+			}
+			var ps v1alpha1.PetSet
+			pollUntil(t, 60*time.Second, "the controller waits for "+name, func() (bool, string) {
+				if len(takenDown(petPods(t, ns, "pru"))) > 0 {
+					return true, ""
+				}
+				if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "pru"}, &ps); err != nil {
+					return false, err.Error()
+				}
+				// A status that lists the updated pet is fresh, not left
+				// from the step before.
+				seen := slices.ContainsFunc(ps.Status.Members, func(m v1alpha1.Member) bool { return m.Ordinal == int32(i) && m.Revision == r2 })
+				cond := meta.FindStatusCondition(ps.Status.Conditions, "Ready")
+				return seen && cond != nil && strings.HasPrefix(cond.Message, "waiting for unavailable pets before updating"), fmt.Sprintf("%+v", ps.Status)
+			})
 			pods := petPods(t, ns, "pru")
 			if podReady(pods[name]) {
 				t.Errorf("%s is Ready while gated: the test proves nothing (%s)", name, describePods(pods))
 			}
-			for j := range i {
-				other := fmt.Sprintf("pru-%d", j)
-				p := pods[other]
-				if p == nil || p.UID != before[other].UID || p.DeletionTimestamp != nil || !podReady(p) {
-					t.Errorf("%s was taken down while %s at the new revision was not Ready, with maxUnavailable 1: %s", other, name, describePods(pods))
-				}
+			if down := takenDown(pods); len(down) > 0 {
+				t.Fatalf("%v taken down while %s at the new revision was not Ready, with maxUnavailable 1: %s", down, name, describePods(pods))
 			}
 		}
 		ungate(t, ns, name)
