@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"time"
@@ -127,6 +128,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		log.V(2).Info("Plan", "petset", klog.KObj(ps), "create", plan.Create, "delete", plan.Delete, "wait", plan.Wait)
 	}
 	var errs []error
+	// Pets created in this pass count in the status it writes, as
+	// StatefulSet's sync counts the pods it creates: the watch event of
+	// each new pod then finds the status already saying so, and one
+	// status write covers both a pet becoming Ready and the next one
+	// being created.
+	counted, cloned := owned, false
 	for _, o := range plan.Create {
 		// Each pet from the template of the revision it is due.
 		rev, set := want.Due(o, state), ps
@@ -140,12 +147,21 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			errs = append(errs, err)
 			break // ordered: nothing after a failure
 		}
+		if !cloned {
+			counted, cloned = maps.Clone(owned), true
+		}
+		counted[o] = NewPod(set, o, rev)
 	}
 	for _, o := range plan.Delete {
 		if err := r.Pets.DeletePet(ctx, ps, owned[o]); err != nil {
 			errs = append(errs, err)
 			break
 		}
+	}
+	if cloned && len(errs) == 0 && !want.Parallel && plan.Wait == "creating one pet at a time" {
+		// What the next pass will say: the condition's message does not
+		// change, so the new pet's watch event costs no status write.
+		plan.Wait = "waiting for " + strconv.Itoa(plan.Create[len(plan.Create)-1]) + " to be available"
 	}
 	if err := r.createMissingClaims(ctx, ps, owned, want); err != nil {
 		errs = append(errs, err)
@@ -156,7 +172,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	// A conflict too is returned: the status this pass computed is not
 	// written, so the set must be looked at again.
-	if err := r.writeStatus(ctx, ps, owned, want, plan, resized, ownedCondition(ps, own), retentionCondition(ps, foreignClaims)); err != nil {
+	if err := r.writeStatus(ctx, ps, counted, want, plan, resized, ownedCondition(ps, own), retentionCondition(ps, foreignClaims)); err != nil {
 		errs = append(errs, fmt.Errorf("status: %w", err))
 	}
 	if len(errs) > 0 {
