@@ -8,11 +8,13 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -42,6 +44,22 @@ type Reconciler struct {
 	Pets     PetControl
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+
+	// written is the last status this process wrote for each set: a
+	// pass that reads the set from a cache that has not yet seen that
+	// write skips writing the same status again (which would only be
+	// answered 409).
+	written sync.Map // types.NamespacedName -> statusWrite
+}
+
+// statusWrite is the last status written for the set with uid: it made
+// resourceVersion to; before are the set's resourceVersions this process
+// saw (or wrote over) until then, which a lagging cache may still hold.
+type statusWrite struct {
+	uid    types.UID
+	before []string
+	to     string
+	status v1alpha1.PetSetStatus
 }
 
 // SetupWithManager registers the controller: PetSets, and the pods they
@@ -74,6 +92,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	log := klog.FromContext(ctx)
 	ps := &v1alpha1.PetSet{}
 	if err := r.Get(ctx, req.NamespacedName, ps); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.written.Delete(req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if err := r.dropFinalizer(ctx, ps); err != nil {
@@ -249,12 +270,24 @@ func petOf(o int, pod *corev1.Pod) Pet {
 
 // writeStatus records counts, revisions, membership and conditions.
 func (r *Reconciler) writeStatus(ctx context.Context, ps *v1alpha1.PetSet, owned map[int]*corev1.Pod, want Want, plan Plan, conds ...*metav1.Condition) error {
+	// The status to compare with and build on is the set's, or, when the
+	// cache has not yet seen this process's last write over it, that
+	// write: its conditions keep their transition times, and the same
+	// status is not written twice.
+	key := client.ObjectKeyFromObject(ps)
+	base, rv := ps.Status, ps.ResourceVersion
+	var before []string
+	if v, ok := r.written.Load(key); ok {
+		if w := v.(statusWrite); w.uid == ps.UID && slices.Contains(w.before, ps.ResourceVersion) {
+			base, rv, before = w.status, w.to, slices.Clone(w.before)
+		}
+	}
 	st := v1alpha1.PetSetStatus{
 		ObservedGeneration: ps.Generation,
 		UpdateRevision:     want.Revision,
-		CurrentRevision:    cmp.Or(want.Current, ps.Status.CurrentRevision),
+		CurrentRevision:    cmp.Or(want.Current, base.CurrentRevision),
 		CollisionCount:     want.collisionCount,
-		Conditions:         slices.Clone(ps.Status.Conditions),
+		Conditions:         slices.Clone(base.Conditions),
 	}
 	if sel, err := metav1.LabelSelectorAsSelector(ps.Spec.Selector); err == nil {
 		st.Selector = sel.String()
@@ -315,9 +348,22 @@ func (r *Reconciler) writeStatus(ctx context.Context, ps *v1alpha1.PetSet, owned
 		}
 	}
 
-	if equality.Semantic.DeepEqual(ps.Status, st) {
+	if equality.Semantic.DeepEqual(base, st) {
 		return nil
 	}
-	ps.Status = st
-	return r.Status().Update(ctx, ps)
+	// Over the resourceVersion of the last write when the cache lags
+	// behind it: if nothing else has written since, no 409.
+	before = append(before, ps.ResourceVersion)
+	if rv != ps.ResourceVersion {
+		before = append(before, rv)
+	}
+	if len(before) > 8 {
+		before = before[len(before)-8:]
+	}
+	ps.Status, ps.ResourceVersion = st, rv
+	if err := r.Status().Update(ctx, ps); err != nil {
+		return err
+	}
+	r.written.Store(key, statusWrite{uid: ps.UID, before: slices.Clone(before), to: ps.ResourceVersion, status: *st.DeepCopy()})
+	return nil
 }
