@@ -57,6 +57,12 @@ func (r *Reconciler) expandClaims(ctx context.Context, ps *v1alpha1.PetSet, want
 					return nil, err
 				}
 			}
+			// A claim not yet bound has no capacity and is not being
+			// resized: counting it would flip the condition, and write
+			// status twice, for every new claim.
+			if claim.Status.Phase != corev1.ClaimBound {
+				continue
+			}
 			if capacity, ok := claim.Status.Capacity[corev1.ResourceStorage]; !ok || capacity.Cmp(wantSize) < 0 {
 				resizing = append(resizing, claim.Name)
 			}

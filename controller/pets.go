@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -47,7 +48,10 @@ func NewPetControl(c client.Client, r events.EventRecorder) PetControl {
 }
 
 func (p *apiPets) CreatePet(ctx context.Context, ps *v1alpha1.PetSet, ordinal int, rev string) error {
-	if err := p.CreateClaims(ctx, ps, ordinal); err != nil {
+	// One event tells of the pod and the claims made for it: an event
+	// per claim would double the writes of scaling up.
+	made, err := p.createClaims(ctx, ps, ordinal, false)
+	if err != nil {
 		return err
 	}
 	pod := NewPod(ps, ordinal, rev)
@@ -64,7 +68,11 @@ func (p *apiPets) CreatePet(ctx context.Context, ps *v1alpha1.PetSet, ordinal in
 		return fmt.Errorf("pod %s: %w", pod.Name, err)
 	}
 	operations.WithLabelValues("create_pod").Inc()
-	p.recorder.Eventf(ps, nil, corev1.EventTypeNormal, "SuccessfulCreate", "CreatePod", "pod %s", pod.Name)
+	if len(made) > 0 {
+		p.recorder.Eventf(ps, nil, corev1.EventTypeNormal, "SuccessfulCreate", "CreatePod", "pod %s with claim %s", pod.Name, strings.Join(made, ", "))
+	} else {
+		p.recorder.Eventf(ps, nil, corev1.EventTypeNormal, "SuccessfulCreate", "CreatePod", "pod %s", pod.Name)
+	}
 	return nil
 }
 
@@ -73,6 +81,14 @@ func (p *apiPets) CreatePet(ctx context.Context, ps *v1alpha1.PetSet, ordinal in
 var ErrClaimTerminating = errors.New("claim is being deleted")
 
 func (p *apiPets) CreateClaims(ctx context.Context, ps *v1alpha1.PetSet, ordinal int) error {
+	_, err := p.createClaims(ctx, ps, ordinal, true)
+	return err
+}
+
+// createClaims makes the missing claims of pet ordinal and returns the
+// names of those it made; record says whether each gets its own event.
+func (p *apiPets) createClaims(ctx context.Context, ps *v1alpha1.PetSet, ordinal int, record bool) ([]string, error) {
+	var made []string
 	bySet, _ := claimOwners(ps, false)
 	for _, claim := range NewClaims(ps, ordinal) {
 		// The cache first: an existing claim costs no write.
@@ -80,11 +96,11 @@ func (p *apiPets) CreateClaims(ctx context.Context, ps *v1alpha1.PetSet, ordinal
 		err := p.c.Get(ctx, client.ObjectKeyFromObject(claim), have)
 		switch {
 		case err == nil && have.DeletionTimestamp != nil:
-			return fmt.Errorf("claim %s: %w", claim.Name, ErrClaimTerminating)
+			return made, fmt.Errorf("claim %s: %w", claim.Name, ErrClaimTerminating)
 		case err == nil:
 			continue // the pet's storage from before: reuse it
 		case !apierrors.IsNotFound(err):
-			return fmt.Errorf("claim %s: %w", claim.Name, err)
+			return made, fmt.Errorf("claim %s: %w", claim.Name, err)
 		}
 		if bySet {
 			claim.OwnerReferences = []metav1.OwnerReference{*metav1.NewControllerRef(ps, petSetKind)}
@@ -95,13 +111,16 @@ func (p *apiPets) CreateClaims(ctx context.Context, ps *v1alpha1.PetSet, ordinal
 			// Made since the cache last saw it: reuse it.
 		case err != nil:
 			p.recorder.Eventf(ps, nil, corev1.EventTypeWarning, "FailedCreate", "CreateClaim", "claim %s for pod %s: %v", claim.Name, PodName(ps.Name, ordinal), err)
-			return fmt.Errorf("claim %s: %w", claim.Name, err)
+			return made, fmt.Errorf("claim %s: %w", claim.Name, err)
 		default:
 			operations.WithLabelValues("create_claim").Inc()
-			p.recorder.Eventf(ps, nil, corev1.EventTypeNormal, "SuccessfulCreate", "CreateClaim", "claim %s for pod %s", claim.Name, PodName(ps.Name, ordinal))
+			made = append(made, claim.Name)
+			if record {
+				p.recorder.Eventf(ps, nil, corev1.EventTypeNormal, "SuccessfulCreate", "CreateClaim", "claim %s for pod %s", claim.Name, PodName(ps.Name, ordinal))
+			}
 		}
 	}
-	return nil
+	return made, nil
 }
 
 func (p *apiPets) DeletePet(ctx context.Context, ps *v1alpha1.PetSet, pod *corev1.Pod) error {

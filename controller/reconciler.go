@@ -5,13 +5,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -41,6 +44,22 @@ type Reconciler struct {
 	Pets     PetControl
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+
+	// written is the last status this process wrote for each set: a
+	// pass that reads the set from a cache that has not yet seen that
+	// write skips writing the same status again (which would only be
+	// answered 409).
+	written sync.Map // types.NamespacedName -> statusWrite
+}
+
+// statusWrite is the last status written for the set with uid: it made
+// resourceVersion to; before are the set's resourceVersions this process
+// saw (or wrote over) until then, which a lagging cache may still hold.
+type statusWrite struct {
+	uid    types.UID
+	before []string
+	to     string
+	status v1alpha1.PetSetStatus
 }
 
 // SetupWithManager registers the controller: PetSets, and the pods they
@@ -73,6 +92,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	log := klog.FromContext(ctx)
 	ps := &v1alpha1.PetSet{}
 	if err := r.Get(ctx, req.NamespacedName, ps); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.written.Delete(req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if err := r.dropFinalizer(ctx, ps); err != nil {
@@ -127,6 +149,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		log.V(2).Info("Plan", "petset", klog.KObj(ps), "create", plan.Create, "delete", plan.Delete, "wait", plan.Wait)
 	}
 	var errs []error
+	// Pets created in this pass count in the status it writes, as
+	// StatefulSet's sync counts the pods it creates: the watch event of
+	// each new pod then finds the status already saying so, and one
+	// status write covers both a pet becoming Ready and the next one
+	// being created.
+	counted, cloned := owned, false
 	for _, o := range plan.Create {
 		// Each pet from the template of the revision it is due.
 		rev, set := want.Due(o, state), ps
@@ -140,12 +168,21 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			errs = append(errs, err)
 			break // ordered: nothing after a failure
 		}
+		if !cloned {
+			counted, cloned = maps.Clone(owned), true
+		}
+		counted[o] = NewPod(set, o, rev)
 	}
 	for _, o := range plan.Delete {
 		if err := r.Pets.DeletePet(ctx, ps, owned[o]); err != nil {
 			errs = append(errs, err)
 			break
 		}
+	}
+	if cloned && len(errs) == 0 && !want.Parallel && plan.Wait == "creating one pet at a time" {
+		// What the next pass will say: the condition's message does not
+		// change, so the new pet's watch event costs no status write.
+		plan.Wait = "waiting for " + strconv.Itoa(plan.Create[len(plan.Create)-1]) + " to be available"
 	}
 	if err := r.createMissingClaims(ctx, ps, owned, want); err != nil {
 		errs = append(errs, err)
@@ -156,7 +193,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	// A conflict too is returned: the status this pass computed is not
 	// written, so the set must be looked at again.
-	if err := r.writeStatus(ctx, ps, owned, want, plan, resized, ownedCondition(ps, own), retentionCondition(ps, foreignClaims)); err != nil {
+	if err := r.writeStatus(ctx, ps, counted, want, plan, resized, ownedCondition(ps, own), retentionCondition(ps, foreignClaims)); err != nil {
 		errs = append(errs, fmt.Errorf("status: %w", err))
 	}
 	if len(errs) > 0 {
@@ -233,12 +270,24 @@ func petOf(o int, pod *corev1.Pod) Pet {
 
 // writeStatus records counts, revisions, membership and conditions.
 func (r *Reconciler) writeStatus(ctx context.Context, ps *v1alpha1.PetSet, owned map[int]*corev1.Pod, want Want, plan Plan, conds ...*metav1.Condition) error {
+	// The status to compare with and build on is the set's, or, when the
+	// cache has not yet seen this process's last write over it, that
+	// write: its conditions keep their transition times, and the same
+	// status is not written twice.
+	key := client.ObjectKeyFromObject(ps)
+	base, rv := ps.Status, ps.ResourceVersion
+	var before []string
+	if v, ok := r.written.Load(key); ok {
+		if w := v.(statusWrite); w.uid == ps.UID && slices.Contains(w.before, ps.ResourceVersion) {
+			base, rv, before = w.status, w.to, slices.Clone(w.before)
+		}
+	}
 	st := v1alpha1.PetSetStatus{
 		ObservedGeneration: ps.Generation,
 		UpdateRevision:     want.Revision,
-		CurrentRevision:    cmp.Or(want.Current, ps.Status.CurrentRevision),
+		CurrentRevision:    cmp.Or(want.Current, base.CurrentRevision),
 		CollisionCount:     want.collisionCount,
-		Conditions:         slices.Clone(ps.Status.Conditions),
+		Conditions:         slices.Clone(base.Conditions),
 	}
 	if sel, err := metav1.LabelSelectorAsSelector(ps.Spec.Selector); err == nil {
 		st.Selector = sel.String()
@@ -299,9 +348,22 @@ func (r *Reconciler) writeStatus(ctx context.Context, ps *v1alpha1.PetSet, owned
 		}
 	}
 
-	if equality.Semantic.DeepEqual(ps.Status, st) {
+	if equality.Semantic.DeepEqual(base, st) {
 		return nil
 	}
-	ps.Status = st
-	return r.Status().Update(ctx, ps)
+	// Over the resourceVersion of the last write when the cache lags
+	// behind it: if nothing else has written since, no 409.
+	before = append(before, ps.ResourceVersion)
+	if rv != ps.ResourceVersion {
+		before = append(before, rv)
+	}
+	if len(before) > 8 {
+		before = before[len(before)-8:]
+	}
+	ps.Status, ps.ResourceVersion = st, rv
+	if err := r.Status().Update(ctx, ps); err != nil {
+		return err
+	}
+	r.written.Store(key, statusWrite{uid: ps.UID, before: slices.Clone(before), to: ps.ResourceVersion, status: *st.DeepCopy()})
+	return nil
 }

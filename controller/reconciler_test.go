@@ -94,9 +94,22 @@ func TestReconcile(t *testing.T) {
 		t.Errorf("db-0 volumes %+v", v)
 	}
 
+	// The pass that made db-0 counts it in the status it writes, as the
+	// StatefulSet controller does; the next pass, which sees db-0 in the
+	// cache, then has nothing to write.
+	var first v1alpha1.PetSet
+	c.Get(ctx, key, &first)
+	if st := first.Status; st.Replicas != 1 || st.ReadyReplicas != 0 || len(st.Members) != 1 || st.Members[0].Pod != "db-0" {
+		t.Errorf("status after creating db-0: %+v", st)
+	}
 	reconcile() // still not ready: nothing new
 	if got := podNames(); len(got) != 1 {
 		t.Fatalf("pods %v after a second pass", got)
+	}
+	var second v1alpha1.PetSet
+	c.Get(ctx, key, &second)
+	if second.ResourceVersion != first.ResourceVersion {
+		t.Errorf("second pass wrote status again:\nbefore %+v\nafter  %+v", first.Status, second.Status)
 	}
 	markReady("db-0")
 	reconcile()
@@ -138,7 +151,7 @@ func TestReconcile(t *testing.T) {
 		seen = append(seen, <-rec.Events)
 	}
 	joined := strings.Join(seen, "\n")
-	for _, want := range []string{"SuccessfulCreate claim data-db-0", "SuccessfulCreate pod db-0", "SuccessfulDelete pod db-1"} {
+	for _, want := range []string{"SuccessfulCreate pod db-0 with claim data-db-0", "SuccessfulDelete pod db-1"} {
 		if !strings.Contains(joined, want) {
 			t.Errorf("no event %q in:\n%s", want, joined)
 		}

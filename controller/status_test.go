@@ -6,10 +6,12 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	v1alpha1 "petset.dev/petset/api/v1alpha1"
@@ -98,5 +100,62 @@ func TestWriteStatus(t *testing.T) {
 				t.Errorf("Ready condition %+v, want %s", c, tc.ready)
 			}
 		})
+	}
+}
+
+// A pass that reads the set from a cache that has not yet seen this
+// process's last status write, and computes that same status, writes
+// nothing (the write would only be answered 409); one that computes
+// something new writes over that last write, and gets a conflict only if
+// someone else has written since.
+func TestWriteStatusStaleCache(t *testing.T) {
+	scheme := runtime.NewScheme()
+	clientgoscheme.AddToScheme(scheme)
+	v1alpha1.AddToScheme(scheme)
+	ps := testSet(3)
+	c := fake.NewClientBuilder().WithScheme(scheme).WithStatusSubresource(&v1alpha1.PetSet{}).WithObjects(ps).Build()
+	ctx := context.Background()
+	key := client.ObjectKeyFromObject(ps)
+	if err := c.Get(ctx, key, ps); err != nil {
+		t.Fatal(err)
+	}
+	stale := ps.DeepCopy()
+	r := &Reconciler{Client: c}
+	owned := map[int]*corev1.Pod{0: statusPod(0, statusPet{"new", true, false})}
+	w := Want{Start: 0, End: 3, Revision: "new", RollingUpdate: true, MaxUnavailable: 1, Now: time.Now()}
+	pets := []Pet{petOf(0, owned[0])}
+	if err := r.writeStatus(ctx, ps, owned, w, Decide(w, pets)); err != nil {
+		t.Fatal(err)
+	}
+	written := ps.ResourceVersion
+	if err := r.writeStatus(ctx, stale.DeepCopy(), owned, w, Decide(w, pets)); err != nil {
+		t.Errorf("same status from a stale cache: %v, want no write", err)
+	}
+	var got v1alpha1.PetSet
+	c.Get(ctx, key, &got)
+	if got.ResourceVersion != written {
+		t.Errorf("same status from a stale cache written again: resourceVersion %s, want %s", got.ResourceVersion, written)
+	}
+
+	owned[1] = statusPod(1, statusPet{"new", false, false})
+	pets = append(pets, petOf(1, owned[1]))
+	if err := r.writeStatus(ctx, stale.DeepCopy(), owned, w, Decide(w, pets)); err != nil {
+		t.Errorf("new status from a stale cache: %v, want it written over the last write", err)
+	}
+	c.Get(ctx, key, &got)
+	if got.Status.Replicas != 2 {
+		t.Errorf("replicas %d, want 2", got.Status.Replicas)
+	}
+
+	// Someone else writes the set: a pass from the stale cache now gets
+	// a conflict rather than overwriting what it has not seen.
+	got.Annotations = map[string]string{"touched": "yes"}
+	if err := c.Update(ctx, &got); err != nil {
+		t.Fatal(err)
+	}
+	owned[2] = statusPod(2, statusPet{"new", false, false})
+	pets = append(pets, petOf(2, owned[2]))
+	if err := r.writeStatus(ctx, stale.DeepCopy(), owned, w, Decide(w, pets)); !apierrors.IsConflict(err) {
+		t.Errorf("new status from a stale cache after another write: %v, want a conflict", err)
 	}
 }

@@ -113,6 +113,9 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	if err := c.writeCredentials(); err != nil {
 		return nil, err
 	}
+	if err := os.WriteFile(c.path("audit-policy.yaml"), []byte(auditPolicy), 0o644); err != nil {
+		return nil, err
+	}
 	for _, p := range []string{"etcd", "etcd-peer", "apiserver"} {
 		if c.ports[p], err = freePort(); err != nil {
 			return nil, err
@@ -146,6 +149,21 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	opts.Log("cluster ready; kubeconfig %s", c.Kubeconfig)
 	return c, nil
 }
+
+// AuditLog is the API server's audit log: one JSON line per write
+// (create, update, patch, delete), at Metadata level, with the user
+// agent, object reference and response code of each.
+func (c *Cluster) AuditLog() string { return c.path("logs", "audit.log") }
+
+// auditPolicy logs writes only: reads would swamp the log.
+const auditPolicy = `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+- level: Metadata
+  verbs: ["create", "update", "patch", "delete", "deletecollection"]
+- level: None
+`
 
 func (c *Cluster) bin(name string) string { return filepath.Join(c.bins, name) }
 func (c *Cluster) path(parts ...string) string {
@@ -233,7 +251,11 @@ func (c *Cluster) StartAPIServer(ctx context.Context) error {
 		// Namespaces are made and used at once in tests; the default
 		// service account may not exist yet, and nothing here mounts it.
 		"--disable-admission-plugins=ServiceAccount",
-		"--enable-priority-and-fairness=false")
+		"--enable-priority-and-fairness=false",
+		// Every write, with who made it, for tests that count writes.
+		"--audit-policy-file="+c.path("audit-policy.yaml"),
+		// Never rotated: tests read it from an offset.
+		"--audit-log-path="+c.AuditLog(), "--audit-log-format=json", "--audit-log-maxsize=100000")
 	if err != nil {
 		return err
 	}

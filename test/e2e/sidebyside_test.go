@@ -3,10 +3,13 @@
 package e2e
 
 import (
+	"bufio"
+	"encoding/json"
 	"fmt"
+	"io"
+	"os"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,7 +17,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1alpha1 "petset.dev/petset/api/v1alpha1"
@@ -63,59 +65,122 @@ func identity(t *testing.T, ns string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// writes counts, from outside, what a controller writes while it scales:
-// pods and claims created, and changes to the set object itself (status).
-type writes struct {
-	mu          sync.Mutex
-	pods, owner int
-	claims      int // claims that existed when counting began
-	stop        []func()
+// auditWrite is what the API server's audit log says of one write.
+type auditWrite struct {
+	Stage     string `json:"stage"`
+	Verb      string `json:"verb"`
+	UserAgent string `json:"userAgent"`
+	ObjectRef struct {
+		Resource    string `json:"resource"`
+		Subresource string `json:"subresource"`
+		Namespace   string `json:"namespace"`
+	} `json:"objectRef"`
+	ResponseStatus struct {
+		Code int `json:"code"`
+	} `json:"responseStatus"`
 }
 
-func countWrites(t *testing.T, ns string, setWatch watch.Interface) *writes {
+// writeCount is the writes one controller made in one namespace, keyed
+// "verb resource[/subresource] code".
+type writeCount map[string]int
+
+func (w writeCount) total() (n int) {
+	for _, v := range w {
+		n += v
+	}
+	return n
+}
+
+func (w writeCount) String() string {
+	keys := make([]string, 0, len(w))
+	for k := range w {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&b, "%s=%d ", k, w[k])
+	}
+	return strings.TrimSpace(b.String())
+}
+
+// auditOffset is where the audit log ends now: counting starts there.
+func auditOffset(t *testing.T) int64 {
 	t.Helper()
-	w := &writes{claims: len(claimNames(t, ns))}
-	pw, err := tb.Client.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{})
+	fi, err := os.Stat(tb.AuditLog())
 	if err != nil {
 		t.Fatal(err)
 	}
-	count := func(wi watch.Interface, typ watch.EventType, n *int) {
-		for ev := range wi.ResultChan() {
-			if ev.Type == typ {
-				w.mu.Lock()
-				*n++
-				w.mu.Unlock()
-			}
+	return fi.Size()
+}
+
+// countWrites reads the audit log from offset and counts, per controller,
+// every write it made in namespace ns: creates, updates, patches and
+// deletes of any resource (events and status included), whatever the
+// answer (409s too). The StatefulSet controller is the client
+// kube-controller-manager names statefulset-controller; the PetSet
+// controller is the ordinal-controller binary. Writes by anyone else in
+// ns (the test, the scheduler, kwok) are returned under "other".
+func countWrites(t *testing.T, offset int64, ns string) map[string]writeCount {
+	t.Helper()
+	f, err := os.Open(tb.AuditLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]writeCount{"StatefulSet": {}, "PetSet": {}, "other": {}}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var e auditWrite
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			continue // a line still being written
 		}
+		if e.Stage != "ResponseComplete" || e.ObjectRef.Namespace != ns {
+			continue
+		}
+		who := "other"
+		switch {
+		case strings.Contains(e.UserAgent, "statefulset-controller"):
+			who = "StatefulSet"
+		case strings.HasPrefix(e.UserAgent, "ordinal-controller"):
+			who = "PetSet"
+		}
+		res := e.ObjectRef.Resource
+		if e.ObjectRef.Subresource != "" {
+			res += "/" + e.ObjectRef.Subresource
+		}
+		out[who][fmt.Sprintf("%s %s %d", e.Verb, res, e.ResponseStatus.Code)]++
 	}
-	go count(pw, watch.Added, &w.pods)
-	go count(setWatch, watch.Modified, &w.owner)
-	w.stop = []func(){pw.Stop, setWatch.Stop}
-	return w
-}
-
-// done stops counting and returns pods created, claims created and
-// updates of the set object.
-func (w *writes) done(t *testing.T, ns string) (pods, claims, owner int) {
-	for _, f := range w.stop {
-		f()
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.pods, len(claimNames(t, ns)) - w.claims, w.owner
-}
-
-func claimNames(t *testing.T, ns string) []string {
-	t.Helper()
-	list, err := tb.Client.CoreV1().PersistentVolumeClaims(ns).List(ctx, metav1.ListOptions{})
-	if err != nil {
+	if err := sc.Err(); err != nil {
 		t.Fatal(err)
-	}
-	var out []string
-	for _, c := range list.Items {
-		out = append(out, c.Name)
 	}
 	return out
+}
+
+// quietWrites waits, after the end state is reached, until the
+// controller's count of writes in ns has not moved for a quiet period
+// (polled, not slept on), and returns the counts.
+func quietWrites(t *testing.T, offset int64, ns, who string) map[string]writeCount {
+	t.Helper()
+	const quiet = 5 * time.Second
+	last, since := -1, time.Now()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		got := countWrites(t, offset, ns)
+		if n := got[who].total(); n != last {
+			last, since = n, time.Now()
+		} else if time.Since(since) >= quiet {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still writing after 2m: %v", who, got[who])
+		}
+		time.Sleep(250 * time.Millisecond) // poll interval of the quiet check
+	}
 }
 
 // The same spec as a StatefulSet and as a PetSet, side by side: the same
@@ -158,43 +223,66 @@ func TestPetSetBesideStatefulSet(t *testing.T) {
 	waitPods(t, nsS, "web", 0)
 	waitPods(t, nsP, "web", 0)
 
-	stsWatch, err := tb.Client.AppsV1().StatefulSets(nsS).Watch(ctx, metav1.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := countWrites(t, nsS, stsWatch)
+	// Each scales 0 -> 20; its writes are counted until the end state
+	// (20 pods, all Ready, status current for the generation) and a quiet
+	// period with no write of its own.
+	off := auditOffset(t)
 	start := time.Now()
 	scale(t, nsS, "web", 20)
 	waitPods(t, nsS, "web", 20)
 	stsTime := time.Since(start)
-	time.Sleep(500 * time.Millisecond) // let the last status write land
-	sp, sc, so := w.done(t, nsS)
+	pollUntil(t, 2*time.Minute, "StatefulSet status current", func() (bool, string) {
+		s, err := tb.Client.AppsV1().StatefulSets(nsS).Get(ctx, "web", metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		st := s.Status
+		return st.ObservedGeneration == s.Generation && st.Replicas == 20 && st.ReadyReplicas == 20 && st.UpdatedReplicas == 20,
+			fmt.Sprintf("%+v", st)
+	})
+	stsW := quietWrites(t, off, nsS, "StatefulSet")
 
-	petWatch, err := c.(client.WithWatch).Watch(ctx, &v1alpha1.PetSetList{}, client.InNamespace(nsP))
-	if err != nil {
-		t.Fatal(err)
-	}
-	w = countWrites(t, nsP, petWatch)
+	off = auditOffset(t)
 	start = time.Now()
 	scalePetSet(t, c, nsP, "web", 20)
+	var scaled v1alpha1.PetSet
+	if err := c.Get(ctx, client.ObjectKey{Namespace: nsP, Name: "web"}, &scaled); err != nil {
+		t.Fatal(err)
+	}
+	gen := scaled.Generation
 	waitPods(t, nsP, "web", 20)
 	petTime := time.Since(start)
-	time.Sleep(500 * time.Millisecond)
-	pp, pc, po := w.done(t, nsP)
-	if pp != 20 || sp != 20 {
-		t.Errorf("pods created: StatefulSet %d, PetSet %d, want 20 each", sp, pp)
-	}
+	waitStatus(t, c, nsP, "web", func(st v1alpha1.PetSetStatus) bool {
+		return st.ObservedGeneration >= gen && st.Replicas == 20 && st.ReadyReplicas == 20 && st.UpdatedReplicas == 20
+	})
+	petW := quietWrites(t, off, nsP, "PetSet")
 	recordLatency("StatefulSet scale 0 -> 20 (OrderedReady), all Ready", stsTime)
 	recordLatency("PetSet scale 0 -> 20 (OrderedReady), all Ready", petTime)
-	if sc != 17 || pc != 17 {
-		t.Errorf("claims created: StatefulSet %d, PetSet %d, want 17 each (3 reused)", sc, pc)
+
+	sw, pw := stsW["StatefulSet"], petW["PetSet"]
+	for _, c := range []struct {
+		name string
+		w    writeCount
+	}{{"StatefulSet", sw}, {"PetSet", pw}} {
+		if got := c.w["create pods 201"]; got != 20 {
+			t.Errorf("%s created %d pods, want 20", c.name, got)
+		}
+		if got := c.w["create persistentvolumeclaims 201"]; got != 17 {
+			t.Errorf("%s created %d claims, want 17 (3 reused)", c.name, got)
+		}
+		t.Logf("%s writes (audit log, verb resource code=count): %s", c.name, c.w)
 	}
-	summary := fmt.Sprintf("API writes per pod, scaling 0 -> 20: StatefulSet %.2f (%d pods, %d claims, %d status updates), PetSet %.2f (%d pods, %d claims, %d status updates)",
-		float64(sp+sc+so)/20, sp, sc, so, float64(pp+pc+po)/20, pp, pc, po)
+	t.Logf("writes in the namespaces by others: StatefulSet's %s; PetSet's %s", stsW["other"], petW["other"])
+	sPer, pPer := float64(sw.total())/20, float64(pw.total())/20
+	summary := fmt.Sprintf("API writes per pod, scaling 0 -> 20 (audit log, every verb, resource and code): StatefulSet %.2f (%d), PetSet %.2f (%d)",
+		sPer, sw.total(), pPer, pw.total())
 	t.Log(summary)
 	latencyMu.Lock()
 	latencies = append(latencies, summary)
 	latencyMu.Unlock()
+	if pPer > sPer*1.1 {
+		t.Errorf("PetSet makes %.2f writes per pod, more than 1.1 x StatefulSet's %.2f", pPer, sPer)
+	}
 	a, b = identity(t, nsS, 20), identity(t, nsP, 20)
 	if a != b {
 		t.Errorf("after scaling, StatefulSet and PetSet differ:\nStatefulSet:\n%s\nPetSet:\n%s", a, b)
