@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -160,12 +161,24 @@ func TestRunTimeoutNamesWhatIsMissing(t *testing.T) {
 }
 
 func TestRunWaitsForDependencies(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	// A socket bound to a loopback port but not listening: dials are
+	// refused, and the port stays ours until the test listens on it.
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	ln.Close() // nothing listens until the test says so
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		syscall.Close(fd)
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		syscall.Close(fd)
+		t.Fatal(err)
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(sa.(*syscall.SockaddrInet4).Port))
+	sock := os.NewFile(uintptr(fd), "bound")
+	defer sock.Close()
 
 	res := newFake().
 		on("db.example.", dns.TypeA, rcodeReply("db.example.", dns.TypeA, dns.RcodeNameError, 0), rcodeReply("db.example.", dns.TypeA, dns.RcodeNameError, 0), aReply("db.example.", "10.0.0.5")).
@@ -183,9 +196,12 @@ func TestRunWaitsForDependencies(t *testing.T) {
 	}
 
 	// With it: the peers.
-	ln, err = net.Listen("tcp", addr)
+	if err := syscall.Listen(fd, 8); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.FileListener(sock)
 	if err != nil {
-		t.Skipf("port %s taken meanwhile: %v", addr, err)
+		t.Fatal(err)
 	}
 	defer ln.Close()
 	c.Timeout = 0
