@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -103,7 +102,7 @@ func TestPeerFinderAgainstCoreDNS(t *testing.T) {
 		defer ln.Close()
 		cmd := exec.Command(pf, append(base, "-hostname", "web-3", "-timeout", "60s",
 			"-wait-dns", "db-0.db.demo.svc.cluster.local", "-wait-tcp", ln.Addr().String())...)
-		var stdout, stderr pfBuffer
+		var stdout, stderr SyncBuffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		if err := cmd.Start(); err != nil {
@@ -164,7 +163,7 @@ status:
 			code int
 		}{{syscall.SIGINT, 130}, {syscall.SIGTERM, 143}} {
 			cmd := exec.Command(pf, append(base, "-hostname", "web-20")...)
-			var stderr pfBuffer
+			var stderr SyncBuffer
 			cmd.Stderr = &stderr
 			cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 			if err := cmd.Start(); err != nil {
@@ -210,7 +209,7 @@ status:
 		cmd := exec.Command(pf, append(base, "-hostname", "web-0", "-on-change", onChange+" "+log,
 			"-template", "builtin:etcd", "-out", etcd,
 			"-health-addr", "127.0.0.1:"+health, "-ready-file", ready)...)
-		var stderr pfBuffer
+		var stderr SyncBuffer
 		cmd.Stderr = &stderr
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		if err := cmd.Start(); err != nil {
@@ -354,7 +353,7 @@ func startManifestCoreDNS(t *testing.T, bin, dir, manifests string) string {
     }
 }
 `, port, manifests)), 0o644)
-	var logs pfBuffer
+	var logs SyncBuffer
 	cmd := exec.Command(bin, "-conf", conf)
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -412,7 +411,7 @@ func pfScript(t *testing.T, dir, name, body string) string {
 }
 
 // pfWaitFile waits until path holds exactly want.
-func pfWaitFile(t *testing.T, path, want string, logs *pfBuffer) {
+func pfWaitFile(t *testing.T, path, want string, logs *SyncBuffer) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -483,21 +482,4 @@ func pfFreeUDPTCPPort(t *testing.T) string {
 	}
 	t.Fatal("no port free for UDP and TCP")
 	return ""
-}
-
-type pfBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *pfBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *pfBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

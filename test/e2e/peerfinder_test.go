@@ -18,6 +18,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
+
+	petsettest "petset.dev/petset/test"
 )
 
 var etcdPorts = []svcPort{{"peer", 2380, corev1.ProtocolTCP}, {"client", 2379, corev1.ProtocolTCP}}
@@ -82,7 +84,7 @@ func peerFinderAcrossScale(t *testing.T, ns string, scaleTo func(int32), notRead
 	ready := filepath.Join(dir, "ready")
 	sidecar := exec.Command(bin, append(base, "-hostname", "etcd-0", "-on-change", appendHook+" "+log,
 		"-template", "builtin:etcd", "-out", sidecarConf, "-ready-file", ready)...)
-	var sidecarErr pfBuffer
+	var sidecarErr petsettest.SyncBuffer
 	sidecar.Stderr = &sidecarErr
 	sidecar.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := sidecar.Start(); err != nil {
@@ -287,21 +289,4 @@ func runPF(t *testing.T, bin string, args ...string) (int, string) {
 		t.Fatalf("peer-finder: %v", err)
 	}
 	return 0, stderr.String()
-}
-
-type pfBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *pfBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *pfBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
