@@ -188,7 +188,7 @@ func TestPetSetOrphanDeletion(t *testing.T) {
 		p.Spec.Template.Annotations = map[string]string{"z": "last", "a": "<first & html>"}
 	})
 	waitStatus(t, c, ns, "ob", func(st v1alpha1.PetSetStatus) bool {
-		return st.UpdatedReplicas == 1 && st.ReadyReplicas == 1 && st.CurrentRevision == st.UpdateRevision
+		return st.ObservedGeneration >= cur.Generation && st.UpdatedReplicas == 1 && st.ReadyReplicas == 1 && st.CurrentRevision == st.UpdateRevision
 	})
 	revisions := func() []appsv1.ControllerRevision {
 		list, err := tb.Client.AppsV1().ControllerRevisions(ns).List(ctx, metav1.ListOptions{LabelSelector: controller.LabelSetName + "=ob"})
