@@ -3,6 +3,7 @@ package controller
 import (
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -186,6 +187,7 @@ func Decide(w Want, pets []Pet) Plan {
 		}
 	}
 	budget := max(1, w.MaxUnavailable)
+	var held []int // Ready pets at an old revision the budget keeps up
 	for o := w.End - 1; o >= w.updateMin(); o-- {
 		p := by[o]
 		if p.Revision == w.Revision {
@@ -203,11 +205,44 @@ func Decide(w Want, pets []Pet) Plan {
 		}
 		if unavailable >= budget {
 			// No more Ready pets go down now; stuck ones below still do.
-			plan.Wait = "waiting for unavailable pets before updating " + strconv.Itoa(o)
+			held = append(held, o)
 			continue
 		}
 		plan.Delete = append(plan.Delete, o)
 		unavailable++
 	}
+	if len(held) > 0 {
+		// Every pet held back, highest first, in one reason.
+		plan.Wait = "waiting for " + strconv.Itoa(unavailable) + " unavailable pets (maxUnavailable " + strconv.Itoa(budget) +
+			") before updating " + listOrdinals(held)
+	}
 	return plan
+}
+
+// maxReasons bounds the reasons (and ordinals) a wait message names: the
+// rest are counted, so a set of a thousand held pets does not make a
+// condition message of a thousand reasons.
+const maxReasons = 5
+
+// joinReasons joins reasons in the order given with "; ", naming at most
+// maxReasons of them and counting the others.
+func joinReasons(reasons []string) string {
+	if len(reasons) <= maxReasons {
+		return strings.Join(reasons, "; ")
+	}
+	return strings.Join(reasons[:maxReasons], "; ") + "; and " + strconv.Itoa(len(reasons)-maxReasons) + " more"
+}
+
+// listOrdinals names ordinals in the order given, at most maxReasons of
+// them.
+func listOrdinals(os []int) string {
+	s := make([]string, 0, min(len(os), maxReasons))
+	for _, o := range os[:min(len(os), maxReasons)] {
+		s = append(s, strconv.Itoa(o))
+	}
+	out := strings.Join(s, ", ")
+	if len(os) > maxReasons {
+		out += " and " + strconv.Itoa(len(os)-maxReasons) + " more"
+	}
+	return out
 }

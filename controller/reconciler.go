@@ -332,7 +332,12 @@ func (r *Reconciler) writeStatus(ctx context.Context, ps *v1alpha1.PetSet, owned
 	// is going.
 	done := len(plan.Create) == 0 && len(plan.Delete) == 0 && plan.Wait == "" && terminating == 0 &&
 		int(st.UpdatedReplicas) == n && int(st.Replicas) == n && int(st.ReadyReplicas) == n
-	if st.CurrentRevision == "" || done {
+	// Only under RollingUpdate, as StatefulSet's completeRollingUpdate:
+	// under OnDelete the current revision stays where it was (the first
+	// template, or the one in force before a switch to OnDelete) until
+	// its revision is gone, however many pets were deleted and made
+	// again at the update revision.
+	if st.CurrentRevision == "" || done && want.RollingUpdate {
 		st.CurrentRevision = want.Revision
 	}
 	st.CurrentReplicas = revisions[st.CurrentRevision]

@@ -260,46 +260,58 @@ func (r *Reconciler) claimHold(ctx context.Context, ps *v1alpha1.PetSet, ordinal
 
 // holdBack removes from the plan the pets that may not be made now: those
 // whose name a pod the set may not take holds, and those whose claims are
-// on their way out. The plan's Wait says why (every held pet, so the
-// Ready condition names them all). A held pet gets an event when its
-// reason is new: one the Ready condition being replaced does not already
-// say, so an unchanged wait is not an event on every pass.
+// on their way out. The plan's Wait says why (every held pet, at most
+// maxReasons by name and the others counted, so the Ready condition
+// names them). A held pet named there gets an event when its reason is
+// new: one the Ready condition being replaced does not already say, so
+// an unchanged wait is not an event on every pass.
 func (r *Reconciler) holdBack(ctx context.Context, ps *v1alpha1.PetSet, plan Plan, own ownership) (Plan, error) {
 	said := ""
 	if c := meta.FindStatusCondition(ps.Status.Conditions, "Ready"); c != nil {
 		said = c.Message
 	}
-	event := func(kind, reason, why string) {
-		if !strings.Contains(said, why) {
-			r.event(ps, kind, reason, "CreatePod", "%s", why)
-		}
-	}
+	type held struct{ kind, reason, why string }
 	var create []int
-	var whys []string
+	var holds []held
 	for _, o := range plan.Create {
-		why := own.blocked[o]
+		h := held{why: own.blocked[o]}
 		switch {
 		case own.conflict[o]:
-			event(corev1.EventTypeWarning, "PodConflict", why)
-		case why != "":
-			event(corev1.EventTypeNormal, "WaitForPod", why)
+			h.kind, h.reason = corev1.EventTypeWarning, "PodConflict"
+		case h.why != "":
+			h.kind, h.reason = corev1.EventTypeNormal, "WaitForPod"
 		default:
 			var err error
-			if why, err = r.claimHold(ctx, ps, o); err != nil {
+			if h.why, err = r.claimHold(ctx, ps, o); err != nil {
 				return plan, err
 			}
-			if why != "" {
-				event(corev1.EventTypeNormal, "WaitForClaim", why)
-			}
+			h.kind, h.reason = corev1.EventTypeNormal, "WaitForClaim"
 		}
-		if why != "" {
-			whys = append(whys, why)
+		if h.why != "" {
+			holds = append(holds, h)
 			continue
 		}
 		create = append(create, o)
 	}
-	if len(whys) > 0 {
-		plan.Wait = strings.Join(whys, "; ")
+	if len(holds) > 0 {
+		// Every held pet, in ascending order, bounded (joinReasons). A
+		// plan that created pets says only why the others wait; any
+		// other reason the plan gave is kept after them.
+		whys := make([]string, 0, len(holds)+1)
+		for i, h := range holds {
+			whys = append(whys, h.why)
+			// Events for the pets the message names, each once: a
+			// reason the message being replaced already says is no
+			// news, and pets past the bound are only counted, so a
+			// thousand held pets are not a thousand events a pass.
+			if i < maxReasons && !strings.Contains(said, h.why) {
+				r.event(ps, h.kind, h.reason, "CreatePod", "%s", h.why)
+			}
+		}
+		if plan.Wait != "" && plan.Wait != "creating one pet at a time" {
+			whys = append(whys, plan.Wait)
+		}
+		plan.Wait = joinReasons(whys)
 	}
 	plan.Create = create
 	return plan, nil

@@ -183,10 +183,21 @@ func (r *Reconciler) syncRevisions(ctx context.Context, ps *v1alpha1.PetSet, inU
 	}
 	rs := &revisions{collisionCount: collisionCount(ps), byName: map[string]*appsv1.ControllerRevision{}}
 	var owned []*appsv1.ControllerRevision
+	checked := false
 	for i := range list.Items {
 		cr := &list.Items[i]
 		ref := metav1.GetControllerOf(cr)
 		if ref == nil && cr.DeletionTimestamp == nil && selector.Matches(labels.Set(cr.Labels)) {
+			// As for pods (and StatefulSet's adoptOrphanRevisions): a
+			// fresh read of the set first, once per pass, so a set the
+			// cache still holds after it was deleted, or replaced by
+			// another of the same name, adopts nothing.
+			if !checked {
+				if err := r.canAdopt(ctx, ps); err != nil {
+					return nil, fmt.Errorf("adopt controller revisions: %w", err)
+				}
+				checked = true
+			}
 			if err := r.adoptRevision(ctx, ps, cr); err != nil {
 				return nil, err
 			}

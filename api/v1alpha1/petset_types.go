@@ -212,9 +212,13 @@ type PetSetStatus struct {
 	// +optional
 	UpdatedReplicas int32 `json:"updatedReplicas,omitempty"`
 	// CurrentRevision is the revision the pets had before the update in
-	// progress; pets below the partition are made again at it. It becomes
-	// UpdateRevision once every pet is at UpdateRevision and Ready, as
-	// for a StatefulSet.
+	// progress; pets below the partition are made again at it. Under
+	// RollingUpdate it becomes UpdateRevision once every pet is at
+	// UpdateRevision and Ready, as for a StatefulSet. Under OnDelete it
+	// does not move (again as for a StatefulSet, whose
+	// completeRollingUpdate acts only under RollingUpdate): it stays the
+	// revision in force when the set was made or switched to OnDelete,
+	// and CurrentReplicas counts the pets still at it.
 	// +optional
 	CurrentRevision string `json:"currentRevision,omitempty"`
 	// UpdateRevision is the revision of the current template: the
