@@ -144,23 +144,23 @@ func (r *Reconciler) canAdopt(ctx context.Context, ps *v1alpha1.PetSet) error {
 // merge patch that carries the pod's UID, so a pod replaced meanwhile is
 // not touched. The patch also adds the pet labels the pod lacks (a pod of
 // a StatefulSet has none of them): the pod name, index and set labels,
-// and the revision label. A pod without a revision label whose containers
-// (names and images, in order) are the template's is taken to be at the
-// set's current revision, so a migration replaces nothing; one whose
-// containers differ gets no revision label, so a RollingUpdate replaces
-// it like any pet at an old revision.
+// and the revision label. A pod without a revision label that is what
+// the set would make for its ordinal now (templateMatches: identity,
+// storage and template) is labelled with the update revision, so a
+// migration from a StatefulSet with the same spec replaces nothing; any
+// other gets no revision label, so a RollingUpdate replaces it like any
+// pet at another revision, as StatefulSet replaces a pod whose
+// controller-revision-hash is not its update revision.
 func (r *Reconciler) adopt(ctx context.Context, ps *v1alpha1.PetSet, pod *corev1.Pod, ordinal int) (*corev1.Pod, error) {
 	want := map[string]string{
 		LabelPodName:  pod.Name,
 		LabelPodIndex: strconv.Itoa(ordinal),
 		LabelSetName:  ps.Name,
 	}
-	if _, ok := pod.Labels[LabelRevision]; !ok && sameContainers(pod, &ps.Spec.Template) {
-		rev := ps.Status.CurrentRevision
-		if rev == "" {
-			rev = Revision(ps)
+	if _, ok := pod.Labels[LabelRevision]; !ok {
+		if rev := adoptedRevision(ps, pod, ordinal); rev != "" {
+			want[LabelRevision] = rev
 		}
-		want[LabelRevision] = rev
 	}
 	add := map[string]string{}
 	for k, v := range want {
@@ -206,15 +206,6 @@ func (r *Reconciler) release(ctx context.Context, ps *v1alpha1.PetSet, pod *core
 	operations.WithLabelValues("release_pod").Inc()
 	r.event(ps, corev1.EventTypeNormal, "SuccessfulRelease", "ReleasePod", "pod %s no longer matches the selector", pod.Name)
 	return nil
-}
-
-// sameContainers reports whether pod runs the template's containers: the
-// same names and images, in order, init containers included.
-func sameContainers(pod *corev1.Pod, t *corev1.PodTemplateSpec) bool {
-	same := func(a, b []corev1.Container) bool {
-		return slices.EqualFunc(a, b, func(x, y corev1.Container) bool { return x.Name == y.Name && x.Image == y.Image })
-	}
-	return same(pod.Spec.Containers, t.Spec.Containers) && same(pod.Spec.InitContainers, t.Spec.InitContainers)
 }
 
 // ownedCondition is the PetsOwned condition for what claimPods found.

@@ -141,8 +141,8 @@ func controllerUID(o metav1.Object) types.UID {
 }
 
 // ControllerRefManager's rules for pets: orphans that match and are named
-// like pets are adopted (and labelled, the revision only when their
-// containers are the template's); owned pods that stopped matching are
+// like pets are adopted (and labelled, the revision only when they are
+// what the set would make: templateMatches); owned pods that stopped matching are
 // released; pods being deleted, pods named otherwise and pods of others
 // are left alone.
 func TestAdoptAndRelease(t *testing.T) {
@@ -151,8 +151,8 @@ func TestAdoptAndRelease(t *testing.T) {
 	gone.DeletionTimestamp, gone.Finalizers = &metav1.Time{Time: time.Now()}, []string{"test/hold"}
 	foreign := testPod("db-4", "db:1", app, &metav1.OwnerReference{APIVersion: "v1", Kind: "ConfigMap", Name: "x", UID: "uid-x", Controller: ptrTo(true)})
 	f := newFixture(t, testSet(3),
-		testPod("db-0", "db:1", app, nil), // orphan, same containers
-		gone,                              // orphan being deleted
+		stsPod(), // orphan, a StatefulSet's pet of the same spec
+		gone,     // orphan being deleted
 		testPod("db-2", "db:1", map[string]string{"app": "other"}, setRef("uid-db")), // ours, no longer matching
 		testPod("db-3", "db:0", app, nil),                                            // orphan, other image
 		foreign,                                                                      // another controller's

@@ -267,7 +267,7 @@ func TestAdoptedPetClaims(t *testing.T) {
 	ps.Spec.PersistentVolumeClaimRetentionPolicy = &v1alpha1.RetentionPolicy{WhenDeleted: v1alpha1.Delete}
 	claim := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "data-db-0", UID: "uid-claim",
 		Labels: map[string]string{"app": "db"}}}
-	f := newFixture(t, ps, testPod("db-0", "db:1", map[string]string{"app": "db"}, nil), claim)
+	f := newFixture(t, ps, stsPod(), claim)
 	f.mustReconcile()
 	got := f.claim("data-db-0")
 	if got.UID != "uid-claim" || got.Labels[LabelSetName] != "db" || got.Labels[LabelPodIndex] != "0" || got.Labels["app"] != "db" {

@@ -5,6 +5,7 @@ package e2e
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -315,7 +316,7 @@ func TestPetSetParallelRollingUpdate(t *testing.T) {
 				// from the step before.
 				seen := slices.ContainsFunc(ps.Status.Members, func(m v1alpha1.Member) bool { return m.Ordinal == int32(i) && m.Revision == r2 })
 				cond := meta.FindStatusCondition(ps.Status.Conditions, "Ready")
-				return seen && cond != nil && strings.HasPrefix(cond.Message, "waiting for unavailable pets before updating"), fmt.Sprintf("%+v", ps.Status)
+				return seen && cond != nil && strings.Contains(cond.Message, "unavailable pets (maxUnavailable 1) before updating "+strconv.Itoa(i-1)), fmt.Sprintf("%+v", ps.Status)
 			})
 			pods := petPods(t, ns, "pru")
 			if podReady(pods[name]) {
