@@ -61,9 +61,11 @@ func templateMatches(want, pod *corev1.Pod) bool {
 		}
 	}
 	for k, v := range want.Labels {
-		if k != LabelRevision && pod.Labels[k] != v {
-			// The pet labels are added by the adoption itself.
-			if k != LabelPodName && k != LabelPodIndex && k != LabelSetName {
+		switch k {
+		case LabelPodName, LabelPodIndex, LabelSetName, LabelRevision:
+			// The pet labels: the adoption adds them.
+		default:
+			if pod.Labels[k] != v {
 				return false
 			}
 		}

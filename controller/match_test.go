@@ -84,6 +84,7 @@ func TestTemplateMatches(t *testing.T) {
 		{name: "an annotation of the template missing", template: func(t *corev1.PodTemplateSpec) {
 			t.Annotations = map[string]string{"config-hash": "abc"}
 		}},
+		{name: "a label of the template missing", template: func(t *corev1.PodTemplateSpec) { t.Labels["tier"] = "data" }},
 		{name: "identity: another subdomain (another serviceName)", pod: func(p *corev1.Pod) { p.Spec.Subdomain = "other" }},
 		{name: "identity: no hostname", pod: func(p *corev1.Pod) { p.Spec.Hostname = "" }},
 		{name: "storage: the claim volume on another claim", pod: func(p *corev1.Pod) {
