@@ -177,3 +177,62 @@ func TestOnDeleteCurrentRevisionStays(t *testing.T) {
 		t.Errorf("RollingUpdate: currentRevision %q currentReplicas %d, want %q and 2", st.CurrentRevision, st.CurrentReplicas, r2)
 	}
 }
+
+// When the plan waits for nothing and the set is not Ready, the Ready
+// message says why from the pets' state: pets not yet available under
+// Parallel, pets left at an old revision by OnDelete or below the
+// partition, pets terminating. The pass that creates pets says what the
+// pass after it says, so the new pods' watch events cost no status
+// write.
+func TestReadyMessageWhenPlanIdle(t *testing.T) {
+	now := time.Now()
+	ready := func(o int, rev string) Pet {
+		return Pet{Ordinal: o, Revision: rev, Ready: true, ReadySince: now.Add(-time.Hour)}
+	}
+	for _, tc := range []struct {
+		name string
+		w    Want
+		pets []Pet
+		want string
+	}{
+		{"parallel, not Ready", Want{End: 3, Parallel: true, RollingUpdate: true},
+			[]Pet{ready(0, "new"), {Ordinal: 1, Revision: "new"}, {Ordinal: 2, Revision: "new"}},
+			"waiting for 1, 2 to be available"},
+		{"OnDelete, old pets", Want{End: 3, Current: "old"},
+			[]Pet{ready(0, "old"), ready(1, "old"), ready(2, "new")},
+			"0, 1 at an old revision are updated when deleted (OnDelete)"},
+		{"partition", Want{End: 3, Current: "old", RollingUpdate: true, Partition: 2},
+			[]Pet{ready(0, "old"), ready(1, "old"), ready(2, "new")},
+			"0, 1 below the partition keep their revision"},
+		{"parallel, condemned terminating and a pet not available", Want{End: 2, Parallel: true, RollingUpdate: true, MinReadySeconds: time.Minute},
+			[]Pet{ready(0, "new"), {Ordinal: 1, Revision: "new", Ready: true, ReadySince: now}, {Ordinal: 3, Revision: "new", Terminating: true}, {Ordinal: 2, Revision: "new", Terminating: true}},
+			"waiting for 2, 3 to terminate; waiting for 1 to be available"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := tc.w
+			w.Revision, w.Now, w.MaxUnavailable = "new", now, 1
+			if plan := Decide(w, tc.pets); plan.Wait != "" || len(plan.Create)+len(plan.Delete) > 0 {
+				t.Fatalf("plan %+v, want idle", plan)
+			}
+			if got := joinReasons(w.notDone(tc.pets)); got != tc.want {
+				t.Errorf("message %q, want %q", got, tc.want)
+			}
+		})
+	}
+
+	// Through the reconciler: Parallel creates three pets; the pass
+	// after, seeing them, has nothing new to write.
+	ps := testSet(3)
+	ps.Spec.PodManagementPolicy = appsv1.ParallelPodManagement
+	ps.Spec.VolumeClaimTemplates = nil
+	f := newFixture(t, ps)
+	f.mustReconcile()
+	first := f.set()
+	if c := meta.FindStatusCondition(first.Status.Conditions, "Ready"); c == nil || c.Message != "waiting for 0, 1, 2 to be available" {
+		t.Errorf("Ready after creating: %+v", c)
+	}
+	f.mustReconcile()
+	if second := f.set(); second.ResourceVersion != first.ResourceVersion {
+		t.Errorf("the pass after creating wrote status again:\n%+v\n%+v", first.Status.Conditions, second.Status.Conditions)
+	}
+}

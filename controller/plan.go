@@ -246,3 +246,49 @@ func listOrdinals(os []int) string {
 	}
 	return out
 }
+
+// notDone says what keeps a set from Ready when the plan waits for
+// nothing (Parallel does not wait for readiness; OnDelete and a
+// partition leave pets at an old revision), from the state of its pets,
+// sorted by ordinal, one reason per kind, in a fixed order. It says
+// nothing of the plan's own steps, so a pass that creates or deletes
+// pets says the same as the pass after it.
+func (w Want) notDone(pets []Pet) []string {
+	var condemned, terminating, unavailable, onDelete, partitioned, old []int
+	for _, p := range pets {
+		o := p.Ordinal
+		switch {
+		case p.Terminating:
+			terminating = append(terminating, o)
+		case o < w.Start || o >= w.End:
+			condemned = append(condemned, o)
+		case !w.available(p):
+			unavailable = append(unavailable, o)
+		}
+		if o < w.Start || o >= w.End || p.Terminating || p.Revision == w.Revision {
+			continue
+		}
+		switch {
+		case !w.RollingUpdate:
+			onDelete = append(onDelete, o)
+		case o < w.updateMin():
+			partitioned = append(partitioned, o)
+		default:
+			old = append(old, o)
+		}
+	}
+	var out []string
+	add := func(os []int, what string) {
+		if len(os) > 0 {
+			slices.Sort(os)
+			out = append(out, strings.ReplaceAll(what, "%s", listOrdinals(os)))
+		}
+	}
+	add(terminating, "waiting for %s to terminate")
+	add(condemned, "%s to be deleted")
+	add(unavailable, "waiting for %s to be available")
+	add(partitioned, "%s below the partition keep their revision")
+	add(onDelete, "%s at an old revision are updated when deleted (OnDelete)")
+	add(old, "%s not yet updated")
+	return out
+}

@@ -342,7 +342,17 @@ func (r *Reconciler) writeStatus(ctx context.Context, ps *v1alpha1.PetSet, owned
 	}
 	st.CurrentReplicas = revisions[st.CurrentRevision]
 
-	readyCond := metav1.Condition{Type: "Ready", Status: metav1.ConditionFalse, Reason: "Progressing", Message: plan.Wait, ObservedGeneration: ps.Generation}
+	msg := plan.Wait
+	if msg == "" && !done {
+		// The plan waits for nothing, yet the set is not Ready: say
+		// what keeps it so, from the pets as counted.
+		pets := make([]Pet, 0, len(ordinals))
+		for _, o := range ordinals {
+			pets = append(pets, petOf(o, owned[o]))
+		}
+		msg = joinReasons(want.notDone(pets))
+	}
+	readyCond := metav1.Condition{Type: "Ready", Status: metav1.ConditionFalse, Reason: "Progressing", Message: msg, ObservedGeneration: ps.Generation}
 	if done {
 		readyCond.Status, readyCond.Reason, readyCond.Message = metav1.ConditionTrue, "AllPetsReady", strconv.Itoa(int(st.ReadyReplicas))+" pets ready"
 	}

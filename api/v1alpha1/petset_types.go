@@ -236,7 +236,10 @@ type PetSetStatus struct {
 	// +optional
 	Selector string `json:"selector,omitempty"`
 	// Conditions: Ready (False with reason Progressing while pets are
-	// made, replaced, Terminating or waited for), ClaimsResized,
+	// made, replaced, Terminating, waited for, or left at an old
+	// revision by OnDelete or the partition; its message names them, at
+	// most five reasons and five pets a reason, the rest counted),
+	// ClaimsResized,
 	// PetsOwned and RetentionApplied. Events for pets held back and
 	// claims with another controller are recorded when a condition's
 	// message changes, not on every pass.
