@@ -154,10 +154,10 @@ func TestAdoptAndRelease(t *testing.T) {
 		testPod("db-0", "db:1", app, nil), // orphan, same containers
 		gone,                              // orphan being deleted
 		testPod("db-2", "db:1", map[string]string{"app": "other", LabelSetName: "db"}, setRef("uid-db")), // ours (so labelled as a pet), no longer matching
-		testPod("db-3", "db:0", app, nil),                                            // orphan, other image
-		foreign,                                                                      // another controller's
-		testPod("db-x", "db:1", app, nil),                                            // not a pet's name
-		testPod("web-0", "db:1", map[string]string{"app": "web"}, nil),               // not ours at all
+		testPod("db-3", "db:0", app, nil), // orphan, other image
+		foreign,                           // another controller's
+		testPod("db-x", "db:1", app, nil), // not a pet's name
+		testPod("web-0", "db:1", map[string]string{"app": "web"}, nil), // not ours at all
 	)
 	if err := f.reconcile(); err != nil {
 		t.Logf("reconcile: %v", err) // the plan may fail on the fake; ownership is what is checked
