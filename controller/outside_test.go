@@ -332,3 +332,26 @@ func newLabelCacheReconciler(c client.Client, rec events.EventRecorder) *Reconci
 	cached := labelCache{c}
 	return &Reconciler{Client: cached, APIReader: c, Recorder: rec, Pets: NewPetControl(cached, rec)}
 }
+
+// A revision name held by a revision outside the cache (someone else's,
+// without the set label) is a collision like any other: the name is read
+// from the API server when the create says it exists.
+func TestRevisionCollisionOutsideCache(t *testing.T) {
+	ps := testSet(1)
+	ps.Spec.VolumeClaimTemplates = nil
+	name := Revision(ps)
+	squatter := &appsv1.ControllerRevision{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name},
+		Data:       runtime.RawExtension{Raw: []byte(`{"other":true}`)},
+		Revision:   1,
+	}
+	f := newRevFixture(t, ps, squatter)
+	f.converge()
+	st := f.set().Status
+	if st.CollisionCount == nil || *st.CollisionCount != 1 || st.UpdateRevision == name {
+		t.Fatalf("update revision %q collisionCount %v; want another name than %q and count 1", st.UpdateRevision, st.CollisionCount, name)
+	}
+	if cr := f.revisions()[name]; len(cr.OwnerReferences) != 0 || len(cr.Labels) != 0 {
+		t.Errorf("the squatter was changed: %+v", cr.ObjectMeta)
+	}
+}
