@@ -41,7 +41,8 @@ type ownership struct {
 }
 
 // claimPods is ControllerRefManager.ClaimPods for pets. Of the pods in the
-// set's namespace:
+// set's namespace that the cache holds (those labelled as pets) and those
+// outside it that the set must see (see outsideCache):
 //   - a pod controlled by the set is its pet if it still matches the
 //     selector and is named like a pet; otherwise it is released (the
 //     controller reference is removed by a patch);
@@ -55,21 +56,30 @@ type ownership struct {
 // the pod as a pet (see adopt).
 func (r *Reconciler) claimPods(ctx context.Context, ps *v1alpha1.PetSet, selector labels.Selector) (ownership, error) {
 	own := ownership{owned: map[int]*corev1.Pod{}, blocked: map[int]string{}, conflict: map[int]bool{}}
-	var list corev1.PodList
-	if err := r.List(ctx, &list, client.InNamespace(ps.Namespace)); err != nil {
+	pods, fresh, err := r.podsOf(ctx, ps, selector)
+	if err != nil {
 		return own, err
 	}
 	deleting := ps.DeletionTimestamp != nil
 	var errs []error
 	var adoptable error // canAdopt's answer, once checked
 	checked := false
-	for i := range list.Items {
-		pod := &list.Items[i]
+	for _, pod := range pods {
 		o := Ordinal(ps.Name, pod.Name)
 		match := o >= 0 && selector.Matches(labels.Set(pod.Labels))
 		ref := metav1.GetControllerOf(pod)
 		switch {
 		case ref != nil && ref.UID == ps.UID:
+			if match && fresh[pod.Name] && pod.Labels[LabelSetName] != ps.Name && !deleting {
+				// Ours, but outside the cache: label it back in.
+				labelled, err := r.relabel(ctx, ps, pod)
+				if err != nil && !apierrors.IsNotFound(err) {
+					errs = append(errs, err)
+				}
+				if err == nil {
+					pod = labelled
+				}
+			}
 			if match {
 				own.owned[o] = pod
 				continue
@@ -116,6 +126,7 @@ func (r *Reconciler) claimPods(ctx context.Context, ps *v1alpha1.PetSet, selecto
 			}
 		}
 	}
+	r.keepOutside(ps, fresh, own)
 	return own, errors.Join(errs...)
 }
 
@@ -231,7 +242,9 @@ func ownedCondition(ps *v1alpha1.PetSet, own ownership) *metav1.Condition {
 // is a PetSet; otherwise (an orphan, or a pod of another controller) every
 // PetSet of its namespace whose selector matches it or whose pets' names
 // it takes, so orphans are adopted and a pod blocking a pet's name brings
-// the set back when it changes or goes.
+// the set back when it changes or goes. Only pods in the cache (labelled
+// with LabelSetName) are watched: pods outside it are found and looked at
+// again as outsideCache says.
 func (r *Reconciler) podSets(ctx context.Context, o client.Object) []reconcile.Request {
 	if ref := metav1.GetControllerOf(o); ref != nil && ref.Kind == petSetKind.Kind && ref.APIVersion == petSetKind.GroupVersion().String() {
 		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: ref.Name}}}

@@ -36,6 +36,7 @@ func (r *Reconciler) expandClaims(ctx context.Context, ps *v1alpha1.PetSet, want
 		byName[list.Items[i].Name] = &list.Items[i]
 	}
 	var forbidden, resizing []string
+	classes := map[string]bool{} // expandable, by class: one read per class per pass
 	for o := want.Start; o < want.End; o++ {
 		for _, t := range ps.Spec.VolumeClaimTemplates {
 			wantSize, ok := t.Spec.Resources.Requests[corev1.ResourceStorage]
@@ -45,9 +46,17 @@ func (r *Reconciler) expandClaims(ctx context.Context, ps *v1alpha1.PetSet, want
 			}
 			have := claim.Spec.Resources.Requests[corev1.ResourceStorage]
 			if have.Cmp(wantSize) < 0 {
-				allowed, err := r.expandable(ctx, claim)
-				if err != nil {
-					return nil, err
+				class := ""
+				if claim.Spec.StorageClassName != nil {
+					class = *claim.Spec.StorageClassName
+				}
+				allowed, seen := classes[class]
+				if !seen {
+					var err error
+					if allowed, err = r.expandable(ctx, claim); err != nil {
+						return nil, err
+					}
+					classes[class] = allowed
 				}
 				if !allowed {
 					forbidden = append(forbidden, claim.Name)
@@ -83,13 +92,19 @@ func (r *Reconciler) expandClaims(ctx context.Context, ps *v1alpha1.PetSet, want
 }
 
 // expandable reports whether a claim's StorageClass allows expansion. A
-// claim without a class cannot be expanded.
+// claim without a class cannot be expanded. The class is read from the
+// API server, not a cache: it is wanted only while a claim is smaller
+// than its template (after a template's storage grows, until the claim's
+// request is raised, or for each pass while the class forbids it), which
+// is rare, whereas a cache would watch every StorageClass for the life of
+// the process.
 func (r *Reconciler) expandable(ctx context.Context, claim *corev1.PersistentVolumeClaim) (bool, error) {
 	if claim.Spec.StorageClassName == nil || *claim.Spec.StorageClassName == "" {
 		return false, nil
 	}
 	var sc storagev1.StorageClass
-	if err := r.Get(ctx, client.ObjectKey{Name: *claim.Spec.StorageClassName}, &sc); err != nil {
+	uncachedReads.WithLabelValues("get", "storageclasses").Inc()
+	if err := r.uncached().Get(ctx, client.ObjectKey{Name: *claim.Spec.StorageClassName}, &sc); err != nil {
 		if apierrors.IsNotFound(err) {
 			return false, nil
 		}

@@ -16,5 +16,9 @@
 //     ControllerRefManager does it) and which pets a foreign pod holds back;
 //   - retention.go: the retention policy as owner references on claims,
 //     and pets held back by claims on their way out;
-//   - deletion.go: no finalizer; deletion is the garbage collector's.
+//   - deletion.go: no finalizer; deletion is the garbage collector's;
+//   - cache.go: what the manager's cache holds (only labelled pods,
+//     claims and revisions, without managed fields);
+//   - outside.go: the pods and claims the set must see that the cache
+//     does not hold, read from the API server.
 package controller

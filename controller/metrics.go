@@ -6,12 +6,20 @@ import (
 )
 
 // operations counts what the controller did, by verb: create_pod,
-// delete_pod, adopt_pod, release_pod, create_claim, expand_claim,
-// update_claim_owners. It is served with controller-runtime's own
+// delete_pod, adopt_pod, release_pod, label_pod, create_claim,
+// expand_claim, update_claim_owners. It is served with controller-runtime's own
 // metrics (workqueue, reconcile counts and durations).
 var operations = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Name: "petset_operations_total",
 	Help: "Pods and claims the ordinal controller created, deleted, adopted, released or updated, by verb.",
 }, []string{"verb"})
 
-func init() { metrics.Registry.MustRegister(operations) }
+// uncachedReads counts the reads that bypass the cache, by verb (get,
+// list) and resource: pods outside the cache (outsideCache), claims the
+// cache does not hold, StorageClasses when a claim must grow.
+var uncachedReads = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "petset_uncached_reads_total",
+	Help: "Reads the ordinal controller made from the API server rather than its cache, by verb and resource.",
+}, []string{"verb", "resource"})
+
+func init() { metrics.Registry.MustRegister(operations, uncachedReads) }

@@ -45,6 +45,14 @@ type Reconciler struct {
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 
+	// RecheckAfter is how often a set held back by pods outside the
+	// cache reads them again; DefaultRecheckAfter when zero.
+	RecheckAfter time.Duration
+
+	// outside is, for each set, what it must read from the API server
+	// rather than the cache (outsideCache).
+	outside sync.Map // types.NamespacedName -> *outsideCache
+
 	// written is the last status this process wrote for each set: a
 	// pass that reads the set from a cache that has not yet seen that
 	// write skips writing the same status again (which would only be
@@ -94,6 +102,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err := r.Get(ctx, req.NamespacedName, ps); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.written.Delete(req.NamespacedName)
+			r.outside.Delete(req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -165,6 +174,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			}
 		}
 		if err := r.Pets.CreatePet(ctx, set, o, rev); err != nil {
+			if apierrors.IsAlreadyExists(err) {
+				// A pod the cache does not hold has the name: the
+				// next pass reads it (outsideCache).
+				r.recheck(ps, PodName(ps.Name, o))
+			}
 			errs = append(errs, err)
 			break // ordered: nothing after a failure
 		}
@@ -200,8 +214,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, errors.Join(errs...)
 	}
 	// Pets that are Ready but not yet available for MinReadySeconds: look
-	// again when the first of them will be.
-	return ctrl.Result{RequeueAfter: want.nextAvailable(state)}, nil
+	// again when the first of them will be; pods outside the cache that
+	// hold pets' names: look again soon, as no watch event will say
+	// when they change.
+	after := want.nextAvailable(state)
+	if d := r.recheckAfter(ps); d > 0 && (after == 0 || d < after) {
+		after = d
+	}
+	return ctrl.Result{RequeueAfter: after}, nil
 }
 
 // nextAvailable is how long until the first pet that is Ready, but not

@@ -182,7 +182,7 @@ func (r *Reconciler) syncClaimRefs(ctx context.Context, ps *v1alpha1.PetSet, own
 		condemned := o < start || o >= end
 		for _, t := range ps.Spec.VolumeClaimTemplates {
 			claim := &corev1.PersistentVolumeClaim{}
-			err := r.Get(ctx, types.NamespacedName{Namespace: ps.Namespace, Name: ClaimName(t.Name, ps.Name, o)}, claim)
+			err := r.getClaim(ctx, types.NamespacedName{Namespace: ps.Namespace, Name: ClaimName(t.Name, ps.Name, o)}, claim)
 			if apierrors.IsNotFound(err) {
 				continue
 			}
@@ -241,7 +241,7 @@ func (r *Reconciler) claimHold(ctx context.Context, ps *v1alpha1.PetSet, ordinal
 	for _, t := range ps.Spec.VolumeClaimTemplates {
 		name := ClaimName(t.Name, ps.Name, ordinal)
 		claim := &corev1.PersistentVolumeClaim{}
-		err := r.Get(ctx, types.NamespacedName{Namespace: ps.Namespace, Name: name}, claim)
+		err := r.getClaim(ctx, types.NamespacedName{Namespace: ps.Namespace, Name: name}, claim)
 		if apierrors.IsNotFound(err) {
 			continue
 		}

@@ -226,7 +226,9 @@ func TestClaimBeingDeletedNotReused(t *testing.T) {
 // claim back.
 func TestClaimsReadBeforeCreate(t *testing.T) {
 	creates := 0
-	existing := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "data-db-0"}}
+	// A claim the set made carries its labels (so the cache holds it).
+	existing := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "data-db-0",
+		Labels: map[string]string{LabelSetName: "db", LabelPodIndex: "0"}}}
 	c := fake.NewClientBuilder().WithScheme(testScheme()).WithStatusSubresource(&v1alpha1.PetSet{}).
 		WithObjects(testSet(1), existing).
 		WithInterceptorFuncs(interceptor.Funcs{Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
@@ -236,7 +238,7 @@ func TestClaimsReadBeforeCreate(t *testing.T) {
 			return c.Create(ctx, obj, opts...)
 		}}).Build()
 	rec := events.NewFakeRecorder(100)
-	f := &fixture{t: t, c: c, rec: rec, ctx: context.Background(), r: &Reconciler{Client: c, APIReader: c, Recorder: rec, Pets: NewPetControl(c, rec)}}
+	f := &fixture{t: t, c: c, rec: rec, ctx: context.Background(), r: newLabelCacheReconciler(c, rec)}
 	f.mustReconcile()
 	if f.pod("db-0") == nil || creates != 0 {
 		t.Fatalf("pod made: %v; claim creates %d, want 0", f.pod("db-0") != nil, creates)

@@ -299,8 +299,11 @@ func (r *Reconciler) createRevision(ctx context.Context, ps *v1alpha1.PetSet, da
 		if !apierrors.IsAlreadyExists(err) {
 			return nil, fmt.Errorf("controller revision %s: %w", cr.Name, err)
 		}
+		// Read from the API server: the revision holding the name may
+		// be one the cache does not hold (not labelled as a set's).
 		var have appsv1.ControllerRevision
-		if err := r.Get(ctx, client.ObjectKeyFromObject(cr), &have); err != nil {
+		uncachedReads.WithLabelValues("get", "controllerrevisions").Inc()
+		if err := r.uncached().Get(ctx, client.ObjectKeyFromObject(cr), &have); err != nil {
 			return nil, fmt.Errorf("controller revision %s exists: %w", cr.Name, err)
 		}
 		if ref := metav1.GetControllerOf(&have); ref != nil && ref.UID == ps.UID && sameData(&have, data) {

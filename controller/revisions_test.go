@@ -118,7 +118,7 @@ func newRevFixture(t *testing.T, ps *v1alpha1.PetSet, objs ...client.Object) *re
 	v1alpha1.AddToScheme(scheme)
 	c := fake.NewClientBuilder().WithScheme(scheme).WithStatusSubresource(&v1alpha1.PetSet{}).
 		WithObjects(append([]client.Object{ps}, objs...)...).Build()
-	return &revFixture{t: t, c: c, r: &Reconciler{Client: c, Pets: NewPetControl(c, events.NewFakeRecorder(1000))},
+	return &revFixture{t: t, c: c, r: newLabelCacheReconciler(c, events.NewFakeRecorder(1000)),
 		ctx: context.Background(), key: client.ObjectKeyFromObject(ps)}
 }
 

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -34,22 +33,7 @@ import (
 type writes struct{ n map[string]int }
 
 func (w *writes) add(verb string, obj client.Object) {
-	kind := strings.TrimPrefix(strings.TrimPrefix(typeName(obj), "*v1."), "*v1alpha1.")
-	w.n[verb+" "+kind]++
-}
-
-func typeName(obj client.Object) string {
-	switch obj.(type) {
-	case *corev1.Pod:
-		return "*v1.Pod"
-	case *corev1.PersistentVolumeClaim:
-		return "*v1.PersistentVolumeClaim"
-	case *appsv1.ControllerRevision:
-		return "*v1.ControllerRevision"
-	case *v1alpha1.PetSet:
-		return "*v1alpha1.PetSet"
-	}
-	return "other"
+	w.n[verb+" "+typeName(obj)]++
 }
 
 // failingFixture is a fixture whose client runs funcs, counting creates

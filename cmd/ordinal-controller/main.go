@@ -58,8 +58,13 @@ func main() {
 		klog.InfoS("Leader election", "lease", ns+"/ordinal-controller.petset.dev", "namespaceFrom", from)
 		*leaderElectNS = ns
 	}
+	cacheOpts, err := controller.CacheOptions()
+	if err != nil {
+		fail(err)
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme,
+		Cache:                   cacheOpts,
 		Metrics:                 metricsserver.Options{BindAddress: *metricsAddr},
 		HealthProbeBindAddress:  *probeAddr,
 		LeaderElection:          *leaderElect,
@@ -79,6 +84,9 @@ func main() {
 		fail(err)
 	}
 	if err := controller.RegisterStatusMetrics(mgr.GetClient()); err != nil {
+		fail(err)
+	}
+	if err := controller.RegisterCacheMetrics(mgr.GetClient()); err != nil {
 		fail(err)
 	}
 	mgr.AddHealthzCheck("ping", healthz.Ping)

@@ -1,0 +1,198 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1alpha1 "petset.dev/petset/api/v1alpha1"
+)
+
+// DefaultRecheckAfter is how often a set looks again at pods outside the
+// cache that hold its pets' names (another controller's pod, an orphan
+// being deleted): no watch tells it when they go.
+const DefaultRecheckAfter = 5 * time.Second
+
+// outsideCache is what one set must read from the API server rather than
+// from the cache, which holds only pods labelled with LabelSetName (see
+// CacheOptions). A pod without that label is one the set has not made or
+// adopted yet: an orphan of a deleted StatefulSet, a pod of another
+// controller with a pet's name, a pet whose label someone removed. The
+// set finds them by
+//   - a list of the pods matching its selector, uncached, the first time
+//     this process sees each generation of the set (a new set created
+//     over leftover pods, a changed selector or scale);
+//   - a read of each name in names on every pass: pods found outside the
+//     cache that hold a pet's name, and names whose creation failed with
+//     AlreadyExists. A name leaves the list once the cache holds its pod
+//     (it was adopted, or made by the set) or the pod is gone.
+//
+// Adoption labels the pod, so it enters the cache and its changes are
+// watched from then on.
+type outsideCache struct {
+	uid        types.UID
+	generation int64 // the last generation listed uncached; 0 for none
+	names      map[string]bool
+}
+
+// outsideOf returns the record of ps, a fresh one for a set not seen
+// before or replaced by another of the same name.
+func (r *Reconciler) outsideOf(ps *v1alpha1.PetSet) *outsideCache {
+	key := client.ObjectKeyFromObject(ps)
+	if v, ok := r.outside.Load(key); ok {
+		if o := v.(*outsideCache); o.uid == ps.UID {
+			return o
+		}
+	}
+	o := &outsideCache{uid: ps.UID, names: map[string]bool{}}
+	r.outside.Store(key, o)
+	return o
+}
+
+// uncached is the reader that bypasses the cache: APIReader, or Client
+// when there is none.
+func (r *Reconciler) uncached() client.Reader {
+	if r.APIReader != nil {
+		return r.APIReader
+	}
+	return r.Client
+}
+
+// podsOf returns the pods claimPods looks at: every pod in the cache of
+// ps's namespace, and those outside it that the set must see (see
+// outsideCache), the latter named in fresh. A pod the cache holds is
+// taken from the cache.
+func (r *Reconciler) podsOf(ctx context.Context, ps *v1alpha1.PetSet, selector labels.Selector) (pods []*corev1.Pod, fresh map[string]bool, err error) {
+	var cached corev1.PodList
+	if err := r.List(ctx, &cached, client.InNamespace(ps.Namespace)); err != nil {
+		return nil, nil, err
+	}
+	have := map[string]bool{}
+	for i := range cached.Items {
+		pods = append(pods, &cached.Items[i])
+		have[cached.Items[i].Name] = true
+	}
+	out := r.outsideOf(ps)
+	fresh = map[string]bool{}
+	add := func(p *corev1.Pod) {
+		if !have[p.Name] && !fresh[p.Name] {
+			pods = append(pods, p)
+			fresh[p.Name] = true
+		}
+	}
+	if out.generation != ps.Generation || ps.Generation == 0 {
+		var list corev1.PodList
+		if err := r.uncached().List(ctx, &list, client.InNamespace(ps.Namespace), client.MatchingLabelsSelector{Selector: selector}); err != nil {
+			return nil, nil, fmt.Errorf("list pods outside the cache: %w", err)
+		}
+		for i := range list.Items {
+			add(&list.Items[i])
+		}
+		uncachedReads.WithLabelValues("list", "pods").Inc()
+		out.generation = ps.Generation
+	}
+	for name := range out.names {
+		if have[name] {
+			delete(out.names, name) // the cache has it now
+			continue
+		}
+		if fresh[name] {
+			continue
+		}
+		p := &corev1.Pod{}
+		uncachedReads.WithLabelValues("get", "pods").Inc()
+		err := r.uncached().Get(ctx, types.NamespacedName{Namespace: ps.Namespace, Name: name}, p)
+		switch {
+		case apierrors.IsNotFound(err):
+			delete(out.names, name)
+		case err != nil:
+			return nil, nil, fmt.Errorf("read pod %s outside the cache: %w", name, err)
+		default:
+			add(p)
+		}
+	}
+	return pods, fresh, nil
+}
+
+// keepOutside records which of the pods read outside the cache are read
+// again on the next passes: those the set took (until the cache holds
+// them; they are labelled now) and those that hold back a wanted pet,
+// until they go. The others (a foreign pod with the name of an ordinal
+// the set does not want) are not; a change of the set's generation lists
+// them again.
+func (r *Reconciler) keepOutside(ps *v1alpha1.PetSet, fresh map[string]bool, own ownership) {
+	out := r.outsideOf(ps)
+	start, end := Range(ps)
+	for name := range fresh {
+		o := Ordinal(ps.Name, name)
+		switch {
+		case o < 0:
+		case own.owned[o] != nil && own.owned[o].Name == name:
+			out.names[name] = true
+		case own.blocked[o] != "" && o >= start && o < end:
+			out.names[name] = true
+		default:
+			delete(out.names, name)
+		}
+	}
+}
+
+// recheck marks a pet's pod name to be read from the API server on the
+// next passes: its creation failed with AlreadyExists, so a pod the cache
+// does not hold has that name.
+func (r *Reconciler) recheck(ps *v1alpha1.PetSet, name string) {
+	r.outsideOf(ps).names[name] = true
+}
+
+// recheckAfter is when the set must look again at pods outside the cache
+// (zero when there are none): nothing else would bring it back when they
+// change or go.
+func (r *Reconciler) recheckAfter(ps *v1alpha1.PetSet) time.Duration {
+	if len(r.outsideOf(ps).names) == 0 {
+		return 0
+	}
+	if r.RecheckAfter > 0 {
+		return r.RecheckAfter
+	}
+	return DefaultRecheckAfter
+}
+
+// relabel puts the set's label on a pet of the set that lacks it (someone
+// removed it), so the cache holds the pet again, with a patch that
+// carries the pod's UID.
+func (r *Reconciler) relabel(ctx context.Context, ps *v1alpha1.PetSet, pod *corev1.Pod) (*corev1.Pod, error) {
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{
+		"uid":    pod.UID,
+		"labels": map[string]string{LabelSetName: ps.Name},
+	}})
+	if err != nil {
+		return nil, err
+	}
+	out := pod.DeepCopy()
+	if err := r.Patch(ctx, out, client.RawPatch(types.StrategicMergePatchType, patch)); err != nil {
+		return nil, fmt.Errorf("label pod %s: %w", pod.Name, err)
+	}
+	operations.WithLabelValues("label_pod").Inc()
+	return out, nil
+}
+
+// getClaim reads a claim from the cache and, when the cache does not hold
+// it, from the API server: a claim made by a StatefulSet, or by a version
+// of the controller before claims were labelled, is not in the cache
+// until syncClaimRefs labels it. A claim that does not exist costs one
+// uncached read.
+func (r *Reconciler) getClaim(ctx context.Context, key types.NamespacedName, claim *corev1.PersistentVolumeClaim) error {
+	err := r.Get(ctx, key, claim)
+	if !apierrors.IsNotFound(err) || r.APIReader == nil {
+		return err
+	}
+	uncachedReads.WithLabelValues("get", "persistentvolumeclaims").Inc()
+	return r.APIReader.Get(ctx, key, claim)
+}

@@ -1,0 +1,357 @@
+package controller
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1alpha1 "petset.dev/petset/api/v1alpha1"
+)
+
+// labelCache is the manager's cache as CacheOptions configures it, over a
+// fake API: reads of pods, claims and ControllerRevisions see only those
+// labelled with LabelSetName (a Get of another is NotFound, as from an
+// informer that never held it); writes go through. The fixtures give it
+// to the reconciler as Client and the fake itself as APIReader.
+type labelCache struct{ client.Client }
+
+func labelSelected(obj runtime.Object) bool {
+	switch obj.(type) {
+	case *corev1.Pod, *corev1.PersistentVolumeClaim, *appsv1.ControllerRevision,
+		*corev1.PodList, *corev1.PersistentVolumeClaimList, *appsv1.ControllerRevisionList:
+		return true
+	}
+	return false
+}
+
+func (c labelCache) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	if err := c.Client.Get(ctx, key, obj, opts...); err != nil {
+		return err
+	}
+	if _, ok := obj.GetLabels()[LabelSetName]; labelSelected(obj) && !ok {
+		gvk, _ := c.Client.GroupVersionKindFor(obj)
+		return apierrors.NewNotFound(schema.GroupResource{Group: gvk.Group, Resource: strings.ToLower(gvk.Kind) + "s"}, key.Name)
+	}
+	return nil
+}
+
+func (c labelCache) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	if err := c.Client.List(ctx, list, opts...); err != nil || !labelSelected(list) {
+		return err
+	}
+	items, err := meta.ExtractList(list)
+	if err != nil {
+		return err
+	}
+	var kept []runtime.Object
+	for _, o := range items {
+		if _, ok := o.(metav1.Object).GetLabels()[LabelSetName]; ok {
+			kept = append(kept, o)
+		}
+	}
+	return meta.SetList(list, kept)
+}
+
+// countingReader counts the reads that bypass the cache.
+type countingReader struct {
+	client.Reader
+	gets, lists int
+	classGets   int // gets of StorageClasses
+}
+
+func (c *countingReader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	c.gets++
+	if _, ok := obj.(*storagev1.StorageClass); ok {
+		c.classGets++
+	}
+	return c.Reader.Get(ctx, key, obj, opts...)
+}
+
+// freshSet is an API reader whose PetSet is set (as a fresh read would
+// find it) and whose other objects are the underlying reader's.
+type freshSet struct {
+	client.Reader
+	set *v1alpha1.PetSet
+}
+
+func (r freshSet) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	if ps, ok := obj.(*v1alpha1.PetSet); ok {
+		r.set.DeepCopyInto(ps)
+		return nil
+	}
+	return r.Reader.Get(ctx, key, obj, opts...)
+}
+
+func (c *countingReader) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	c.lists++
+	return c.Reader.List(ctx, list, opts...)
+}
+
+func (f *fixture) reconcileResult() ctrl.Result {
+	f.t.Helper()
+	res, err := f.r.Reconcile(f.ctx, ctrl.Request{NamespacedName: setKey})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return res
+}
+
+// The cache of the fixtures holds only labelled pods: the orphans a
+// StatefulSet leaves have none of petset's labels and are found by the
+// uncached list of the set's first pass, adopted in place and labelled,
+// so the cache holds them from then on. The set makes only the pet that
+// is missing, with no AlreadyExists on the way.
+func TestAdoptOutsideCache(t *testing.T) {
+	app := map[string]string{"app": "db"}
+	ps := testSet(3)
+	ps.Spec.VolumeClaimTemplates = nil
+	f := newFixture(t, ps, testPod("db-0", "db:1", app, nil), testPod("db-1", "db:1", app, nil))
+	cached := &corev1.PodList{}
+	if err := f.r.List(f.ctx, cached); err != nil || len(cached.Items) != 0 {
+		t.Fatalf("the cache holds %d pods before adoption, want 0 (%v)", len(cached.Items), err)
+	}
+	f.mustReconcile()
+	for _, name := range []string{"db-0", "db-1"} {
+		p := f.pod(name)
+		if p.UID != types.UID("uid-"+name) || controllerUID(p) != "uid-db" || p.Labels[LabelSetName] != "db" {
+			t.Errorf("%s not adopted in place and labelled: uid %s controller %s labels %v", name, p.UID, controllerUID(p), p.Labels)
+		}
+	}
+	if p := f.pod("db-2"); p == nil || controllerUID(p) != "uid-db" {
+		t.Fatalf("db-2 not made: %+v", p)
+	}
+	if err := f.r.List(f.ctx, cached); err != nil || len(cached.Items) != 3 {
+		t.Errorf("the cache holds %d pods after adoption, want 3 (%v)", len(cached.Items), err)
+	}
+	if ev := f.events(); !strings.Contains(ev, "SuccessfulAdopt pod db-0") || !strings.Contains(ev, "SuccessfulAdopt pod db-1") {
+		t.Errorf("adoption events missing:\n%s", ev)
+	}
+	// The adopted pods are in the cache now: nothing is left to read
+	// outside it, and the set is not requeued for that.
+	f.markReady("db-2")
+	if res := f.reconcileResult(); res.RequeueAfter != 0 {
+		t.Errorf("requeued after %v with every pet in the cache", res.RequeueAfter)
+	}
+}
+
+// The uncached list is made once per generation of the set, not on every
+// pass: a pass that changes nothing reads only the cache.
+func TestUncachedListOncePerGeneration(t *testing.T) {
+	ps := testSet(1)
+	ps.Spec.VolumeClaimTemplates = nil
+	f := newFixture(t, ps)
+	reads := &countingReader{Reader: f.c}
+	f.r.APIReader = reads
+	f.mustReconcile()
+	f.markReady("db-0")
+	f.mustReconcile()
+	f.mustReconcile()
+	if reads.lists != 1 || reads.gets != 0 {
+		t.Errorf("3 passes of one generation: %d uncached lists and %d gets, want 1 and 0", reads.lists, reads.gets)
+	}
+	cur := f.set()
+	cur.Spec.Replicas = ptrTo(int32(2))
+	cur.Generation = 2
+	if err := f.c.Update(f.ctx, cur); err != nil {
+		t.Fatal(err)
+	}
+	f.mustReconcile()
+	if reads.lists != 2 {
+		t.Errorf("a new generation: %d uncached lists, want 2", reads.lists)
+	}
+	// A new process (a restart, a new leader) lists again.
+	f.r = &Reconciler{Client: f.r.Client, APIReader: reads, Recorder: f.r.Recorder, Pets: f.r.Pets}
+	f.mustReconcile()
+	if reads.lists != 3 {
+		t.Errorf("a new reconciler: %d uncached lists, want 3", reads.lists)
+	}
+}
+
+// A pod outside the cache that holds a pet's name for someone else is
+// found (by the uncached list when it matches the selector, by a read of
+// its name after the create fails with AlreadyExists when it does not),
+// holds the pet back with PodConflict, and is read again on a timer, as
+// no watch event tells when it goes; once gone, the pet is made.
+func TestConflictOutsideCache(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		pod           *corev1.Pod
+		want          string
+		alreadyExists bool // the selector list does not find it
+	}{
+		{"foreign controller", testPod("db-0", "db:1", map[string]string{"app": "db"},
+			&metav1.OwnerReference{APIVersion: "v1", Kind: "ConfigMap", Name: "x", UID: "uid-x", Controller: ptrTo(true)}),
+			"pod db-0 is controlled by ConfigMap x", false},
+		{"selector mismatch", testPod("db-0", "db:1", map[string]string{"app": "web"}, nil),
+			"pod db-0 exists and does not match the selector", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ps := testSet(1)
+			ps.Spec.VolumeClaimTemplates = nil
+			f := newFixture(t, ps, tc.pod)
+			f.r.RecheckAfter = 7 * time.Second
+			if tc.alreadyExists {
+				err := f.reconcile()
+				if !apierrors.IsAlreadyExists(err) {
+					t.Fatalf("first pass: %v, want AlreadyExists", err)
+				}
+			}
+			res := f.reconcileResult()
+			if res.RequeueAfter != 7*time.Second {
+				t.Errorf("requeue after %v while held back by a pod outside the cache, want 7s", res.RequeueAfter)
+			}
+			if ev := f.events(); !strings.Contains(ev, "Warning PodConflict "+tc.want) {
+				t.Errorf("no PodConflict event %q in:\n%s", tc.want, ev)
+			}
+			c := meta.FindStatusCondition(f.set().Status.Conditions, ConditionPetsOwned)
+			if c == nil || c.Status != metav1.ConditionFalse || !strings.Contains(c.Message, tc.want) {
+				t.Errorf("PetsOwned condition %+v", c)
+			}
+			if p := f.pod("db-0"); p.UID != tc.pod.UID || len(p.OwnerReferences) != len(tc.pod.OwnerReferences) || p.Labels[LabelSetName] != "" {
+				t.Fatalf("db-0 touched: %+v", p.ObjectMeta)
+			}
+			// Still there: the same answer, no new event.
+			if res := f.reconcileResult(); res.RequeueAfter != 7*time.Second {
+				t.Errorf("second pass requeue after %v", res.RequeueAfter)
+			}
+			if ev := f.events(); strings.Contains(ev, "PodConflict") {
+				t.Errorf("PodConflict event again:\n%s", ev)
+			}
+			if err := f.c.Delete(f.ctx, tc.pod); err != nil {
+				t.Fatal(err)
+			}
+			f.mustReconcile()
+			if p := f.pod("db-0"); p == nil || controllerUID(p) != "uid-db" {
+				t.Fatalf("db-0 not made once the other pod went: %+v", p)
+			}
+			f.markReady("db-0")
+			if res := f.reconcileResult(); res.RequeueAfter != 0 {
+				t.Errorf("requeued after %v once the conflict cleared", res.RequeueAfter)
+			}
+			c = meta.FindStatusCondition(f.set().Status.Conditions, ConditionPetsOwned)
+			if c == nil || c.Status != metav1.ConditionTrue {
+				t.Errorf("PetsOwned condition %+v after the conflict cleared", c)
+			}
+		})
+	}
+}
+
+// A pet whose set label someone removed leaves the cache; its name then
+// fails to create with AlreadyExists, the next pass reads it, finds it
+// the set's own and labels it back: the same pod, not replaced.
+func TestPetLabelledBack(t *testing.T) {
+	ps := testSet(1)
+	ps.Spec.VolumeClaimTemplates = nil
+	f := newFixture(t, ps)
+	f.mustReconcile()
+	f.markReady("db-0")
+	f.mustReconcile()
+	p := f.pod("db-0")
+	uid := p.UID
+	delete(p.Labels, LabelSetName)
+	if err := f.c.Update(f.ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.reconcile(); !apierrors.IsAlreadyExists(err) {
+		t.Fatalf("pass with the pet outside the cache: %v, want AlreadyExists", err)
+	}
+	f.mustReconcile()
+	p = f.pod("db-0")
+	if p.UID != uid || p.Labels[LabelSetName] != "db" || controllerUID(p) != "uid-db" {
+		t.Errorf("db-0 uid %s (was %s) labels %v", p.UID, uid, p.Labels)
+	}
+	if st := f.set().Status; st.Replicas != 1 || st.ReadyReplicas != 1 {
+		t.Errorf("status %+v", st)
+	}
+}
+
+// A claim outside the cache (a StatefulSet's, without petset's labels) is
+// still seen: one being deleted holds its pet back, as in the cache.
+func TestUnlabelledClaimBeingDeleted(t *testing.T) {
+	old := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "data-db-0", UID: "uid-old-claim",
+		Labels: map[string]string{"app": "db"}, DeletionTimestamp: &metav1.Time{Time: time.Now()}, Finalizers: []string{"kubernetes.io/pvc-protection"}}}
+	f := newFixture(t, testSet(1), old)
+	f.mustReconcile()
+	if f.pod("db-0") != nil {
+		t.Fatal("db-0 made on a claim on its way out")
+	}
+	if ev := f.events(); !strings.Contains(ev, "WaitForClaim claim data-db-0 is being deleted") {
+		t.Errorf("no WaitForClaim event:\n%s", ev)
+	}
+}
+
+// StorageClasses are read from the API server, not the cache, and only
+// when a claim must grow.
+func TestStorageClassReadUncached(t *testing.T) {
+	ps := testSet(1)
+	ps.Spec.VolumeClaimTemplates[0].Spec.Resources.Requests = corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}
+	f := newFixture(t, ps)
+	reads := &countingReader{Reader: f.c}
+	f.r.APIReader = reads
+	f.mustReconcile()
+	f.markReady("db-0")
+	f.mustReconcile()
+	if reads.classGets != 0 {
+		t.Errorf("%d StorageClass reads with no claim to grow, want 0", reads.classGets)
+	}
+	cur := f.set()
+	cur.Spec.VolumeClaimTemplates[0].Spec.Resources.Requests[corev1.ResourceStorage] = resource.MustParse("2Gi")
+	if err := f.c.Update(f.ctx, cur); err != nil {
+		t.Fatal(err)
+	}
+	cl := f.claim("data-db-0")
+	cl.Spec.StorageClassName = ptrTo("fast")
+	if err := f.c.Update(f.ctx, cl); err != nil {
+		t.Fatal(err)
+	}
+	f.mustReconcile()
+	f.mustReconcile()
+	if reads.classGets != 2 {
+		t.Errorf("%d StorageClass reads in two passes deciding one expansion, want 2 (one a pass)", reads.classGets)
+	}
+}
+
+// newLabelCacheReconciler is what newFixture builds: the reconciler reads
+// through labelCache, and bypasses it through the fake itself.
+func newLabelCacheReconciler(c client.Client, rec events.EventRecorder) *Reconciler {
+	cached := labelCache{c}
+	return &Reconciler{Client: cached, APIReader: c, Recorder: rec, Pets: NewPetControl(cached, rec)}
+}
+
+// A revision name held by a revision outside the cache (someone else's,
+// without the set label) is a collision like any other: the name is read
+// from the API server when the create says it exists.
+func TestRevisionCollisionOutsideCache(t *testing.T) {
+	ps := testSet(1)
+	ps.Spec.VolumeClaimTemplates = nil
+	name := Revision(ps)
+	squatter := &appsv1.ControllerRevision{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name},
+		Data:       runtime.RawExtension{Raw: []byte(`{"other":true}`)},
+		Revision:   1,
+	}
+	f := newRevFixture(t, ps, squatter)
+	f.converge()
+	st := f.set().Status
+	if st.CollisionCount == nil || *st.CollisionCount != 1 || st.UpdateRevision == name {
+		t.Fatalf("update revision %q collisionCount %v; want another name than %q and count 1", st.UpdateRevision, st.CollisionCount, name)
+	}
+	if cr := f.revisions()[name]; len(cr.OwnerReferences) != 0 || len(cr.Labels) != 0 {
+		t.Errorf("the squatter was changed: %+v", cr.ObjectMeta)
+	}
+}
