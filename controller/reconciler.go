@@ -309,6 +309,11 @@ func (r *Reconciler) writeStatus(ctx context.Context, ps *v1alpha1.PetSet, owned
 		CollisionCount:     want.collisionCount,
 		Conditions:         slices.Clone(base.Conditions),
 	}
+	// The count never goes down: a pass over a cache that has not seen
+	// the write that raised it read the older count from the set.
+	if b := base.CollisionCount; b != nil && (st.CollisionCount == nil || *st.CollisionCount < *b) {
+		st.CollisionCount = b
+	}
 	if sel, err := metav1.LabelSelectorAsSelector(ps.Spec.Selector); err == nil {
 		st.Selector = sel.String()
 	}

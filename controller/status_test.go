@@ -159,3 +159,45 @@ func TestWriteStatusStaleCache(t *testing.T) {
 		t.Errorf("new status from a stale cache after another write: %v, want a conflict", err)
 	}
 }
+
+// A pass over a cache that has not seen the write that raised
+// collisionCount reads the older count from the set; the count written
+// stays the raised one (the e2e TestPetSetRevisionIdentity once saw it
+// fall back to 0 this way).
+func TestWriteStatusCollisionCountNeverFalls(t *testing.T) {
+	scheme := runtime.NewScheme()
+	clientgoscheme.AddToScheme(scheme)
+	v1alpha1.AddToScheme(scheme)
+	ps := testSet(3)
+	c := fake.NewClientBuilder().WithScheme(scheme).WithStatusSubresource(&v1alpha1.PetSet{}).WithObjects(ps).Build()
+	ctx := context.Background()
+	key := client.ObjectKeyFromObject(ps)
+	if err := c.Get(ctx, key, ps); err != nil {
+		t.Fatal(err)
+	}
+	stale := ps.DeepCopy()
+	r := &Reconciler{Client: c}
+	owned := map[int]*corev1.Pod{0: statusPod(0, statusPet{"new", true, false})}
+	one, zero := int32(1), int32(0)
+	w := Want{Start: 0, End: 3, Revision: "new", RollingUpdate: true, MaxUnavailable: 1, Now: time.Now(), collisionCount: &one}
+	pets := []Pet{petOf(0, owned[0])}
+	if err := r.writeStatus(ctx, ps, owned, w, Decide(w, pets)); err != nil {
+		t.Fatal(err)
+	}
+	// The next pass: the cache still has the set from before, so the
+	// revisions were read with collisionCount 0; and a pet changed, so
+	// there is something to write.
+	w.collisionCount = &zero
+	owned[1] = statusPod(1, statusPet{"new", false, false})
+	pets = append(pets, petOf(1, owned[1]))
+	if err := r.writeStatus(ctx, stale, owned, w, Decide(w, pets)); err != nil {
+		t.Fatal(err)
+	}
+	var got v1alpha1.PetSet
+	if err := c.Get(ctx, key, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Status.Replicas != 2 || got.Status.CollisionCount == nil || *got.Status.CollisionCount != 1 {
+		t.Errorf("replicas %d, collisionCount %v; want 2 and 1", got.Status.Replicas, got.Status.CollisionCount)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -395,9 +396,16 @@ func TestPetSetRevisionIdentity(t *testing.T) {
 	setImage("registry.invalid/petset/fake:3")
 	st := settled("registry.invalid/petset/fake:3")
 	if st.UpdateRevision == taken || st.CollisionCount == nil || *st.CollisionCount != 1 {
-		t.Errorf("after a collision on %s: update revision %s, collisionCount %v; want another name and count 1", taken, st.UpdateRevision, st.CollisionCount)
+		t.Errorf("after a collision on %s: update revision %s, collisionCount %s; want another name and count 1", taken, st.UpdateRevision, countString(st.CollisionCount))
 	}
 	if cr, err := tb.Client.AppsV1().ControllerRevisions(ns).Get(ctx, taken, metav1.GetOptions{}); err != nil || len(cr.OwnerReferences) != 0 || string(cr.Data.Raw) != `{"other":true}` {
 		t.Errorf("the squatting revision was changed: %v %v", cr, err)
 	}
+}
+
+func countString(n *int32) string {
+	if n == nil {
+		return "unset"
+	}
+	return strconv.Itoa(int(*n))
 }
