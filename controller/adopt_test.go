@@ -442,7 +442,12 @@ func TestLegacyDeletionGivesClaims(t *testing.T) {
 			ps.Finalizers = tc.finalizers
 			ps.DeletionTimestamp = &metav1.Time{Time: time.Now()}
 			ps.Spec.PersistentVolumeClaimRetentionPolicy = &v1alpha1.RetentionPolicy{WhenDeleted: tc.policy}
-			f := newFixture(t, ps, labelled("data-db-0", "0"), labelled("data-db-1", "1", other), labelled("scratch-db-0", "0"))
+			// A member the status still lists (say, a pet past replicas not
+			// yet gone) is the set's; ordinal 4 it never used: its claim was
+			// kept from an earlier set of the same name.
+			ps.Status.Members = []v1alpha1.Member{{Ordinal: 0, Pod: "db-0"}, {Ordinal: 3, Pod: "db-3"}}
+			f := newFixture(t, ps, labelled("data-db-0", "0"), labelled("data-db-1", "1", other), labelled("scratch-db-0", "0"),
+				labelled("data-db-3", "3"), labelled("data-db-4", "4"))
 			f.mustReconcile()
 			// Gone, or (other finalizers left) without the legacy one.
 			cur := &v1alpha1.PetSet{}
@@ -456,6 +461,12 @@ func TestLegacyDeletionGivesClaims(t *testing.T) {
 			}
 			if got := strings.Join(refUIDs(f.claim("data-db-1")), ","); got != "ConfigMap/uid-x*" {
 				t.Errorf("data-db-1 of another controller: refs %v", got)
+			}
+			if got := controllerUID(f.claim("data-db-3")) == "uid-db"; got != tc.given {
+				t.Errorf("data-db-3 of a member: refs %v, want given to the set %v", refUIDs(f.claim("data-db-3")), tc.given)
+			}
+			if got := refUIDs(f.claim("data-db-4")); len(got) != 0 {
+				t.Errorf("data-db-4, an ordinal the set never used: refs %v, want kept without owner", got)
 			}
 			if got := refUIDs(f.claim("scratch-db-0")); len(got) != 0 {
 				t.Errorf("scratch-db-0, no claim of the set's templates: refs %v", got)

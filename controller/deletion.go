@@ -97,8 +97,11 @@ func (r *Reconciler) releaseOldRevisions(ctx context.Context, ps *v1alpha1.PetSe
 // giveClaimsToSet gives a set being deleted with background or foreground
 // propagation and whenDeleted: Delete the claims earlier versions made for
 // it without owner references: claims with the set's pet labels, named
-// as one of its claim templates names the claim of that pet, with no
-// controller and not being deleted. Under orphan propagation nothing is
+// as one of its claim templates names the claim of that pet, for an
+// ordinal the set uses (in [start, start+replicas), or a member in its
+// status), with no controller and not being deleted. A claim of another
+// ordinal may be kept from an earlier set of the same name, so it is kept,
+// never deleted by a label match. Under orphan propagation nothing is
 // given: the claims are kept, and a reference added while the garbage
 // collector orphans would make it delete them. The patches fail on a
 // concurrent change; the next pass retries.
@@ -111,10 +114,22 @@ func (r *Reconciler) giveClaimsToSet(ctx context.Context, ps *v1alpha1.PetSet) e
 	if err := r.List(ctx, &list, client.InNamespace(ps.Namespace), client.MatchingLabels{LabelSetName: ps.Name}); err != nil {
 		return fmt.Errorf("list claims: %w", err)
 	}
+	start, end := Range(ps)
+	used := func(o int) bool {
+		if o >= start && o < end {
+			return true
+		}
+		for _, m := range ps.Status.Members {
+			if int(m.Ordinal) == o {
+				return true
+			}
+		}
+		return false
+	}
 	var errs []error
 	for i := range list.Items {
 		claim := &list.Items[i]
-		if claim.DeletionTimestamp != nil || metav1.GetControllerOf(claim) != nil || !isSetClaim(ps, claim) {
+		if claim.DeletionTimestamp != nil || metav1.GetControllerOf(claim) != nil || !isSetClaim(ps, claim, used) {
 			continue
 		}
 		orig := claim.DeepCopy()
@@ -127,10 +142,10 @@ func (r *Reconciler) giveClaimsToSet(ctx context.Context, ps *v1alpha1.PetSet) e
 }
 
 // isSetClaim reports whether claim is named as ps names the claim of the
-// pet its pod-index label says.
-func isSetClaim(ps *v1alpha1.PetSet, claim *corev1.PersistentVolumeClaim) bool {
+// pet its pod-index label says, and that pet's ordinal is used.
+func isSetClaim(ps *v1alpha1.PetSet, claim *corev1.PersistentVolumeClaim, used func(int) bool) bool {
 	o, err := strconv.Atoi(claim.Labels[LabelPodIndex])
-	if err != nil || o < 0 {
+	if err != nil || o < 0 || !used(o) {
 		return false
 	}
 	for _, t := range ps.Spec.VolumeClaimTemplates {

@@ -130,6 +130,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, err
 	}
 	owned := own.owned
+	// Pets whose identity labels someone changed get them back.
+	if err := r.repairIdentity(ctx, ps, owned); err != nil {
+		return ctrl.Result{}, err
+	}
 
 	want := wantOf(ps, now())
 	inUse := map[string]bool{}

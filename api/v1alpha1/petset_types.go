@@ -152,8 +152,12 @@ type RollingUpdate struct {
 	// +optional
 	Partition *int32 `json:"partition,omitempty"`
 	// MaxUnavailable is how many pets may be down for the update at
-	// once, a number or a percentage of replicas. Default 1.
+	// once, a number or a percentage of replicas. Default 1. As for a
+	// StatefulSet, a number is at least 1 and a percentage ("N%") is
+	// from 1% to 100%; a percentage is rounded down, and at least 1.
 	// +kubebuilder:validation:XIntOrString
+	// +kubebuilder:validation:MaxLength=16
+	// +kubebuilder:validation:XValidation:rule="type(self) == int ? (self >= 1 && self <= 2147483647) : self.matches('^0*([1-9][0-9]?|100)%$')",message="maxUnavailable must be an integer of at least 1 or a percentage from 1% to 100%"
 	// +optional
 	MaxUnavailable *intstr.IntOrString `json:"maxUnavailable,omitempty"`
 }

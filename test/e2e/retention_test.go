@@ -377,14 +377,31 @@ func TestPetSetLegacyDeletionDeletesClaims(t *testing.T) {
 	if got := liveClaims(t, ns); len(got) != 2 {
 		t.Fatalf("claims %v before the upgrade, want both", got)
 	}
+	// data-lg-4 was kept from an earlier set "lg": this one never had an
+	// ordinal 4, so its label match gives it to no one.
+	earlier := &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "data-lg-4",
+			Labels: map[string]string{"app": "lg", "petset.dev/set-name": "lg", "petset.dev/pod-index": "4"}},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			Resources:   corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}},
+		},
+	}
+	if _, err := tb.Client.CoreV1().PersistentVolumeClaims(ns).Create(ctx, earlier, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 
 	runController(t) // the upgraded controller
-	pollUntil(t, 90*time.Second, "set, pods and claims gone", func() (bool, string) {
+	pollUntil(t, 90*time.Second, "set, pods and the set's claims gone", func() (bool, string) {
 		var left v1alpha1.PetSet
 		err := c.Get(ctx, client.ObjectKeyFromObject(ps), &left)
-		claims := liveClaims(t, ns)
+		claims := claimSet(liveClaims(t, ns))
 		pods, _ := tb.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=lg"})
-		return apierrors.IsNotFound(err) && len(claims) == 0 && len(pods.Items) == 0,
-			fmt.Sprintf("set err %v finalizers %v, %d live claims, %d pods", err, left.Finalizers, len(claims), len(pods.Items))
+		return apierrors.IsNotFound(err) && slices.Equal(claims, []string{"data-lg-4"}) && len(pods.Items) == 0,
+			fmt.Sprintf("set err %v finalizers %v, live claims %v, %d pods", err, left.Finalizers, claims, len(pods.Items))
 	})
+	kept := liveClaims(t, ns)["data-lg-4"]
+	if kept == nil || len(kept.OwnerReferences) != 0 {
+		t.Fatalf("data-lg-4 of an earlier set: %v, want kept without owner", kept)
+	}
 }

@@ -8,6 +8,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1alpha1 "petset.dev/petset/api/v1alpha1"
@@ -55,6 +56,33 @@ func TestPetSetValidation(t *testing.T) {
 		{"matchExpressions DoesNotExist, not matching", func(p *v1alpha1.PetSet) {
 			p.Spec.Selector.MatchExpressions = []metav1.LabelSelectorRequirement{{Key: "app", Operator: metav1.LabelSelectorOpDoesNotExist}}
 		}, "spec.template.metadata.labels"},
+	}
+	// maxUnavailable as a StatefulSet's: an integer of at least 1 or a
+	// percentage from 1% to 100%.
+	mu := "spec.updateStrategy.rollingUpdate.maxUnavailable"
+	for _, v := range []struct {
+		value intstr.IntOrString
+		field string
+	}{
+		{intstr.FromInt32(1), ""},
+		{intstr.FromInt32(5), ""},
+		{intstr.FromString("1%"), ""},
+		{intstr.FromString("100%"), ""},
+		{intstr.FromInt32(0), mu},
+		{intstr.FromInt32(-1), mu},
+		{intstr.FromString("0%"), mu},
+		{intstr.FromString("101%"), mu},
+		{intstr.FromString("50"), mu},
+		{intstr.FromString("abc"), mu},
+	} {
+		creates = append(creates, struct {
+			name   string
+			change func(*v1alpha1.PetSet)
+			field  string
+		}{"maxUnavailable " + v.value.String(), func(p *v1alpha1.PetSet) {
+			p.Spec.UpdateStrategy.Type = v1alpha1.RollingUpdateStrategy
+			p.Spec.UpdateStrategy.RollingUpdate = &v1alpha1.RollingUpdate{MaxUnavailable: &v.value}
+		}, v.field})
 	}
 	for _, tc := range creates {
 		ps := newPetSet(ns, "v", "v", 1)
