@@ -151,11 +151,13 @@ func (r *Reconciler) recheck(ps *v1alpha1.PetSet, name string) {
 	r.outsideOf(ps).names[name] = true
 }
 
-// recheckAfter is when the set must look again at pods outside the cache
-// (zero when there are none): nothing else would bring it back when they
-// change or go.
-func (r *Reconciler) recheckAfter(ps *v1alpha1.PetSet) time.Duration {
-	if len(r.outsideOf(ps).names) == 0 {
+// recheckAfter is when the set must look again at pods outside the cache,
+// or at the claims a pet waits for (claimHeld), zero when there are none:
+// nothing else would bring it back when they change or go. A claim the
+// cache does not hold (a StatefulSet's, held by a finalizer or by an owner
+// reference to a pod that is gone) sends no event when it goes.
+func (r *Reconciler) recheckAfter(ps *v1alpha1.PetSet, claimHeld bool) time.Duration {
+	if len(r.outsideOf(ps).names) == 0 && !claimHeld {
 		return 0
 	}
 	if r.RecheckAfter > 0 {

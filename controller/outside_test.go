@@ -355,3 +355,69 @@ func TestRevisionCollisionOutsideCache(t *testing.T) {
 		t.Errorf("the squatter was changed: %+v", cr.ObjectMeta)
 	}
 }
+
+// A pet held back by a claim the cache does not hold (a StatefulSet's,
+// without petset's labels) is looked at again on a timer: no watch event
+// says when that claim goes, and a claim event would map to no set. Once
+// the claim is gone the pet is made, with a fresh claim, and the timer
+// stops. Held by a finalizer of a claim being deleted, or by an owner
+// reference to a pod that is gone (the garbage collector will delete it).
+func TestClaimHoldRequeues(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		claim *corev1.PersistentVolumeClaim
+		gone  func(f *fixture) // what the API server and garbage collector do
+	}{
+		{"being deleted", &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "data-db-0", UID: "uid-old-claim",
+			Labels: map[string]string{"app": "db"}, DeletionTimestamp: &metav1.Time{Time: time.Now()}, Finalizers: []string{"kubernetes.io/pvc-protection"}}},
+			func(f *fixture) {
+				c := f.claim("data-db-0")
+				c.Finalizers = nil
+				if err := f.c.Update(f.ctx, c); err != nil {
+					f.t.Fatal(err)
+				}
+			}},
+		{"owned by a gone pod", &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "data-db-0", UID: "uid-old-claim",
+			Labels: map[string]string{"app": "db"}, OwnerReferences: []metav1.OwnerReference{
+				{APIVersion: "v1", Kind: "Pod", Name: "db-0", UID: "uid-gone-pod", Controller: ptrTo(true)}}}},
+			func(f *fixture) {
+				if err := f.c.Delete(f.ctx, f.claim("data-db-0")); err != nil {
+					f.t.Fatal(err)
+				}
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, testSet(1), tc.claim)
+			f.r.RecheckAfter = 3 * time.Second
+			if claimOwner(f.ctx, tc.claim) != nil {
+				t.Fatal("the claim maps to a set: this test needs one no event brings back")
+			}
+			for i := 0; i < 2; i++ {
+				res := f.reconcileResult()
+				if f.pod("db-0") != nil {
+					t.Fatal("db-0 made while its claim is on its way out")
+				}
+				if res.RequeueAfter != 3*time.Second {
+					t.Fatalf("pass %d: requeue after %v while db-0 waits for its claim, want 3s", i, res.RequeueAfter)
+				}
+			}
+			tc.gone(f)
+			if f.claim("data-db-0") != nil {
+				t.Fatal("the claim is still there")
+			}
+			// The requeue's pass: nothing else happened.
+			f.mustReconcile()
+			p := f.pod("db-0")
+			if p == nil {
+				t.Fatal("db-0 not made once its old claim was gone")
+			}
+			if c := f.claim("data-db-0"); c == nil || c.UID == "uid-old-claim" || c.Labels[LabelSetName] != "db" {
+				t.Fatalf("db-0's claim is not a fresh one of the set: %+v", c)
+			}
+			f.markReady("db-0")
+			if res := f.reconcileResult(); res.RequeueAfter != 0 {
+				t.Errorf("requeued after %v with nothing held", res.RequeueAfter)
+			}
+		})
+	}
+}

@@ -150,7 +150,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	for o, pod := range owned {
 		state = append(state, petOf(o, pod))
 	}
-	plan, err := r.holdBack(ctx, ps, Decide(want, state), own)
+	plan, claimHeld, err := r.holdBack(ctx, ps, Decide(want, state), own)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -215,10 +215,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	// Pets that are Ready but not yet available for MinReadySeconds: look
 	// again when the first of them will be; pods outside the cache that
-	// hold pets' names: look again soon, as no watch event will say
+	// hold pets' names, or pets waiting for a claim to go (which may be
+	// outside the cache too): look again soon, as no watch event may say
 	// when they change.
 	after := want.nextAvailable(state)
-	if d := r.recheckAfter(ps); d > 0 && (after == 0 || d < after) {
+	if d := r.recheckAfter(ps, claimHeld); d > 0 && (after == 0 || d < after) {
 		after = d
 	}
 	return ctrl.Result{RequeueAfter: after}, nil
