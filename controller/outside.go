@@ -69,7 +69,7 @@ func (r *Reconciler) uncached() client.Reader {
 // ps's namespace, and those outside it that the set must see (see
 // outsideCache), the latter named in fresh. A pod the cache holds is
 // taken from the cache.
-func (r *Reconciler) podsOf(ctx context.Context, ps *v1alpha1.PetSet, selector labels.Selector) (pods []*corev1.Pod, fresh map[string]bool, err error) {
+func (r *Reconciler) podsOf(ctx context.Context, ps *v1alpha1.PetSet, selector labels.Selector) (pods []*corev1.Pod, fresh map[string]*corev1.Pod, err error) {
 	var cached corev1.PodList
 	if err := r.List(ctx, &cached, client.InNamespace(ps.Namespace)); err != nil {
 		return nil, nil, err
@@ -80,11 +80,11 @@ func (r *Reconciler) podsOf(ctx context.Context, ps *v1alpha1.PetSet, selector l
 		have[cached.Items[i].Name] = true
 	}
 	out := r.outsideOf(ps)
-	fresh = map[string]bool{}
+	fresh = map[string]*corev1.Pod{}
 	add := func(p *corev1.Pod) {
-		if !have[p.Name] && !fresh[p.Name] {
+		if !have[p.Name] && fresh[p.Name] == nil {
 			pods = append(pods, p)
-			fresh[p.Name] = true
+			fresh[p.Name] = p
 		}
 	}
 	if out.generation != ps.Generation || ps.Generation == 0 {
@@ -103,7 +103,7 @@ func (r *Reconciler) podsOf(ctx context.Context, ps *v1alpha1.PetSet, selector l
 			delete(out.names, name) // the cache has it now
 			continue
 		}
-		if fresh[name] {
+		if fresh[name] != nil {
 			continue
 		}
 		p := &corev1.Pod{}
@@ -123,20 +123,28 @@ func (r *Reconciler) podsOf(ctx context.Context, ps *v1alpha1.PetSet, selector l
 
 // keepOutside records which of the pods read outside the cache are read
 // again on the next passes: those the set took (until the cache holds
-// them; they are labelled now) and those that hold back a wanted pet,
-// until they go. The others (a foreign pod with the name of an ordinal
-// the set does not want) are not; a change of the set's generation lists
-// them again.
-func (r *Reconciler) keepOutside(ps *v1alpha1.PetSet, fresh map[string]bool, own ownership) {
+// them; they are labelled now), those that hold back a wanted pet, until
+// they go, and those that hold the name of an ordinal the set does not
+// want, match its selector and are not being deleted (another
+// controller's, say a StatefulSet's whose deletion orphans them: once the
+// garbage collector has, the set adopts the pod and deletes it as
+// condemned, as StatefulSet would). The others (a pod with the name of an
+// ordinal the set does not want that does not match the selector, or is
+// going) are not; a change of the set's generation lists them again.
+func (r *Reconciler) keepOutside(ps *v1alpha1.PetSet, selector labels.Selector, fresh map[string]*corev1.Pod, own ownership) {
 	out := r.outsideOf(ps)
 	start, end := Range(ps)
-	for name := range fresh {
+	for name, pod := range fresh {
 		o := Ordinal(ps.Name, name)
 		switch {
 		case o < 0:
 		case own.owned[o] != nil && own.owned[o].Name == name:
 			out.names[name] = true
-		case own.blocked[o] != "" && o >= start && o < end:
+		case own.blocked[o] == "":
+			delete(out.names, name)
+		case o >= start && o < end:
+			out.names[name] = true
+		case selector.Matches(labels.Set(pod.Labels)) && pod.DeletionTimestamp == nil:
 			out.names[name] = true
 		default:
 			delete(out.names, name)

@@ -421,3 +421,53 @@ func TestClaimHoldRequeues(t *testing.T) {
 		})
 	}
 }
+
+// Migrating from a StatefulSet to a PetSet of fewer replicas: the set's
+// first pass finds the condemned pod still controlled by the StatefulSet
+// (the garbage collector has not orphaned it yet), outside the cache.
+// It is read again on a timer while it matches the selector, so once it
+// is orphaned the set adopts it and deletes it as condemned, as
+// StatefulSet would, without waiting for a new generation of the set.
+func TestCondemnedOrphanedLater(t *testing.T) {
+	ps := testSet(1)
+	ps.Spec.VolumeClaimTemplates = nil
+	ps.Generation = 1
+	// Adopted pods are kept whatever their template (see
+	// TestAdoptedPodReplacedUnlessItMatches).
+	ps.Spec.UpdateStrategy.Type = v1alpha1.OnDeleteStrategy
+	app := map[string]string{"app": "db"}
+	sts := &metav1.OwnerReference{APIVersion: "apps/v1", Kind: "StatefulSet", Name: "db", UID: "uid-sts", Controller: ptrTo(true)}
+	f := newFixture(t, ps, testPod("db-0", "db:1", app, sts), testPod("db-1", "db:1", app, sts))
+	f.r.RecheckAfter = 3 * time.Second
+	res := f.reconcileResult()
+	if res.RequeueAfter != 3*time.Second {
+		t.Errorf("requeue after %v with pods of another controller matching the selector, want 3s", res.RequeueAfter)
+	}
+	if p := f.pod("db-1"); p == nil || controllerUID(p) != "uid-sts" {
+		t.Fatalf("db-1 touched while the StatefulSet controls it: %+v", p)
+	}
+	// The garbage collector orphans both pods.
+	for _, n := range []string{"db-0", "db-1"} {
+		p := f.pod(n)
+		p.OwnerReferences = nil
+		if err := f.c.Update(f.ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.mustReconcile()
+	if p := f.pod("db-0"); p == nil || p.UID != "uid-db-0" || controllerUID(p) != "uid-db" {
+		t.Errorf("db-0 not adopted in place: %+v", p)
+	}
+	if p := f.pod("db-1"); p != nil {
+		t.Errorf("condemned db-1 not adopted and deleted once orphaned: %+v", p.ObjectMeta)
+	}
+	if ev := f.events(); !strings.Contains(ev, "SuccessfulAdopt pod db-1") {
+		t.Errorf("db-1 not adopted before its deletion:\n%s", ev)
+	}
+	if res := f.reconcileResult(); res.RequeueAfter != 0 {
+		t.Errorf("requeued after %v with nothing outside the cache", res.RequeueAfter)
+	}
+	if st := f.set().Status; st.Replicas != 1 || st.ReadyReplicas != 1 {
+		t.Errorf("status replicas %d ready %d, want 1 and 1", st.Replicas, st.ReadyReplicas)
+	}
+}
