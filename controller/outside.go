@@ -4,13 +4,19 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	v1alpha1 "petset.dev/petset/api/v1alpha1"
 )
@@ -30,8 +36,10 @@ const DefaultRecheckAfter = 5 * time.Second
 //     this process sees each generation of the set (a new set created
 //     over leftover pods, a changed selector or scale);
 //   - a read of each name in names on every pass: pods found outside the
-//     cache that hold a pet's name, and names whose creation failed with
-//     AlreadyExists. A name leaves the list once the cache holds its pod
+//     cache that hold a pet's name, names whose creation failed with
+//     AlreadyExists, and pets the cache reported deleted while they were
+//     not being deleted (someone removed their LabelSetName label; see
+//     podHandler). A name leaves the list once the cache holds its pod
 //     (it was adopted, or made by the set) or the pod is gone.
 //
 // Adoption labels the pod, so it enters the cache and its changes are
@@ -98,6 +106,9 @@ func (r *Reconciler) podsOf(ctx context.Context, ps *v1alpha1.PetSet, selector l
 		uncachedReads.WithLabelValues("list", "pods").Inc()
 		out.generation = ps.Generation
 	}
+	for _, name := range r.takeLeft(client.ObjectKeyFromObject(ps)) {
+		out.names[name] = true
+	}
 	for name := range out.names {
 		if have[name] {
 			delete(out.names, name) // the cache has it now
@@ -150,6 +161,59 @@ func (r *Reconciler) keepOutside(ps *v1alpha1.PetSet, selector labels.Selector, 
 			delete(out.names, name)
 		}
 	}
+}
+
+// podHandler maps pod events to sets (podSets) and, on a delete event of
+// a pod that was not being deleted, marks its name to be read from the API
+// server on the next pass of each set it maps to: the cache's informer,
+// which holds only labelled pods, reports a pet whose LabelSetName label
+// someone removed as deleted. The pass then finds the pet outside the
+// cache and labels it back (and deletes it if it is condemned). A pet
+// really deleted was being deleted first (a graceful deletion), so it
+// costs no read; one deleted at once costs one read of its name.
+type podHandler struct {
+	handler.EventHandler
+	r *Reconciler
+}
+
+// podEvents is the handler of pod events.
+func (r *Reconciler) podEvents() handler.EventHandler {
+	return podHandler{EventHandler: handler.EnqueueRequestsFromMapFunc(r.podSets), r: r}
+}
+
+// Delete implements handler.EventHandler.
+func (h podHandler) Delete(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	if o := e.Object; o != nil && (o.GetDeletionTimestamp() == nil || e.DeleteStateUnknown) {
+		for _, req := range h.r.podSets(ctx, o) {
+			if Ordinal(req.Name, o.GetName()) >= 0 {
+				h.r.leftCache(req.NamespacedName, o.GetName())
+			}
+		}
+	}
+	h.EventHandler.Delete(ctx, e, q)
+}
+
+// leftCache records that pod name of set key left the cache without
+// being deleted first.
+func (r *Reconciler) leftCache(key types.NamespacedName, name string) {
+	r.leftMu.Lock()
+	defer r.leftMu.Unlock()
+	if r.left == nil {
+		r.left = map[types.NamespacedName]map[string]bool{}
+	}
+	if r.left[key] == nil {
+		r.left[key] = map[string]bool{}
+	}
+	r.left[key][name] = true
+}
+
+// takeLeft returns and forgets the names leftCache recorded for set key.
+func (r *Reconciler) takeLeft(key types.NamespacedName) []string {
+	r.leftMu.Lock()
+	defer r.leftMu.Unlock()
+	names := slices.Collect(maps.Keys(r.left[key]))
+	delete(r.left, key)
+	return names
 }
 
 // recheck marks a pet's pod name to be read from the API server on the

@@ -17,8 +17,11 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	v1alpha1 "petset.dev/petset/api/v1alpha1"
 )
@@ -466,6 +469,99 @@ func TestCondemnedOrphanedLater(t *testing.T) {
 	}
 	if res := f.reconcileResult(); res.RequeueAfter != 0 {
 		t.Errorf("requeued after %v with nothing outside the cache", res.RequeueAfter)
+	}
+	if st := f.set().Status; st.Replicas != 1 || st.ReadyReplicas != 1 {
+		t.Errorf("status replicas %d ready %d, want 1 and 1", st.Replicas, st.ReadyReplicas)
+	}
+}
+
+// deleteEvent hands the pod handler the delete event the cache's informer
+// sends for obj, and returns the sets it enqueued.
+func (f *fixture) deleteEvent(obj client.Object) []reconcile.Request {
+	f.t.Helper()
+	q := workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[reconcile.Request]())
+	defer q.ShutDown()
+	f.r.podEvents().Delete(f.ctx, event.DeleteEvent{Object: obj}, q)
+	var out []reconcile.Request
+	for q.Len() > 0 {
+		req, _ := q.Get()
+		out = append(out, req)
+		q.Done(req)
+	}
+	return out
+}
+
+// A pet whose petset.dev/set-name label someone removes leaves the
+// label-selected cache, whose informer reports it deleted. The set's next
+// pass reads that name from the API server (one read, no list) and labels
+// the pet back: a condemned pet is then deleted as StatefulSet would, an
+// in-range one is the same pod again, counted in status. A pet really
+// deleted (it was being deleted first) costs no read.
+func TestPetLabelRemovedFoundOnDeleteEvent(t *testing.T) {
+	ps := testSet(3)
+	ps.Spec.VolumeClaimTemplates = nil
+	ps.Generation = 1
+	f := newFixture(t, ps)
+	for i := 0; i < 3; i++ {
+		f.mustReconcile()
+		f.markReady(PodName("db", i))
+	}
+	f.mustReconcile()
+	s := f.set()
+	s.Spec.Replicas, s.Generation = ptrTo(int32(1)), 2
+	if err := f.c.Update(f.ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	f.mustReconcile() // deletes db-2, the highest
+	if f.pod("db-2") != nil {
+		t.Fatal("db-2 not deleted")
+	}
+	reads := &countingReader{Reader: f.c}
+	f.r.APIReader = reads
+	// The scale-down goes on; meanwhile each of the other pets loses its
+	// label, and the informer reports it deleted.
+	for _, tc := range []struct {
+		name      string
+		condemned bool
+	}{{"db-1", true}, {"db-0", false}} {
+		p := f.pod(tc.name)
+		uid := p.UID
+		before := p.DeepCopy() // what the informer last held
+		delete(p.Labels, LabelSetName)
+		if err := f.c.Update(f.ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		if reqs := f.deleteEvent(before); len(reqs) != 1 || reqs[0].NamespacedName != setKey {
+			t.Fatalf("%s's delete event enqueued %v, want the set", tc.name, reqs)
+		}
+		if tc.condemned {
+			// db-2's own delete event, after its graceful deletion.
+			gone := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "db-2", DeletionTimestamp: &metav1.Time{Time: time.Now()},
+				Labels: map[string]string{LabelSetName: "db"}, OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(s, petSetKind)}}}
+			if reqs := f.deleteEvent(gone); len(reqs) != 1 || reqs[0].NamespacedName != setKey {
+				t.Fatalf("db-2's delete event enqueued %v, want the set", reqs)
+			}
+		}
+		gets, lists := reads.gets, reads.lists
+		f.mustReconcile()
+		// Its name, and the name of a pet taken back on the pass
+		// before, read until the cache holds it or it is gone.
+		if reads.gets-gets < 1 || reads.gets-gets > 2 || reads.lists != lists {
+			t.Errorf("%s: %d uncached gets and %d lists, want one or two gets", tc.name, reads.gets-gets, reads.lists-lists)
+		}
+		p = f.pod(tc.name)
+		if tc.condemned {
+			if p != nil {
+				t.Errorf("condemned %s, its label removed, not deleted: %+v", tc.name, p.ObjectMeta)
+			}
+			continue
+		}
+		if p == nil || p.UID != uid || p.Labels[LabelSetName] != "db" {
+			t.Fatalf("%s not labelled back in place: %+v", tc.name, p)
+		}
+	}
+	if res := f.reconcileResult(); res.RequeueAfter != 0 {
+		t.Errorf("requeued after %v with every pet in the cache", res.RequeueAfter)
 	}
 	if st := f.set().Status; st.Replicas != 1 || st.ReadyReplicas != 1 {
 		t.Errorf("status replicas %d ready %d, want 1 and 1", st.Replicas, st.ReadyReplicas)

@@ -52,6 +52,10 @@ type Reconciler struct {
 	// outside is, for each set, what it must read from the API server
 	// rather than the cache (outsideCache).
 	outside sync.Map // types.NamespacedName -> *outsideCache
+	// left is, for each set, the pets the cache reported deleted while
+	// they were not being deleted (podHandler), for its next pass to read.
+	leftMu sync.Mutex
+	left   map[types.NamespacedName]map[string]bool
 
 	// written is the last status this process wrote for each set: a
 	// pass that reads the set from a cache that has not yet seen that
@@ -75,7 +79,7 @@ type statusWrite struct {
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.PetSet{}).
-		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.podSets)).
+		Watches(&corev1.Pod{}, r.podEvents()).
 		Owns(&appsv1.ControllerRevision{}).
 		Watches(&corev1.PersistentVolumeClaim{}, handler.EnqueueRequestsFromMapFunc(claimOwner)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: concurrency}).
@@ -103,6 +107,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		if apierrors.IsNotFound(err) {
 			r.written.Delete(req.NamespacedName)
 			r.outside.Delete(req.NamespacedName)
+			r.takeLeft(req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
