@@ -48,6 +48,10 @@ type outsideCache struct {
 	uid        types.UID
 	generation int64 // the last generation listed uncached; 0 for none
 	names      map[string]bool
+	// absent are the claims of pets with pods that the API server said
+	// do not exist, at generation absentGen (see petClaim).
+	absent    map[string]bool
+	absentGen int64
 }
 
 // outsideOf returns the record of ps, a fresh one for a set not seen
@@ -269,4 +273,27 @@ func (r *Reconciler) getClaim(ctx context.Context, key types.NamespacedName, cla
 	}
 	uncachedReads.WithLabelValues("get", "persistentvolumeclaims").Inc()
 	return r.APIReader.Get(ctx, key, claim)
+}
+
+// petClaim is getClaim for syncClaimRefs, which reads the claims of every
+// pet with a pod on every pass: a claim the API server says does not
+// exist (a claim template added to a set whose pets were made before it)
+// is read from the cache only, not from the API server again, until the
+// set's generation changes or this process restarts. A claim the
+// controller makes is labelled, so the cache holds it; only a claim made
+// by someone else, unlabelled, for a pet that already has a pod, waits
+// until then to get the retention policy's owner references.
+func (r *Reconciler) petClaim(ctx context.Context, ps *v1alpha1.PetSet, key types.NamespacedName, claim *corev1.PersistentVolumeClaim) error {
+	out := r.outsideOf(ps)
+	if out.absent == nil || out.absentGen != ps.Generation {
+		out.absent, out.absentGen = map[string]bool{}, ps.Generation
+	}
+	if out.absent[key.Name] {
+		return r.Get(ctx, key, claim)
+	}
+	err := r.getClaim(ctx, key, claim)
+	if apierrors.IsNotFound(err) && ps.Generation != 0 {
+		out.absent[key.Name] = true
+	}
+	return err
 }

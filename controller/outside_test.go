@@ -567,3 +567,58 @@ func TestPetLabelRemovedFoundOnDeleteEvent(t *testing.T) {
 		t.Errorf("status replicas %d ready %d, want 1 and 1", st.Replicas, st.ReadyReplicas)
 	}
 }
+
+// A claim template added to a set whose pets were made without it: the
+// pets' claims do not exist (under OnDelete the pets stay), and
+// syncClaimRefs looks for them on every pass. The API server is asked
+// once per claim and generation, not on every pass; a new generation asks
+// again, and a claim made meanwhile is found then.
+func TestAbsentClaimsReadOncePerGeneration(t *testing.T) {
+	ps := testSet(3)
+	ps.Spec.VolumeClaimTemplates = nil
+	ps.Spec.PodManagementPolicy = appsv1.ParallelPodManagement
+	ps.Generation = 1
+	f := newFixture(t, ps)
+	f.mustReconcile()
+	for i := 0; i < 3; i++ {
+		f.markReady(PodName("db", i))
+	}
+	f.mustReconcile()
+	s := f.set()
+	s.Spec.VolumeClaimTemplates = []corev1.PersistentVolumeClaim{{ObjectMeta: metav1.ObjectMeta{Name: "data"}}}
+	s.Spec.UpdateStrategy.Type = v1alpha1.OnDeleteStrategy
+	s.Generation = 2
+	if err := f.c.Update(f.ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	reads := &countingReader{Reader: f.c}
+	f.r.APIReader = reads
+	f.mustReconcile()
+	if reads.gets != 3 {
+		t.Errorf("first pass of the generation: %d uncached gets, want 3 (one per absent claim)", reads.gets)
+	}
+	for i := 0; i < 10; i++ {
+		f.mustReconcile()
+	}
+	if reads.gets != 3 {
+		t.Errorf("10 idle passes: %d more uncached gets, want none", reads.gets-3)
+	}
+	// Someone makes db-1's claim, unlabelled, as a StatefulSet would; the
+	// next generation finds it and labels it.
+	if err := f.c.Create(f.ctx, &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "data-db-1"}}); err != nil {
+		t.Fatal(err)
+	}
+	s = f.set()
+	s.Spec.MinReadySeconds, s.Generation = 1, 3
+	if err := f.c.Update(f.ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	gets := reads.gets
+	f.mustReconcile()
+	if reads.gets-gets < 3 {
+		t.Errorf("a new generation: %d uncached gets, want the 3 claims read again", reads.gets-gets)
+	}
+	if c := f.claim("data-db-1"); c.Labels[LabelSetName] != "db" || c.Labels[LabelPodIndex] != "1" {
+		t.Errorf("data-db-1 not labelled at the new generation: %v", c.Labels)
+	}
+}

@@ -182,7 +182,7 @@ func (r *Reconciler) syncClaimRefs(ctx context.Context, ps *v1alpha1.PetSet, own
 		condemned := o < start || o >= end
 		for _, t := range ps.Spec.VolumeClaimTemplates {
 			claim := &corev1.PersistentVolumeClaim{}
-			err := r.getClaim(ctx, types.NamespacedName{Namespace: ps.Namespace, Name: ClaimName(t.Name, ps.Name, o)}, claim)
+			err := r.petClaim(ctx, ps, types.NamespacedName{Namespace: ps.Namespace, Name: ClaimName(t.Name, ps.Name, o)}, claim)
 			if apierrors.IsNotFound(err) {
 				continue
 			}
