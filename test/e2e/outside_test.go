@@ -3,11 +3,13 @@
 package e2e
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -169,4 +171,68 @@ func TestPetSetPetLabelRemoved(t *testing.T) {
 	if got := deleted(); slices.Contains(got, "unl-0") {
 		t.Errorf("unl-0 deleted on the way: %v", got)
 	}
+}
+
+// Migrating from a StatefulSet to a PetSet of fewer replicas, when the
+// PetSet's first look finds the pods still controlled by the StatefulSet
+// (here made certain: the PetSet is created before the StatefulSet is
+// deleted with orphan propagation). Once the garbage collector orphans
+// them, with no change to the PetSet, the pet in range is adopted in place
+// and the condemned pod is adopted and deleted, as StatefulSet would.
+func TestPetSetAdoptsCondemnedOrphanLater(t *testing.T) {
+	c, _ := startController(t)
+	ns := tb.Namespace(t, "late")
+	headlessService(t, ns, "late", map[string]string{"app": "late"}, false, svcPort{"peer", 2380, corev1.ProtocolTCP})
+	ps := newPetSet(ns, "late", "late", 1)
+	ps.Spec.VolumeClaimTemplates = nil
+	ss := &appsv1.StatefulSet{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "late"},
+		Spec: appsv1.StatefulSetSpec{
+			Replicas: ptr(int32(2)), ServiceName: "late", Selector: ps.Spec.Selector, Template: ps.Spec.Template,
+		},
+	}
+	if _, err := tb.Client.AppsV1().StatefulSets(ns).Create(ctx, ss, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	before := waitPods(t, ns, "late", 2)
+	if err := c.Create(ctx, ps); err != nil {
+		t.Fatal(err)
+	}
+	const why = "pod late-0 is controlled by StatefulSet late"
+	waitStatus(t, c, ns, "late", func(st v1alpha1.PetSetStatus) bool {
+		cond := meta.FindStatusCondition(st.Conditions, controller.ConditionPetsOwned)
+		return cond != nil && cond.Status == metav1.ConditionFalse && strings.Contains(cond.Message, why)
+	})
+	_, deleted, stopWatch := podEvents(t, ns, "late")
+	defer stopWatch()
+
+	orphan := metav1.DeletePropagationOrphan
+	if err := tb.Client.AppsV1().StatefulSets(ns).Delete(ctx, "late", metav1.DeleteOptions{PropagationPolicy: &orphan}); err != nil {
+		t.Fatal(err)
+	}
+	pollUntil(t, 60*time.Second, "late-0 adopted and condemned late-1 deleted", func() (bool, string) {
+		list, err := tb.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=late"})
+		if err != nil {
+			return false, err.Error()
+		}
+		var state []string
+		for _, p := range list.Items {
+			ref := metav1.GetControllerOf(&p)
+			state = append(state, fmt.Sprintf("%s controller %v", p.Name, ref))
+		}
+		if len(list.Items) != 1 || list.Items[0].Name != "late-0" {
+			return false, strings.Join(state, "; ")
+		}
+		ref := metav1.GetControllerOf(&list.Items[0])
+		return ref != nil && ref.Kind == "PetSet" && list.Items[0].UID == before["late-0"].UID, strings.Join(state, "; ")
+	})
+	if got := deleted(); !slices.Equal(got, []string{"late-1"}) {
+		t.Errorf("pods deleted: %v, want late-1 only", got)
+	}
+	waitStatus(t, c, ns, "late", func(st v1alpha1.PetSetStatus) bool {
+		ready := meta.FindStatusCondition(st.Conditions, "Ready")
+		owned := meta.FindStatusCondition(st.Conditions, controller.ConditionPetsOwned)
+		return st.Replicas == 1 && st.ReadyReplicas == 1 && ready != nil && ready.Status == metav1.ConditionTrue &&
+			owned != nil && owned.Status == metav1.ConditionTrue
+	})
 }
