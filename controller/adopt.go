@@ -70,7 +70,7 @@ func (r *Reconciler) claimPods(ctx context.Context, ps *v1alpha1.PetSet, selecto
 		ref := metav1.GetControllerOf(pod)
 		switch {
 		case ref != nil && ref.UID == ps.UID:
-			if match && fresh[pod.Name] && pod.Labels[LabelSetName] != ps.Name && !deleting {
+			if match && fresh[pod.Name] != nil && pod.Labels[LabelSetName] != ps.Name && !deleting {
 				// Ours, but outside the cache: label it back in.
 				labelled, err := r.relabel(ctx, ps, pod)
 				if err != nil && !apierrors.IsNotFound(err) {
@@ -126,7 +126,7 @@ func (r *Reconciler) claimPods(ctx context.Context, ps *v1alpha1.PetSet, selecto
 			}
 		}
 	}
-	r.keepOutside(ps, fresh, own)
+	r.keepOutside(ps, selector, fresh, own)
 	return own, errors.Join(errs...)
 }
 

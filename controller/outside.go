@@ -4,13 +4,19 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	v1alpha1 "petset.dev/petset/api/v1alpha1"
 )
@@ -30,8 +36,10 @@ const DefaultRecheckAfter = 5 * time.Second
 //     this process sees each generation of the set (a new set created
 //     over leftover pods, a changed selector or scale);
 //   - a read of each name in names on every pass: pods found outside the
-//     cache that hold a pet's name, and names whose creation failed with
-//     AlreadyExists. A name leaves the list once the cache holds its pod
+//     cache that hold a pet's name, names whose creation failed with
+//     AlreadyExists, and pets the cache reported deleted while they were
+//     not being deleted (someone removed their LabelSetName label; see
+//     podHandler). A name leaves the list once the cache holds its pod
 //     (it was adopted, or made by the set) or the pod is gone.
 //
 // Adoption labels the pod, so it enters the cache and its changes are
@@ -40,6 +48,10 @@ type outsideCache struct {
 	uid        types.UID
 	generation int64 // the last generation listed uncached; 0 for none
 	names      map[string]bool
+	// absent are the claims of pets with pods that the API server said
+	// do not exist, at generation absentGen (see petClaim).
+	absent    map[string]bool
+	absentGen int64
 }
 
 // outsideOf returns the record of ps, a fresh one for a set not seen
@@ -69,7 +81,7 @@ func (r *Reconciler) uncached() client.Reader {
 // ps's namespace, and those outside it that the set must see (see
 // outsideCache), the latter named in fresh. A pod the cache holds is
 // taken from the cache.
-func (r *Reconciler) podsOf(ctx context.Context, ps *v1alpha1.PetSet, selector labels.Selector) (pods []*corev1.Pod, fresh map[string]bool, err error) {
+func (r *Reconciler) podsOf(ctx context.Context, ps *v1alpha1.PetSet, selector labels.Selector) (pods []*corev1.Pod, fresh map[string]*corev1.Pod, err error) {
 	var cached corev1.PodList
 	if err := r.List(ctx, &cached, client.InNamespace(ps.Namespace)); err != nil {
 		return nil, nil, err
@@ -80,11 +92,11 @@ func (r *Reconciler) podsOf(ctx context.Context, ps *v1alpha1.PetSet, selector l
 		have[cached.Items[i].Name] = true
 	}
 	out := r.outsideOf(ps)
-	fresh = map[string]bool{}
+	fresh = map[string]*corev1.Pod{}
 	add := func(p *corev1.Pod) {
-		if !have[p.Name] && !fresh[p.Name] {
+		if !have[p.Name] && fresh[p.Name] == nil {
 			pods = append(pods, p)
-			fresh[p.Name] = true
+			fresh[p.Name] = p
 		}
 	}
 	if out.generation != ps.Generation || ps.Generation == 0 {
@@ -98,12 +110,15 @@ func (r *Reconciler) podsOf(ctx context.Context, ps *v1alpha1.PetSet, selector l
 		uncachedReads.WithLabelValues("list", "pods").Inc()
 		out.generation = ps.Generation
 	}
+	for _, name := range r.takeLeft(client.ObjectKeyFromObject(ps)) {
+		out.names[name] = true
+	}
 	for name := range out.names {
 		if have[name] {
 			delete(out.names, name) // the cache has it now
 			continue
 		}
-		if fresh[name] {
+		if fresh[name] != nil {
 			continue
 		}
 		p := &corev1.Pod{}
@@ -123,25 +138,86 @@ func (r *Reconciler) podsOf(ctx context.Context, ps *v1alpha1.PetSet, selector l
 
 // keepOutside records which of the pods read outside the cache are read
 // again on the next passes: those the set took (until the cache holds
-// them; they are labelled now) and those that hold back a wanted pet,
-// until they go. The others (a foreign pod with the name of an ordinal
-// the set does not want) are not; a change of the set's generation lists
-// them again.
-func (r *Reconciler) keepOutside(ps *v1alpha1.PetSet, fresh map[string]bool, own ownership) {
+// them; they are labelled now), those that hold back a wanted pet, until
+// they go, and those that hold the name of an ordinal the set does not
+// want, match its selector and are not being deleted (another
+// controller's, say a StatefulSet's whose deletion orphans them: once the
+// garbage collector has, the set adopts the pod and deletes it as
+// condemned, as StatefulSet would). The others (a pod with the name of an
+// ordinal the set does not want that does not match the selector, or is
+// going) are not; a change of the set's generation lists them again.
+func (r *Reconciler) keepOutside(ps *v1alpha1.PetSet, selector labels.Selector, fresh map[string]*corev1.Pod, own ownership) {
 	out := r.outsideOf(ps)
 	start, end := Range(ps)
-	for name := range fresh {
+	for name, pod := range fresh {
 		o := Ordinal(ps.Name, name)
 		switch {
 		case o < 0:
 		case own.owned[o] != nil && own.owned[o].Name == name:
 			out.names[name] = true
-		case own.blocked[o] != "" && o >= start && o < end:
+		case own.blocked[o] == "":
+			delete(out.names, name)
+		case o >= start && o < end:
+			out.names[name] = true
+		case selector.Matches(labels.Set(pod.Labels)) && pod.DeletionTimestamp == nil:
 			out.names[name] = true
 		default:
 			delete(out.names, name)
 		}
 	}
+}
+
+// podHandler maps pod events to sets (podSets) and, on a delete event of
+// a pod that was not being deleted, marks its name to be read from the API
+// server on the next pass of each set it maps to: the cache's informer,
+// which holds only labelled pods, reports a pet whose LabelSetName label
+// someone removed as deleted. The pass then finds the pet outside the
+// cache and labels it back (and deletes it if it is condemned). A pet
+// really deleted was being deleted first (a graceful deletion), so it
+// costs no read; one deleted at once costs one read of its name.
+type podHandler struct {
+	handler.EventHandler
+	r *Reconciler
+}
+
+// podEvents is the handler of pod events.
+func (r *Reconciler) podEvents() handler.EventHandler {
+	return podHandler{EventHandler: handler.EnqueueRequestsFromMapFunc(r.podSets), r: r}
+}
+
+// Delete implements handler.EventHandler.
+func (h podHandler) Delete(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	if o := e.Object; o != nil && (o.GetDeletionTimestamp() == nil || e.DeleteStateUnknown) {
+		for _, req := range h.r.podSets(ctx, o) {
+			if Ordinal(req.Name, o.GetName()) >= 0 {
+				h.r.leftCache(req.NamespacedName, o.GetName())
+			}
+		}
+	}
+	h.EventHandler.Delete(ctx, e, q)
+}
+
+// leftCache records that pod name of set key left the cache without
+// being deleted first.
+func (r *Reconciler) leftCache(key types.NamespacedName, name string) {
+	r.leftMu.Lock()
+	defer r.leftMu.Unlock()
+	if r.left == nil {
+		r.left = map[types.NamespacedName]map[string]bool{}
+	}
+	if r.left[key] == nil {
+		r.left[key] = map[string]bool{}
+	}
+	r.left[key][name] = true
+}
+
+// takeLeft returns and forgets the names leftCache recorded for set key.
+func (r *Reconciler) takeLeft(key types.NamespacedName) []string {
+	r.leftMu.Lock()
+	defer r.leftMu.Unlock()
+	names := slices.Collect(maps.Keys(r.left[key]))
+	delete(r.left, key)
+	return names
 }
 
 // recheck marks a pet's pod name to be read from the API server on the
@@ -151,11 +227,13 @@ func (r *Reconciler) recheck(ps *v1alpha1.PetSet, name string) {
 	r.outsideOf(ps).names[name] = true
 }
 
-// recheckAfter is when the set must look again at pods outside the cache
-// (zero when there are none): nothing else would bring it back when they
-// change or go.
-func (r *Reconciler) recheckAfter(ps *v1alpha1.PetSet) time.Duration {
-	if len(r.outsideOf(ps).names) == 0 {
+// recheckAfter is when the set must look again at pods outside the cache,
+// or at the claims a pet waits for (claimHeld), zero when there are none:
+// nothing else would bring it back when they change or go. A claim the
+// cache does not hold (a StatefulSet's, held by a finalizer or by an owner
+// reference to a pod that is gone) sends no event when it goes.
+func (r *Reconciler) recheckAfter(ps *v1alpha1.PetSet, claimHeld bool) time.Duration {
+	if len(r.outsideOf(ps).names) == 0 && !claimHeld {
 		return 0
 	}
 	if r.RecheckAfter > 0 {
@@ -195,4 +273,27 @@ func (r *Reconciler) getClaim(ctx context.Context, key types.NamespacedName, cla
 	}
 	uncachedReads.WithLabelValues("get", "persistentvolumeclaims").Inc()
 	return r.APIReader.Get(ctx, key, claim)
+}
+
+// petClaim is getClaim for syncClaimRefs, which reads the claims of every
+// pet with a pod on every pass: a claim the API server says does not
+// exist (a claim template added to a set whose pets were made before it)
+// is read from the cache only, not from the API server again, until the
+// set's generation changes or this process restarts. A claim the
+// controller makes is labelled, so the cache holds it; only a claim made
+// by someone else, unlabelled, for a pet that already has a pod, waits
+// until then to get the retention policy's owner references.
+func (r *Reconciler) petClaim(ctx context.Context, ps *v1alpha1.PetSet, key types.NamespacedName, claim *corev1.PersistentVolumeClaim) error {
+	out := r.outsideOf(ps)
+	if out.absent == nil || out.absentGen != ps.Generation {
+		out.absent, out.absentGen = map[string]bool{}, ps.Generation
+	}
+	if out.absent[key.Name] {
+		return r.Get(ctx, key, claim)
+	}
+	err := r.getClaim(ctx, key, claim)
+	if apierrors.IsNotFound(err) && ps.Generation != 0 {
+		out.absent[key.Name] = true
+	}
+	return err
 }

@@ -17,8 +17,11 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	v1alpha1 "petset.dev/petset/api/v1alpha1"
 )
@@ -353,5 +356,269 @@ func TestRevisionCollisionOutsideCache(t *testing.T) {
 	}
 	if cr := f.revisions()[name]; len(cr.OwnerReferences) != 0 || len(cr.Labels) != 0 {
 		t.Errorf("the squatter was changed: %+v", cr.ObjectMeta)
+	}
+}
+
+// A pet held back by a claim the cache does not hold (a StatefulSet's,
+// without petset's labels) is looked at again on a timer: no watch event
+// says when that claim goes, and a claim event would map to no set. Once
+// the claim is gone the pet is made, with a fresh claim, and the timer
+// stops. Held by a finalizer of a claim being deleted, or by an owner
+// reference to a pod that is gone (the garbage collector will delete it).
+func TestClaimHoldRequeues(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		claim *corev1.PersistentVolumeClaim
+		gone  func(f *fixture) // what the API server and garbage collector do
+	}{
+		{"being deleted", &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "data-db-0", UID: "uid-old-claim",
+			Labels: map[string]string{"app": "db"}, DeletionTimestamp: &metav1.Time{Time: time.Now()}, Finalizers: []string{"kubernetes.io/pvc-protection"}}},
+			func(f *fixture) {
+				c := f.claim("data-db-0")
+				c.Finalizers = nil
+				if err := f.c.Update(f.ctx, c); err != nil {
+					f.t.Fatal(err)
+				}
+			}},
+		{"owned by a gone pod", &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "data-db-0", UID: "uid-old-claim",
+			Labels: map[string]string{"app": "db"}, OwnerReferences: []metav1.OwnerReference{
+				{APIVersion: "v1", Kind: "Pod", Name: "db-0", UID: "uid-gone-pod", Controller: ptrTo(true)}}}},
+			func(f *fixture) {
+				if err := f.c.Delete(f.ctx, f.claim("data-db-0")); err != nil {
+					f.t.Fatal(err)
+				}
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, testSet(1), tc.claim)
+			f.r.RecheckAfter = 3 * time.Second
+			if claimOwner(f.ctx, tc.claim) != nil {
+				t.Fatal("the claim maps to a set: this test needs one no event brings back")
+			}
+			for i := 0; i < 2; i++ {
+				res := f.reconcileResult()
+				if f.pod("db-0") != nil {
+					t.Fatal("db-0 made while its claim is on its way out")
+				}
+				if res.RequeueAfter != 3*time.Second {
+					t.Fatalf("pass %d: requeue after %v while db-0 waits for its claim, want 3s", i, res.RequeueAfter)
+				}
+			}
+			tc.gone(f)
+			if f.claim("data-db-0") != nil {
+				t.Fatal("the claim is still there")
+			}
+			// The requeue's pass: nothing else happened.
+			f.mustReconcile()
+			p := f.pod("db-0")
+			if p == nil {
+				t.Fatal("db-0 not made once its old claim was gone")
+			}
+			if c := f.claim("data-db-0"); c == nil || c.UID == "uid-old-claim" || c.Labels[LabelSetName] != "db" {
+				t.Fatalf("db-0's claim is not a fresh one of the set: %+v", c)
+			}
+			f.markReady("db-0")
+			if res := f.reconcileResult(); res.RequeueAfter != 0 {
+				t.Errorf("requeued after %v with nothing held", res.RequeueAfter)
+			}
+		})
+	}
+}
+
+// Migrating from a StatefulSet to a PetSet of fewer replicas: the set's
+// first pass finds the condemned pod still controlled by the StatefulSet
+// (the garbage collector has not orphaned it yet), outside the cache.
+// It is read again on a timer while it matches the selector, so once it
+// is orphaned the set adopts it and deletes it as condemned, as
+// StatefulSet would, without waiting for a new generation of the set.
+func TestCondemnedOrphanedLater(t *testing.T) {
+	ps := testSet(1)
+	ps.Spec.VolumeClaimTemplates = nil
+	ps.Generation = 1
+	// Adopted pods are kept whatever their template (see
+	// TestAdoptedPodReplacedUnlessItMatches).
+	ps.Spec.UpdateStrategy.Type = v1alpha1.OnDeleteStrategy
+	app := map[string]string{"app": "db"}
+	sts := &metav1.OwnerReference{APIVersion: "apps/v1", Kind: "StatefulSet", Name: "db", UID: "uid-sts", Controller: ptrTo(true)}
+	f := newFixture(t, ps, testPod("db-0", "db:1", app, sts), testPod("db-1", "db:1", app, sts))
+	f.r.RecheckAfter = 3 * time.Second
+	res := f.reconcileResult()
+	if res.RequeueAfter != 3*time.Second {
+		t.Errorf("requeue after %v with pods of another controller matching the selector, want 3s", res.RequeueAfter)
+	}
+	if p := f.pod("db-1"); p == nil || controllerUID(p) != "uid-sts" {
+		t.Fatalf("db-1 touched while the StatefulSet controls it: %+v", p)
+	}
+	// The garbage collector orphans both pods.
+	for _, n := range []string{"db-0", "db-1"} {
+		p := f.pod(n)
+		p.OwnerReferences = nil
+		if err := f.c.Update(f.ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.mustReconcile()
+	if p := f.pod("db-0"); p == nil || p.UID != "uid-db-0" || controllerUID(p) != "uid-db" {
+		t.Errorf("db-0 not adopted in place: %+v", p)
+	}
+	if p := f.pod("db-1"); p != nil {
+		t.Errorf("condemned db-1 not adopted and deleted once orphaned: %+v", p.ObjectMeta)
+	}
+	if ev := f.events(); !strings.Contains(ev, "SuccessfulAdopt pod db-1") {
+		t.Errorf("db-1 not adopted before its deletion:\n%s", ev)
+	}
+	if res := f.reconcileResult(); res.RequeueAfter != 0 {
+		t.Errorf("requeued after %v with nothing outside the cache", res.RequeueAfter)
+	}
+	if st := f.set().Status; st.Replicas != 1 || st.ReadyReplicas != 1 {
+		t.Errorf("status replicas %d ready %d, want 1 and 1", st.Replicas, st.ReadyReplicas)
+	}
+}
+
+// deleteEvent hands the pod handler the delete event the cache's informer
+// sends for obj, and returns the sets it enqueued.
+func (f *fixture) deleteEvent(obj client.Object) []reconcile.Request {
+	f.t.Helper()
+	q := workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[reconcile.Request]())
+	defer q.ShutDown()
+	f.r.podEvents().Delete(f.ctx, event.DeleteEvent{Object: obj}, q)
+	var out []reconcile.Request
+	for q.Len() > 0 {
+		req, _ := q.Get()
+		out = append(out, req)
+		q.Done(req)
+	}
+	return out
+}
+
+// A pet whose petset.dev/set-name label someone removes leaves the
+// label-selected cache, whose informer reports it deleted. The set's next
+// pass reads that name from the API server (one read, no list) and labels
+// the pet back: a condemned pet is then deleted as StatefulSet would, an
+// in-range one is the same pod again, counted in status. A pet really
+// deleted (it was being deleted first) costs no read.
+func TestPetLabelRemovedFoundOnDeleteEvent(t *testing.T) {
+	ps := testSet(3)
+	ps.Spec.VolumeClaimTemplates = nil
+	ps.Generation = 1
+	f := newFixture(t, ps)
+	for i := 0; i < 3; i++ {
+		f.mustReconcile()
+		f.markReady(PodName("db", i))
+	}
+	f.mustReconcile()
+	s := f.set()
+	s.Spec.Replicas, s.Generation = ptrTo(int32(1)), 2
+	if err := f.c.Update(f.ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	f.mustReconcile() // deletes db-2, the highest
+	if f.pod("db-2") != nil {
+		t.Fatal("db-2 not deleted")
+	}
+	reads := &countingReader{Reader: f.c}
+	f.r.APIReader = reads
+	// The scale-down goes on; meanwhile each of the other pets loses its
+	// label, and the informer reports it deleted.
+	for _, tc := range []struct {
+		name      string
+		condemned bool
+	}{{"db-1", true}, {"db-0", false}} {
+		p := f.pod(tc.name)
+		uid := p.UID
+		before := p.DeepCopy() // what the informer last held
+		delete(p.Labels, LabelSetName)
+		if err := f.c.Update(f.ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		if reqs := f.deleteEvent(before); len(reqs) != 1 || reqs[0].NamespacedName != setKey {
+			t.Fatalf("%s's delete event enqueued %v, want the set", tc.name, reqs)
+		}
+		if tc.condemned {
+			// db-2's own delete event, after its graceful deletion.
+			gone := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "db-2", DeletionTimestamp: &metav1.Time{Time: time.Now()},
+				Labels: map[string]string{LabelSetName: "db"}, OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(s, petSetKind)}}}
+			if reqs := f.deleteEvent(gone); len(reqs) != 1 || reqs[0].NamespacedName != setKey {
+				t.Fatalf("db-2's delete event enqueued %v, want the set", reqs)
+			}
+		}
+		gets, lists := reads.gets, reads.lists
+		f.mustReconcile()
+		// Its name, and the name of a pet taken back on the pass
+		// before, read until the cache holds it or it is gone.
+		if reads.gets-gets < 1 || reads.gets-gets > 2 || reads.lists != lists {
+			t.Errorf("%s: %d uncached gets and %d lists, want one or two gets", tc.name, reads.gets-gets, reads.lists-lists)
+		}
+		p = f.pod(tc.name)
+		if tc.condemned {
+			if p != nil {
+				t.Errorf("condemned %s, its label removed, not deleted: %+v", tc.name, p.ObjectMeta)
+			}
+			continue
+		}
+		if p == nil || p.UID != uid || p.Labels[LabelSetName] != "db" {
+			t.Fatalf("%s not labelled back in place: %+v", tc.name, p)
+		}
+	}
+	if res := f.reconcileResult(); res.RequeueAfter != 0 {
+		t.Errorf("requeued after %v with every pet in the cache", res.RequeueAfter)
+	}
+	if st := f.set().Status; st.Replicas != 1 || st.ReadyReplicas != 1 {
+		t.Errorf("status replicas %d ready %d, want 1 and 1", st.Replicas, st.ReadyReplicas)
+	}
+}
+
+// A claim template added to a set whose pets were made without it: the
+// pets' claims do not exist (under OnDelete the pets stay), and
+// syncClaimRefs looks for them on every pass. The API server is asked
+// once per claim and generation, not on every pass; a new generation asks
+// again, and a claim made meanwhile is found then.
+func TestAbsentClaimsReadOncePerGeneration(t *testing.T) {
+	ps := testSet(3)
+	ps.Spec.VolumeClaimTemplates = nil
+	ps.Spec.PodManagementPolicy = appsv1.ParallelPodManagement
+	ps.Generation = 1
+	f := newFixture(t, ps)
+	f.mustReconcile()
+	for i := 0; i < 3; i++ {
+		f.markReady(PodName("db", i))
+	}
+	f.mustReconcile()
+	s := f.set()
+	s.Spec.VolumeClaimTemplates = []corev1.PersistentVolumeClaim{{ObjectMeta: metav1.ObjectMeta{Name: "data"}}}
+	s.Spec.UpdateStrategy.Type = v1alpha1.OnDeleteStrategy
+	s.Generation = 2
+	if err := f.c.Update(f.ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	reads := &countingReader{Reader: f.c}
+	f.r.APIReader = reads
+	f.mustReconcile()
+	if reads.gets != 3 {
+		t.Errorf("first pass of the generation: %d uncached gets, want 3 (one per absent claim)", reads.gets)
+	}
+	for i := 0; i < 10; i++ {
+		f.mustReconcile()
+	}
+	if reads.gets != 3 {
+		t.Errorf("10 idle passes: %d more uncached gets, want none", reads.gets-3)
+	}
+	// Someone makes db-1's claim, unlabelled, as a StatefulSet would; the
+	// next generation finds it and labels it.
+	if err := f.c.Create(f.ctx, &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "data-db-1"}}); err != nil {
+		t.Fatal(err)
+	}
+	s = f.set()
+	s.Spec.MinReadySeconds, s.Generation = 1, 3
+	if err := f.c.Update(f.ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	gets := reads.gets
+	f.mustReconcile()
+	if reads.gets-gets < 3 {
+		t.Errorf("a new generation: %d uncached gets, want the 3 claims read again", reads.gets-gets)
+	}
+	if c := f.claim("data-db-1"); c.Labels[LabelSetName] != "db" || c.Labels[LabelPodIndex] != "1" {
+		t.Errorf("data-db-1 not labelled at the new generation: %v", c.Labels)
 	}
 }

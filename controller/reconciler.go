@@ -52,6 +52,10 @@ type Reconciler struct {
 	// outside is, for each set, what it must read from the API server
 	// rather than the cache (outsideCache).
 	outside sync.Map // types.NamespacedName -> *outsideCache
+	// left is, for each set, the pets the cache reported deleted while
+	// they were not being deleted (podHandler), for its next pass to read.
+	leftMu sync.Mutex
+	left   map[types.NamespacedName]map[string]bool
 
 	// written is the last status this process wrote for each set: a
 	// pass that reads the set from a cache that has not yet seen that
@@ -75,7 +79,7 @@ type statusWrite struct {
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.PetSet{}).
-		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.podSets)).
+		Watches(&corev1.Pod{}, r.podEvents()).
 		Owns(&appsv1.ControllerRevision{}).
 		Watches(&corev1.PersistentVolumeClaim{}, handler.EnqueueRequestsFromMapFunc(claimOwner)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: concurrency}).
@@ -103,6 +107,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		if apierrors.IsNotFound(err) {
 			r.written.Delete(req.NamespacedName)
 			r.outside.Delete(req.NamespacedName)
+			r.takeLeft(req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -154,7 +159,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	for o, pod := range owned {
 		state = append(state, petOf(o, pod))
 	}
-	plan, err := r.holdBack(ctx, ps, Decide(want, state), own)
+	plan, claimHeld, err := r.holdBack(ctx, ps, Decide(want, state), own)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -219,10 +224,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	// Pets that are Ready but not yet available for MinReadySeconds: look
 	// again when the first of them will be; pods outside the cache that
-	// hold pets' names: look again soon, as no watch event will say
+	// hold pets' names, or pets waiting for a claim to go (which may be
+	// outside the cache too): look again soon, as no watch event may say
 	// when they change.
 	after := want.nextAvailable(state)
-	if d := r.recheckAfter(ps); d > 0 && (after == 0 || d < after) {
+	if d := r.recheckAfter(ps, claimHeld); d > 0 && (after == 0 || d < after) {
 		after = d
 	}
 	return ctrl.Result{RequeueAfter: after}, nil

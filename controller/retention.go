@@ -182,7 +182,7 @@ func (r *Reconciler) syncClaimRefs(ctx context.Context, ps *v1alpha1.PetSet, own
 		condemned := o < start || o >= end
 		for _, t := range ps.Spec.VolumeClaimTemplates {
 			claim := &corev1.PersistentVolumeClaim{}
-			err := r.getClaim(ctx, types.NamespacedName{Namespace: ps.Namespace, Name: ClaimName(t.Name, ps.Name, o)}, claim)
+			err := r.petClaim(ctx, ps, types.NamespacedName{Namespace: ps.Namespace, Name: ClaimName(t.Name, ps.Name, o)}, claim)
 			if apierrors.IsNotFound(err) {
 				continue
 			}
@@ -264,8 +264,11 @@ func (r *Reconciler) claimHold(ctx context.Context, ps *v1alpha1.PetSet, ordinal
 // maxReasons by name and the others counted, so the Ready condition
 // names them). A held pet named there gets an event when its reason is
 // new: one the Ready condition being replaced does not already say, so
-// an unchanged wait is not an event on every pass.
-func (r *Reconciler) holdBack(ctx context.Context, ps *v1alpha1.PetSet, plan Plan, own ownership) (Plan, error) {
+// an unchanged wait is not an event on every pass. claimHeld reports
+// whether a pet waits for a claim: the claim may be one the cache does not
+// hold (a StatefulSet's), whose going no watch event reports, so the set
+// must look again on a timer (see recheckAfter).
+func (r *Reconciler) holdBack(ctx context.Context, ps *v1alpha1.PetSet, plan Plan, own ownership) (_ Plan, claimHeld bool, _ error) {
 	said := ""
 	if c := meta.FindStatusCondition(ps.Status.Conditions, "Ready"); c != nil {
 		said = c.Message
@@ -283,9 +286,10 @@ func (r *Reconciler) holdBack(ctx context.Context, ps *v1alpha1.PetSet, plan Pla
 		default:
 			var err error
 			if h.why, err = r.claimHold(ctx, ps, o); err != nil {
-				return plan, err
+				return plan, false, err
 			}
 			h.kind, h.reason = corev1.EventTypeNormal, "WaitForClaim"
+			claimHeld = claimHeld || h.why != ""
 		}
 		if h.why != "" {
 			holds = append(holds, h)
@@ -314,7 +318,7 @@ func (r *Reconciler) holdBack(ctx context.Context, ps *v1alpha1.PetSet, plan Pla
 		plan.Wait = joinReasons(whys)
 	}
 	plan.Create = create
-	return plan, nil
+	return plan, claimHeld, nil
 }
 
 // createMissingClaims makes the missing claims of wanted pets whose pods
