@@ -197,7 +197,11 @@ func BenchmarkRebuildUnchanged(b *testing.B) {
 
 // BenchmarkSnapshotMemory reports the heap a full build holds (the
 // snapshot with the builder's bookkeeping) per endpoint, for 100,000
-// endpoints in 1,000 services of 100 pods.
+// endpoints in 1,000 services of 100 pods, each with a hostname and two
+// named ports. The objects themselves (the informers' cache) are made
+// before it measures: BenchmarkCacheMemory counts them. Hostname labels
+// are the cache's own strings, shared. About 100 B/endpoint (1,530 before
+// records were made on demand from packed members).
 func BenchmarkSnapshotMemory(b *testing.B) {
 	l := cluster(1000, 100)
 	keys := l.keys()
