@@ -51,7 +51,7 @@ func TestCompareLabels(t *testing.T) {
 		for i := range r.IntN(40) {
 			ds = append(ds, &draft{label: "pre" + label(), slice: i})
 		}
-		sortDrafts(ds)
+		new(collector).sortDrafts(ds)
 		for i := 1; i < len(ds); i++ {
 			c := strings.Compare(ds[i-1].label+".", ds[i].label+".")
 			if c > 0 || c == 0 && ds[i-1].slice > ds[i].slice {

@@ -152,11 +152,16 @@ func (z *names) build(drafts []*draft) *svcData {
 		d.all = append(d.all, b[:]...)
 	}
 
-	// Named ports, and the _<proto> names above them.
+	// Named ports, and the _<proto> names above them: each set's named
+	// ports give one SRV record per member that has the set.
 	type portKey struct{ name, proto string }
-	byPort := map[portKey]int{}
+	perSet := make([]int, len(d.sets))
 	for i := range d.members {
-		for _, p := range d.sets[d.members[i].set].ports {
+		perSet[d.members[i].set]++
+	}
+	byPort := map[portKey]int{}
+	for si := range d.sets {
+		for _, p := range d.sets[si].ports {
 			if p.name == "" {
 				continue
 			}
@@ -168,7 +173,7 @@ func (z *names) build(drafts []*draft) *svcData {
 				d.named = append(d.named, namedPort{label: "_" + p.name + "._" + p.proto, name: p.name, proto: p.proto})
 				d.ents = append(d.ents, "_"+p.proto)
 			}
-			d.named[j].srvs++
+			d.named[j].srvs += perSet[si]
 		}
 	}
 	slices.SortFunc(d.named, func(a, b namedPort) int { return labelOrder(a.label, b.label) })
@@ -190,6 +195,7 @@ func (z *names) build(drafts []*draft) *svcData {
 	// Reverse names: the addresses of members named by their hostname,
 	// in the reverse zones, each with its first member in name order.
 	if len(z.reverse) > 0 {
+		d.ptr4 = make([]uint64, 0, len(all4))
 		for i := range d.members {
 			m := &d.members[i]
 			if !m.hostname {
@@ -259,6 +265,35 @@ func (d *svcData) sortRefs(refs []addrRef) []addrRef {
 // sorting them by label brings those that share a name together, and
 // where several do, the first in slice order gives the member its kind.
 func collect(sl []*discovery.EndpointSlice, podNames bool) []*draft {
+	var c collector
+	return c.collect(sl, podNames)
+}
+
+// collector is collect with buffers that one build after another reuses.
+// What collect returns lives in them: it is good until the next collect
+// or release.
+type collector struct {
+	raw     []draft
+	byLabel []*draft
+	keys    []uint64
+	sorted  []*draft
+}
+
+// keepDrafts is how many drafts a collector keeps room for between builds.
+const keepDrafts = 4096
+
+// release drops the collector's hold on the objects the last collect read,
+// and its buffers when they grew beyond keepDrafts.
+func (c *collector) release() {
+	clear(c.raw)
+	clear(c.byLabel)
+	clear(c.sorted)
+	if cap(c.raw) > keepDrafts {
+		*c = collector{}
+	}
+}
+
+func (c *collector) collect(sl []*discovery.EndpointSlice, podNames bool) []*draft {
 	n := 0
 	for _, s := range sl {
 		if s != nil {
@@ -267,7 +302,10 @@ func collect(sl []*discovery.EndpointSlice, podNames bool) []*draft {
 			}
 		}
 	}
-	raw := make([]draft, 0, n)
+	raw := c.raw[:0]
+	if cap(raw) < n {
+		raw = make([]draft, 0, n)
+	}
 	for si, s := range sl {
 		if s == nil || (s.AddressType != discovery.AddressTypeIPv4 && s.AddressType != discovery.AddressTypeIPv6) {
 			continue
@@ -292,11 +330,13 @@ func collect(sl []*discovery.EndpointSlice, podNames bool) []*draft {
 			}
 		}
 	}
-	byLabel := make([]*draft, len(raw))
+	c.raw = raw
+	byLabel := grow(c.byLabel, len(raw))
+	c.byLabel = byLabel
 	for i := range raw {
 		byLabel[i] = &raw[i]
 	}
-	sortDrafts(byLabel)
+	c.sortDrafts(byLabel)
 
 	out := byLabel[:0]
 	for i := 0; i < len(byLabel); {
@@ -343,7 +383,7 @@ func collect(sl []*discovery.EndpointSlice, podNames bool) []*draft {
 // prefix ("web-"); it sorts numbers made of the 6 bytes after that prefix
 // and each draft's position, and compares whole labels only where those 6
 // bytes are the same.
-func sortDrafts(ds []*draft) {
+func (c *collector) sortDrafts(ds []*draft) {
 	if len(ds) < 2 {
 		return
 	}
@@ -362,12 +402,14 @@ func sortDrafts(ds []*draft) {
 		slices.SortStableFunc(ds, byLabel)
 		return
 	}
-	keys := make([]uint64, len(ds))
+	keys := grow(c.keys, len(ds))
+	c.keys = keys
 	for i, d := range ds {
 		keys[i] = labelKey(d.label[p:])&^0xffff | uint64(i)
 	}
 	slices.Sort(keys)
-	sorted := make([]*draft, len(ds))
+	sorted := grow(c.sorted, len(ds))
+	c.sorted = sorted
 	for i, k := range keys {
 		sorted[i] = ds[uint16(k)]
 	}
@@ -383,6 +425,14 @@ func sortDrafts(ds []*draft) {
 		i = j
 	}
 	copy(ds, sorted)
+}
+
+// grow returns s with length n, reusing its array when it has room.
+func grow[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	return s[:n]
 }
 
 // labelKey is the first 8 bytes of s+".", padded with zeros, as a big

@@ -34,8 +34,9 @@ type lister interface {
 // reverse maps.
 // Sources call apply from one goroutine at a time; mu makes that a rule.
 type builder struct {
-	mu    sync.Mutex
-	names names
+	mu      sync.Mutex
+	names   names
+	scratch collector // reused by one build after another
 
 	cur       *snapshot // the last snapshot apply returned
 	built     bool      // whether apply has returned one
@@ -101,13 +102,14 @@ func (b *builder) apply(l lister, keys []svcKey) *snapshot {
 			}
 			continue
 		}
-		members := collect(l.slices(k), b.names.podNames)
+		members := b.scratch.collect(l.slices(k), b.names.podNames)
 		sum := b.names.sum(svc, members)
 		if old != nil && old.sum == sum {
 			continue // the same input gives the same data
 		}
 		b.replace(w, k, old, &served{sum: sum, data: b.names.build(members)})
 	}
+	b.scratch.release()
 	if !w.changed() && b.built {
 		return b.cur
 	}
