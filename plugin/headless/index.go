@@ -247,27 +247,56 @@ func (z *names) addrRecords(dst []dns.RR, x hit, qtype uint16, owner string) []d
 }
 
 // appendAddrs appends an A (v4) or AAAA record owned by owner for each
-// address packed in b.
+// address packed in b. A single record and its list, the usual answer to
+// a pod's name, come in one allocation.
 func (z *names) appendAddrs(dst []dns.RR, owner string, v4 bool, b []byte) []dns.RR {
 	if len(b) == 0 {
 		return dst
 	}
 	if v4 {
+		if dst == nil && len(b) == 4 {
+			one := &oneA{rr: dns.A{Hdr: z.hdr(owner, dns.TypeA), A: net.IP(b[:4:4])}}
+			one.list[0] = &one.rr
+			return one.list[:]
+		}
 		vals := make([]dns.A, len(b)/4)
-		dst = slices.Grow(dst, len(vals))
+		dst = grow(dst, len(vals))
 		for i := range vals {
 			vals[i] = dns.A{Hdr: z.hdr(owner, dns.TypeA), A: net.IP(b[4*i : 4*i+4 : 4*i+4])}
 			dst = append(dst, &vals[i])
 		}
 		return dst
 	}
+	if dst == nil && len(b) == 16 {
+		one := &oneAAAA{rr: dns.AAAA{Hdr: z.hdr(owner, dns.TypeAAAA), AAAA: net.IP(b[:16:16])}}
+		one.list[0] = &one.rr
+		return one.list[:]
+	}
 	vals := make([]dns.AAAA, len(b)/16)
-	dst = slices.Grow(dst, len(vals))
+	dst = grow(dst, len(vals))
 	for i := range vals {
 		vals[i] = dns.AAAA{Hdr: z.hdr(owner, dns.TypeAAAA), AAAA: net.IP(b[16*i : 16*i+16 : 16*i+16])}
 		dst = append(dst, &vals[i])
 	}
 	return dst
+}
+
+type oneA struct {
+	rr   dns.A
+	list [1]dns.RR
+}
+
+type oneAAAA struct {
+	rr   dns.AAAA
+	list [1]dns.RR
+}
+
+// grow returns dst with room for n more records.
+func grow(dst []dns.RR, n int) []dns.RR {
+	if dst == nil {
+		return make([]dns.RR, 0, n)
+	}
+	return slices.Grow(dst, n)
 }
 
 // srvRecords returns x's SRV records, sorted by target and port, with the
@@ -381,7 +410,9 @@ func (z *names) ptrRecords(dst []dns.RR, t *table, x hit, owner string) []dns.RR
 		}
 	}
 	slices.SortFunc(vals, func(a, b dns.PTR) int { return strings.Compare(a.Ptr, b.Ptr) })
-	dst = slices.Grow(dst, len(vals))
+	if dst == nil {
+		dst = make([]dns.RR, 0, len(vals))
+	}
 	for i := range vals {
 		dst = append(dst, &vals[i])
 	}
@@ -399,13 +430,21 @@ func (d *svcData) namer(a []byte) *member {
 		}
 		return &d.members[uint32(d.ptr4[i])]
 	}
-	i, ok := slices.BinarySearchFunc(d.ptr6, a, func(r addrRef, a []byte) int {
-		return compareBytes(d.addrs[r.off:r.off+16], a)
-	})
-	if !ok {
-		return nil
+	// Written out: through slices.BinarySearchFunc, a would escape.
+	lo, hi := 0, len(d.ptr6)
+	for lo < hi {
+		mid := int(uint(lo+hi) >> 1)
+		r := d.ptr6[mid]
+		switch c := bytes.Compare(d.addrs[r.off:r.off+16], a); {
+		case c == 0:
+			return &d.members[r.m]
+		case c < 0:
+			lo = mid + 1
+		default:
+			hi = mid
+		}
 	}
-	return &d.members[d.ptr6[i].m]
+	return nil
 }
 
 func compareBytes(a, b []byte) int { return bytes.Compare(a, b) }

@@ -331,7 +331,7 @@ func (c *collector) collect(sl []*discovery.EndpointSlice, podNames bool) []*dra
 		}
 	}
 	c.raw = raw
-	byLabel := grow(c.byLabel, len(raw))
+	byLabel := resize(c.byLabel, len(raw))
 	c.byLabel = byLabel
 	for i := range raw {
 		byLabel[i] = &raw[i]
@@ -402,13 +402,13 @@ func (c *collector) sortDrafts(ds []*draft) {
 		slices.SortStableFunc(ds, byLabel)
 		return
 	}
-	keys := grow(c.keys, len(ds))
+	keys := resize(c.keys, len(ds))
 	c.keys = keys
 	for i, d := range ds {
 		keys[i] = labelKey(d.label[p:])&^0xffff | uint64(i)
 	}
 	slices.Sort(keys)
-	sorted := grow(c.sorted, len(ds))
+	sorted := resize(c.sorted, len(ds))
 	c.sorted = sorted
 	for i, k := range keys {
 		sorted[i] = ds[uint16(k)]
@@ -427,8 +427,8 @@ func (c *collector) sortDrafts(ds []*draft) {
 	copy(ds, sorted)
 }
 
-// grow returns s with length n, reusing its array when it has room.
-func grow[T any](s []T, n int) []T {
+// resize returns s with length n, reusing its array when it has room.
+func resize[T any](s []T, n int) []T {
 	if cap(s) < n {
 		return make([]T, n)
 	}
