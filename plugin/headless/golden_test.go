@@ -19,7 +19,7 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 // The records are those ServeDNS answers, owned by the name itself.
 func dump(z *names, t *table) string {
 	all := map[string]hit{}
-	eachShard(&t.svcs, func(apex string, idx *svcIndex) {
+	eachShard(t.svcs, func(apex string, idx *svcIndex) {
 		all[apex] = idx.lookup(nil)
 		for i, m := range idx.members {
 			all[m.label+"."+apex] = hit{kind: hitMember, idx: idx, i: i}
@@ -31,13 +31,13 @@ func dump(z *names, t *table) string {
 			all[e+"."+apex] = hit{kind: hitENT, idx: idx}
 		}
 	})
-	eachShard(&t.ancestors, func(name string, _ bool) { all[name] = hit{kind: hitAncestor} })
-	eachShard(&t.ptr4, func(a uint32, s *ptrSet) {
+	eachShard(t.ancestors, func(name string, _ bool) { all[name] = hit{kind: hitAncestor} })
+	eachShard(t.ptr4, func(a uint32, s *ptrSet) {
 		x := hit{kind: hitPTR, ptr: s, v4: true}
 		x.addr[0], x.addr[1], x.addr[2], x.addr[3] = byte(a>>24), byte(a>>16), byte(a>>8), byte(a)
 		all[reverseName(netip.AddrFrom4([4]byte(x.addr[:4])))] = x
 	})
-	eachShard(&t.ptr6, func(a [16]byte, s *ptrSet) {
+	eachShard(t.ptr6, func(a [16]byte, s *ptrSet) {
 		all[reverseName(netip.AddrFrom16(a))] = hit{kind: hitPTR, ptr: s, addr: a}
 	})
 	names := slices.Sorted(maps.Keys(all))

@@ -56,9 +56,9 @@ func IsHeadless(svc *corev1.Service) bool {
 // sum is a digest of everything build reads: the service's name and its
 // members. Two equal sums give the same fragment, so a rebuild whose sum
 // did not change can keep what it served.
-func (z *names) sum(svc *corev1.Service, members []*draft) [32]byte {
-	d := sha256.New()
-	var buf []byte
+// buf is room to reuse; it returns it, grown, for the next call.
+func (z *names) sum(svc *corev1.Service, members []*draft, buf []byte) ([32]byte, []byte) {
+	buf = buf[:0]
 	str := func(s string) {
 		buf = binary.AppendUvarint(buf, uint64(len(s)))
 		buf = append(buf, s...)
@@ -84,15 +84,8 @@ func (z *names) sum(svc *corev1.Service, members []*draft) [32]byte {
 			str(p.proto)
 			buf = binary.BigEndian.AppendUint16(buf, p.num)
 		}
-		if len(buf) > 4096 {
-			d.Write(buf)
-			buf = buf[:0]
-		}
 	}
-	d.Write(buf)
-	var out [32]byte
-	d.Sum(out[:0])
-	return out
+	return sha256.Sum256(buf), buf
 }
 
 func boolByte(b bool) byte {
@@ -273,6 +266,7 @@ func collect(sl []*discovery.EndpointSlice, podNames bool) []*draft {
 // What collect returns lives in them: it is good until the next collect
 // or release.
 type collector struct {
+	sum     []byte // for names.sum
 	raw     []draft
 	byLabel []*draft
 	keys    []uint64
@@ -288,7 +282,7 @@ func (c *collector) release() {
 	clear(c.raw)
 	clear(c.byLabel)
 	clear(c.sorted)
-	if cap(c.raw) > keepDrafts {
+	if cap(c.raw) > keepDrafts || cap(c.sum) > 64*keepDrafts {
 		*c = collector{}
 	}
 }

@@ -103,7 +103,8 @@ func (b *builder) apply(l lister, keys []svcKey) *snapshot {
 			continue
 		}
 		members := b.scratch.collect(l.slices(k), b.names.podNames)
-		sum := b.names.sum(svc, members)
+		var sum [32]byte
+		sum, b.scratch.sum = b.names.sum(svc, members, b.scratch.sum)
 		if old != nil && old.sum == sum {
 			continue // the same input gives the same data
 		}

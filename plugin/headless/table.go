@@ -11,8 +11,12 @@ const fanout = 64
 // them.
 type sharded[K comparable, V any] [fanout]*[fanout]map[K]V
 
-// shard returns the map that holds the keys of hash h, or nil.
+// shard returns the map that holds the keys of hash h, or nil. A nil s
+// is empty.
 func (s *sharded[K, V]) shard(h uint32) map[K]V {
+	if s == nil {
+		return nil
+	}
 	g := s[h%fanout]
 	if g == nil {
 		return nil
@@ -28,13 +32,14 @@ func (s *sharded[K, V]) shard(h uint32) map[K]V {
 // the name itself is read from the service's index when asked, so a
 // service that changes touches only the addresses it gained or lost. The
 // names above services (svc.<zone>., <ns>.svc.<zone>.) are in ancestors.
-// Keys of svcs and ancestors are lowercased names. A published table is
-// never written to again.
+// Keys of svcs and ancestors are lowercased names. Each map is nil until
+// something is put in it, and a new table shares those a change leaves
+// alone. A published table is never written to again.
 type table struct {
-	svcs      sharded[string, *svcIndex] // by service name; hash: svcHash
-	ancestors sharded[string, bool]      // hash: of the name
-	ptr4      sharded[uint32, *ptrSet]   // IPv4 address (big endian) -> its namers; hash: hash4
-	ptr6      sharded[[16]byte, *ptrSet] // IPv6 address -> its namers; hash: of the bytes
+	svcs      *sharded[string, *svcIndex] // by service name; hash: svcHash
+	ancestors *sharded[string, bool]      // hash: of the name
+	ptr4      *sharded[uint32, *ptrSet]   // IPv4 address (big endian) -> its namers; hash: hash4
+	ptr6      *sharded[[16]byte, *ptrSet] // IPv6 address -> its namers; hash: of the bytes
 }
 
 // svcHash hashes a service from the part of its name before the zone
@@ -84,15 +89,18 @@ type ptrSet struct {
 // the count as it goes instead.
 func (t *table) len() int {
 	n := 0
-	eachShard(&t.svcs, func(_ string, idx *svcIndex) { n += idx.names() })
-	eachShard(&t.ancestors, func(string, bool) { n++ })
-	eachShard(&t.ptr4, func(uint32, *ptrSet) { n++ })
-	eachShard(&t.ptr6, func([16]byte, *ptrSet) { n++ })
+	eachShard(t.svcs, func(_ string, idx *svcIndex) { n += idx.names() })
+	eachShard(t.ancestors, func(string, bool) { n++ })
+	eachShard(t.ptr4, func(uint32, *ptrSet) { n++ })
+	eachShard(t.ptr6, func([16]byte, *ptrSet) { n++ })
 	return n
 }
 
 // eachShard calls f for every key of s, in no order.
 func eachShard[K comparable, V any](s *sharded[K, V], f func(K, V)) {
+	if s == nil {
+		return
+	}
 	for _, g := range s {
 		if g == nil {
 			continue
@@ -106,11 +114,13 @@ func eachShard[K comparable, V any](s *sharded[K, V], f func(K, V)) {
 }
 
 // cow makes the next version of a sharded map from the current one,
-// copying a group and a map the first time a change touches them.
+// copying the array of groups, a group and a map the first time a change
+// touches them.
 type cow[K, V comparable] struct {
-	next    *sharded[K, V]
-	group   [fanout]bool          // copied
-	maps    [fanout * fanout]bool // copied
+	next    **sharded[K, V]              // in the next table
+	top     bool                         // *next copied
+	group   uint64                       // bit gi: group gi copied
+	maps    [fanout * fanout / 64]uint64 // bit gi*fanout+mi: map mi of group gi copied
 	changed bool
 	delta   int // keys added less keys removed
 }
@@ -119,28 +129,37 @@ type cow[K, V comparable] struct {
 // there already changes nothing.
 func (c *cow[K, V]) put(h uint32, key K, v V) {
 	var zero V
-	have, ok := c.next.shard(h)[key]
+	have, ok := (*c.next).shard(h)[key]
 	if v == zero && !ok || ok && have == v {
 		return
 	}
+	if !c.top {
+		s := new(sharded[K, V])
+		if old := *c.next; old != nil {
+			*s = *old
+		}
+		*c.next = s
+		c.top = true
+	}
+	s := *c.next
 	gi, mi := h%fanout, h/fanout%fanout
-	if !c.group[gi] {
+	if c.group&(1<<gi) == 0 {
 		g := new([fanout]map[K]V)
-		if old := c.next[gi]; old != nil {
+		if old := s[gi]; old != nil {
 			*g = *old
 		}
-		c.next[gi] = g
-		c.group[gi] = true
+		s[gi] = g
+		c.group |= 1 << gi
 	}
-	g := c.next[gi]
-	if !c.maps[gi*fanout+mi] {
+	g := s[gi]
+	if b := gi*fanout + mi; c.maps[b/64]&(1<<(b%64)) == 0 {
 		src := g[mi]
 		m := make(map[K]V, len(src)+1)
 		for k, x := range src {
 			m[k] = x
 		}
 		g[mi] = m
-		c.maps[gi*fanout+mi] = true
+		c.maps[b/64] |= 1 << (b % 64)
 	}
 	switch {
 	case v == zero:
