@@ -113,7 +113,7 @@ func (z *names) build(drafts []*draft) *svcData {
 	d.endpoints = len(all4) + len(all6)
 	d.addrs = make([]byte, 0, 4*len(all4)+16*len(all6))
 	d.members = make([]member, len(drafts))
-	sets := map[*port]uint32{}
+	var sets map[*port]uint32 // made when a service has many port sets
 	for i, m := range drafts {
 		out := &d.members[i]
 		out.label, out.hostname = m.label, m.hostname
@@ -127,7 +127,7 @@ func (z *names) build(drafts []*draft) *svcData {
 			b := a.As16()
 			d.addrs = append(d.addrs, b[:]...)
 		}
-		out.set = d.portSet(m.ports, sets)
+		out.set = d.portSet(m.ports, &sets)
 		d.srvs += len(d.sets[out.set].nums)
 	}
 
@@ -147,22 +147,18 @@ func (z *names) build(drafts []*draft) *svcData {
 
 	// Named ports, and the _<proto> names above them: each set's named
 	// ports give one SRV record per member that has the set.
-	type portKey struct{ name, proto string }
 	perSet := make([]int, len(d.sets))
 	for i := range d.members {
 		perSet[d.members[i].set]++
 	}
-	byPort := map[portKey]int{}
 	for si := range d.sets {
 		for _, p := range d.sets[si].ports {
 			if p.name == "" {
 				continue
 			}
-			k := portKey{p.name, p.proto}
-			j, ok := byPort[k]
-			if !ok {
+			j := slices.IndexFunc(d.named, func(n namedPort) bool { return n.name == p.name && n.proto == p.proto })
+			if j < 0 {
 				j = len(d.named)
-				byPort[k] = j
 				d.named = append(d.named, namedPort{label: "_" + p.name + "._" + p.proto, name: p.name, proto: p.proto})
 				d.ents = append(d.ents, "_"+p.proto)
 			}
@@ -215,15 +211,26 @@ func (z *names) build(drafts []*draft) *svcData {
 
 // portSet returns the index of the set of ports ps in d.sets, adding it
 // the first time. Members of one slice share its list, and so one set.
-func (d *svcData) portSet(ps []port, seen map[*port]uint32) uint32 {
+// seen indexes the sets once there are many.
+func (d *svcData) portSet(ps []port, seen *map[*port]uint32) uint32 {
 	var key *port
 	if len(ps) > 0 {
 		key = &ps[0]
 	}
-	if n := len(d.sets); n > 0 && len(d.sets[n-1].ports) > 0 && &d.sets[n-1].ports[0] == key {
-		return uint32(n - 1) // the same as the member before
+	same := func(i int) bool {
+		q := d.sets[i].ports
+		return len(q) == 0 && key == nil || len(q) > 0 && &q[0] == key
 	}
-	if i, ok := seen[key]; ok {
+	if n := len(d.sets); n > 0 && same(n-1) {
+		return uint32(n - 1) // the same as the member before, usually
+	}
+	if *seen == nil {
+		for i := range d.sets {
+			if same(i) {
+				return uint32(i)
+			}
+		}
+	} else if i, ok := (*seen)[key]; ok {
 		return i
 	}
 	s := portSet{ports: ps}
@@ -234,7 +241,19 @@ func (d *svcData) portSet(ps []port, seen map[*port]uint32) uint32 {
 	s.nums = slices.Clip(slices.Compact(s.nums))
 	i := uint32(len(d.sets))
 	d.sets = append(d.sets, s)
-	seen[key] = i
+	switch {
+	case *seen != nil:
+		(*seen)[key] = i
+	case len(d.sets) > 8:
+		*seen = map[*port]uint32{}
+		for j := range d.sets {
+			var k *port
+			if len(d.sets[j].ports) > 0 {
+				k = &d.sets[j].ports[0]
+			}
+			(*seen)[k] = uint32(j)
+		}
+	}
 	return i
 }
 

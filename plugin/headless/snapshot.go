@@ -141,18 +141,21 @@ func (b *builder) replace(w *tableWriter, k svcKey, old, s *served) {
 	if next == nil {
 		next = &none
 	} else {
-		next.solo = old.solo
+		next.solo, next.ancestors = old.solo, old.ancestors // the same service
 		if next.solo == nil {
 			next.solo = &ptrSet{apexes: []string{primary}}
-		}
-		for _, zone := range b.names.forward {
-			next.ancestors = append(next.ancestors, "svc."+zone, ns+".svc."+zone)
+			for _, zone := range b.names.forward {
+				next.ancestors = append(next.ancestors, "svc."+zone, ns+".svc."+zone)
+			}
 		}
 	}
 
 	// Forward names: one new index per zone.
-	for _, zone := range b.names.forward {
-		apex := name + "." + ns + ".svc." + zone
+	for i, zone := range b.names.forward {
+		apex := primary
+		if i > 0 {
+			apex = name + "." + ns + ".svc." + zone
+		}
 		var idx *svcIndex
 		if s != nil {
 			idx = &svcIndex{apex: apex, svcData: next.data}

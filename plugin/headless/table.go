@@ -1,15 +1,15 @@
 package headless
 
-// fanout is the width of each of the two levels over which a table
-// splits its services, its reverse names and its other names: 64 groups of
-// 64 maps. A change copies the group arrays and the maps it touches, so
-// what it copies stays small however many names the cluster has.
-const fanout = 64
+// fanout is the width of each of the three levels over which a table
+// splits its services and reverse names: 16 by 16 by 16, 4,096 maps. A
+// change copies the small arrays on the way to the maps it touches, and
+// those maps, so what it copies stays small however many names the
+// cluster has.
+const fanout = 16
 
-// sharded is a map split over fanout*fanout maps by a hash of the key that
-// the caller computes. Groups and maps are nil until something is put in
-// them.
-type sharded[K comparable, V any] [fanout]*[fanout]map[K]V
+// sharded is a map split over fanout^3 maps by a hash of the key that the
+// caller computes. Arrays and maps are nil until something is put in them.
+type sharded[K comparable, V any] [fanout]*[fanout]*[fanout]map[K]V
 
 // shard returns the map that holds the keys of hash h, or nil. A nil s
 // is empty.
@@ -17,11 +17,15 @@ func (s *sharded[K, V]) shard(h uint32) map[K]V {
 	if s == nil {
 		return nil
 	}
-	g := s[h%fanout]
-	if g == nil {
+	a := s[h%fanout]
+	if a == nil {
 		return nil
 	}
-	return g[h/fanout%fanout]
+	b := a[h/fanout%fanout]
+	if b == nil {
+		return nil
+	}
+	return b[h/(fanout*fanout)%fanout]
 }
 
 // table is what a snapshot serves. Forward names live in one index per
@@ -101,26 +105,31 @@ func eachShard[K comparable, V any](s *sharded[K, V], f func(K, V)) {
 	if s == nil {
 		return
 	}
-	for _, g := range s {
-		if g == nil {
+	for _, a := range s {
+		if a == nil {
 			continue
 		}
-		for _, m := range g {
-			for k, v := range m {
-				f(k, v)
+		for _, b := range a {
+			if b == nil {
+				continue
+			}
+			for _, m := range b {
+				for k, v := range m {
+					f(k, v)
+				}
 			}
 		}
 	}
 }
 
 // cow makes the next version of a sharded map from the current one,
-// copying the array of groups, a group and a map the first time a change
-// touches them.
+// copying an array or a map the first time a change touches it.
 type cow[K, V comparable] struct {
-	next    **sharded[K, V]              // in the next table
-	top     bool                         // *next copied
-	group   uint64                       // bit gi: group gi copied
-	maps    [fanout * fanout / 64]uint64 // bit gi*fanout+mi: map mi of group gi copied
+	next    **sharded[K, V] // in the next table
+	top     bool            // *next copied
+	mid     uint16          // bit i: (*next)[i] copied
+	low     [fanout]uint16  // bit j of low[i]: (*next)[i][j] copied
+	maps    [fanout * fanout]uint16
 	changed bool
 	delta   int // keys added less keys removed
 }
@@ -134,44 +143,49 @@ func (c *cow[K, V]) put(h uint32, key K, v V) {
 		return
 	}
 	if !c.top {
-		s := new(sharded[K, V])
-		if old := *c.next; old != nil {
-			*s = *old
-		}
-		*c.next = s
 		c.top = true
+		*c.next = copied(*c.next)
 	}
 	s := *c.next
-	gi, mi := h%fanout, h/fanout%fanout
-	if c.group&(1<<gi) == 0 {
-		g := new([fanout]map[K]V)
-		if old := s[gi]; old != nil {
-			*g = *old
-		}
-		s[gi] = g
-		c.group |= 1 << gi
+	i, j, k := h%fanout, h/fanout%fanout, h/(fanout*fanout)%fanout
+	if c.mid&(1<<i) == 0 {
+		c.mid |= 1 << i
+		s[i] = copied(s[i])
 	}
-	g := s[gi]
-	if b := gi*fanout + mi; c.maps[b/64]&(1<<(b%64)) == 0 {
-		src := g[mi]
+	if c.low[i]&(1<<j) == 0 {
+		c.low[i] |= 1 << j
+		s[i][j] = copied(s[i][j])
+	}
+	leaf := s[i][j]
+	if c.maps[i*fanout+j]&(1<<k) == 0 {
+		c.maps[i*fanout+j] |= 1 << k
+		src := leaf[k]
 		m := make(map[K]V, len(src)+1)
-		for k, x := range src {
-			m[k] = x
+		for key, x := range src {
+			m[key] = x
 		}
-		g[mi] = m
-		c.maps[b/64] |= 1 << (b % 64)
+		leaf[k] = m
 	}
 	switch {
 	case v == zero:
-		delete(g[mi], key)
+		delete(leaf[k], key)
 		c.delta--
 	case !ok:
 		c.delta++
 		fallthrough
 	default:
-		g[mi][key] = v
+		leaf[k][key] = v
 	}
 	c.changed = true
+}
+
+// copied returns a new copy of *a, or a new zero array when a is nil.
+func copied[A any](a *A) *A {
+	n := new(A)
+	if a != nil {
+		*n = *a
+	}
+	return n
 }
 
 // tableWriter makes the next table from the current one.
