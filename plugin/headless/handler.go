@@ -170,9 +170,6 @@ func (h *Headless) exact(t *table, key []byte, hsh uint32) hit {
 	if hasEscape(key) {
 		return hit{} // the plugin's names have none
 	}
-	if t.ancestors.shard(hsh)[string(key)] {
-		return hit{kind: hitAncestor}
-	}
 	if inZones(key, h.names.reverse) {
 		if x, ok := parseReverse(key); ok {
 			if s := t.namers(x.address()); s != nil {
@@ -180,6 +177,9 @@ func (h *Headless) exact(t *table, key []byte, hsh uint32) hit {
 				return x
 			}
 		}
+	}
+	if t.ancestors.shard(hsh)[string(key)] {
+		return hit{kind: hitAncestor}
 	}
 	for i, z := range h.zones {
 		if h.reverse[i] || !h.flat[i] || !inZone(key, z) {

@@ -286,6 +286,11 @@ type oneA struct {
 	list [1]dns.RR
 }
 
+type onePTR struct {
+	rr   dns.PTR
+	list [1]dns.RR
+}
+
 type oneAAAA struct {
 	rr   dns.AAAA
 	list [1]dns.RR
@@ -399,6 +404,21 @@ func (z *names) ptrRecords(dst []dns.RR, t *table, x hit, owner string) []dns.RR
 		return dst
 	}
 	primary := z.forward[0]
+	if len(x.ptr.apexes) == 1 && dst == nil {
+		// The usual case: one record and its list in one allocation.
+		apex := x.ptr.apexes[0]
+		idx := t.svcs.shard(svcHash(apex[:len(apex)-len(primary)]))[apex]
+		if idx == nil {
+			return nil
+		}
+		m := idx.namer(x.address())
+		if m == nil {
+			return nil
+		}
+		one := &onePTR{rr: dns.PTR{Hdr: z.hdr(owner, dns.TypePTR), Ptr: m.label + "." + apex}}
+		one.list[0] = &one.rr
+		return one.list[:]
+	}
 	vals := make([]dns.PTR, 0, len(x.ptr.apexes))
 	for _, apex := range x.ptr.apexes {
 		idx := t.svcs.shard(svcHash(apex[:len(apex)-len(primary)]))[apex]
