@@ -76,7 +76,7 @@ func TestParseDNSPerfErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	tests := []struct {
-		name, in string
+		name, in  string
 		noSummary bool
 	}{
 		{"empty", "", true},

@@ -40,16 +40,16 @@ func TestComputeRatios(t *testing.T) {
 		value float64
 		met   bool
 	}{
-		{3, true},           // 36000 / 12000 at 100 pods per service, goal 2.5
-		{2, true},           // 40000 / 20000 at 10, goal 1.6
-		{1, true},           // pod A 50000 / whoami 50000 at 10
-		{48.0 / 52, false},  // pod A 48000 / whoami 52000 at 100
-		{48.0 / 50, true},   // pod A 48000 at 100 / 50000 at 10, goal 0.95
-		{92.0 / 81, true},   // RSS 92 MB / 81 MB = 1.136, goal 1.15
-		{1000, true},        // (92 - 81) MB / 11,000 pods = 1000 bytes, goal 1024
-		{0.5, true},         // programming p99 1.024 / 2.048
-		{0, true},           // headless lost nothing
-		{95.0 / 90, true},   // RSS max / start during churn
+		{3, true},          // 36000 / 12000 at 100 pods per service, goal 2.5
+		{2, true},          // 40000 / 20000 at 10, goal 1.6
+		{1, true},          // pod A 50000 / whoami 50000 at 10
+		{48.0 / 52, false}, // pod A 48000 / whoami 52000 at 100
+		{48.0 / 50, true},  // pod A 48000 at 100 / 50000 at 10, goal 0.95
+		{92.0 / 81, true},  // RSS 92 MB / 81 MB = 1.136, goal 1.15
+		{1000, true},       // (92 - 81) MB / 11,000 pods = 1000 bytes, goal 1024
+		{0.5, true},        // programming p99 1.024 / 2.048
+		{0, true},          // headless lost nothing
+		{95.0 / 90, true},  // RSS max / start during churn
 	}
 	if len(got) != len(want) {
 		t.Fatalf("%d ratios, want %d: %+v", len(got), len(want), got)
