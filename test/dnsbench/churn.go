@@ -135,9 +135,9 @@ func runChurn(ctx context.Context, cfg Config, tb *cluster.Cluster, client kuber
 		wg.Add(1)
 		go func(c change) {
 			defer wg.Done()
-			defer func() { <-sem }()
 			s := svcs[c.svc]
 			err := setReady(ctx, client, s.Namespace, s.Hosts[c.pod], c.ready)
+			<-sem // the writes are bounded; the observing is not
 			mu.Lock()
 			ch.Changes++
 			if err != nil {

@@ -55,7 +55,7 @@ func Markdown(r *Results, plots string) string {
 	p("Written by `make bench-dns` (`test/dnsbench`) from its own measurements on %s; the raw numbers are in [`%s/%s`](%s/%s).\n",
 		r.Date, plots, ResultsFile, plots, ResultsFile)
 	p("\n")
-	p("CoreDNS (`cmd/coredns`, built by `make build`) serves a real control plane (`test/cluster`: etcd, kube-apiserver, kube-controller-manager with its EndpointSlice controller, kube-scheduler, kwok as the kubelet) on 127.0.0.1, pinned with `taskset -c` to one core; dnsperf runs on the other. Nothing leaves the machine.\n\n")
+	p("CoreDNS (`cmd/coredns`, built by `make build`) serves a real control plane (`test/cluster`: etcd, kube-apiserver, kube-controller-manager with its EndpointSlice controller, kube-scheduler, kwok as the kubelet) on 127.0.0.1, pinned with `taskset -c` to one core; dnsperf runs on the other, and so does the control plane while CoreDNS is measured (it is given both cores back while it creates pods). Nothing leaves the machine.\n\n")
 	p("Contenders, one after another, each a fresh process started from `corefile/cluster.Corefile` with only its addresses changed (listening on 127.0.0.1, health/ready/prometheus on loopback ports, `forward` to 127.0.0.1:9, the testbed's kubeconfig)")
 	if r.Settings.NoCache {
 		p(" and **without the `cache` line**, so every answer comes from the plugin under test")
@@ -67,6 +67,9 @@ func Markdown(r *Results, plots string) string {
 	p("Each phase adds %d headless services; the first has %s pods per service. Query files (%d lines each, seed %d, the same for every contender): **mixed** = 60%% per-pod A, 10%% service A, 10%% SRV (`_http._tcp.<svc>`), 20%% names that do not exist (half a missing pod of a service, half a missing service); **pod A** = per-pod A only. Each run lasts %.0f s at full speed (`-c %d -q %d`) after a warm-up; latency percentiles come from a separate %.0f s run of the mixed file with `dnsperf -v` (one line per answer, which slows dnsperf itself, so that run's load is lighter).\n\n",
 		r.Settings.Services, joinInts(r.Settings.PodsPerPhase, ", then "), r.Settings.Queries, r.Settings.Seed, r.Settings.Duration, r.Settings.Clients, r.Settings.Outstanding, r.Settings.Verbose)
 
+	if r.Settings.Repeat > 1 {
+		p("The contenders ran %d rounds, interleaved (h+k, k, whoami, h+k, ...); the tables show each contender's best round by mixed queries/s (the least disturbed on a shared machine); `all_runs` in the JSON has every round.\n\n", r.Settings.Repeat)
+	}
 	p("## Goals (issue 9)\n\n| goal | measured | target | met |\n| --- | --- | --- | --- |\n")
 	for _, rt := range r.Ratios {
 		val := "n/a (" + rt.Missing + ")"

@@ -41,6 +41,7 @@ type Settings struct {
 	Clients      int     `json:"dnsperf_clients"`
 	Outstanding  int     `json:"dnsperf_outstanding"`
 	NoCache      bool    `json:"no_cache"`
+	Repeat       int     `json:"rounds"`
 	ChurnRate    int     `json:"churn_changes_per_second"`
 	ChurnSeconds float64 `json:"churn_seconds"`
 }
@@ -52,12 +53,15 @@ type Phase struct {
 	Services       int     `json:"services"`
 	TotalPods      int     `json:"total_pods"`
 	SetupSeconds   float64 `json:"setup_seconds"`
-	Runs           []Run   `json:"runs"`
+	// Runs is each contender's best round; AllRuns every round.
+	Runs    []Run `json:"runs"`
+	AllRuns []Run `json:"all_runs,omitempty"`
 }
 
 // Run is one contender serving one phase.
 type Run struct {
 	Contender string `json:"contender"`
+	Round     int    `json:"round,omitempty"`
 	// Mixed and PodA are full-speed runs of the two query files;
 	// Verbose is a run of the mixed file with -v for the percentiles
 	// (dnsperf printing every answer loads less than the others).

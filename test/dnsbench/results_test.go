@@ -137,3 +137,27 @@ func TestNiceStep(t *testing.T) {
 		}
 	}
 }
+
+func TestBestRuns(t *testing.T) {
+	all := []Run{
+		{Contender: HeadlessKubernetes, Round: 1, Mixed: &DNSPerf{QPS: 10}},
+		{Contender: Kubernetes, Round: 1, Mixed: &DNSPerf{QPS: 30}},
+		{Contender: Whoami, Round: 1}, // failed to parse: never best
+		{Contender: HeadlessKubernetes, Round: 2, Mixed: &DNSPerf{QPS: 20}},
+		{Contender: Kubernetes, Round: 2, Mixed: &DNSPerf{QPS: 5}},
+		{Contender: Whoami, Round: 2, Mixed: &DNSPerf{QPS: 1}},
+	}
+	got := BestRuns(all)
+	want := []struct {
+		c     string
+		round int
+	}{{HeadlessKubernetes, 2}, {Kubernetes, 1}, {Whoami, 2}}
+	if len(got) != len(want) {
+		t.Fatalf("%+v", got)
+	}
+	for i, w := range want {
+		if got[i].Contender != w.c || got[i].Round != w.round {
+			t.Errorf("%d: %s round %d, want %s round %d", i, got[i].Contender, got[i].Round, w.c, w.round)
+		}
+	}
+}

@@ -35,6 +35,7 @@ func main() {
 		clients   = flag.Int("clients", 4, "dnsperf -c")
 		outst     = flag.Int("outstanding", 100, "dnsperf -q")
 		maxQPS    = flag.Int("max-qps", 0, "dnsperf -Q (0: as fast as the server answers)")
+		repeat    = flag.Int("repeat", 1, "rounds of the contenders, interleaved; each contender's best round is kept")
 		cache     = flag.Bool("cache", false, "keep the shipped Corefile's cache plugin (default: drop it, so the plugins answer every query)")
 		serverCPU = flag.String("server-cpu", "0", "taskset CPU list for CoreDNS")
 		perfCPU   = flag.String("perf-cpu", "1", "taskset CPU list for dnsperf")
@@ -75,7 +76,7 @@ func main() {
 		CoreDNS: bin, Corefile: *corefile, Work: *work,
 		Services: *services, PodsPerService: phases, Queries: *queries, Seed: *seed,
 		Warmup: *warmup, Duration: *duration, Verbose: *verbose, Clients: *clients, Outstanding: *outst,
-		MaxQPS: *maxQPS, NoCache: !*cache, ServerCPU: *serverCPU, PerfCPU: *perfCPU,
+		MaxQPS: *maxQPS, Repeat: *repeat, NoCache: !*cache, ServerCPU: *serverCPU, PerfCPU: *perfCPU,
 		ChurnRate: *churnRate, ChurnDuration: *churnDur, Log: logf,
 	})
 	if err != nil {
