@@ -2,6 +2,7 @@ package dnsbench
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"os"
@@ -12,8 +13,8 @@ import (
 
 	"github.com/miekg/dns"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 
 	"petset.dev/petset/test/cluster"
@@ -118,11 +119,15 @@ func runChurn(ctx context.Context, cfg Config, tb *cluster.Cluster, client kuber
 	}()
 
 	n := int(cfg.ChurnDuration.Seconds() * float64(cfg.ChurnRate))
-	plan := churnPlan(svcs, n, cfg.ChurnRate, 5)
+	down := cfg.ChurnDownFor
+	if down <= 0 {
+		down = 10 * time.Second
+	}
+	plan := churnPlan(svcs, n, int(down.Seconds()*float64(cfg.ChurnRate)), 5)
 	var mu sync.Mutex
 	var observed []float64
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, 16)
+	sem := make(chan struct{}, 64)
 	tick := time.NewTicker(time.Second / time.Duration(cfg.ChurnRate))
 	start := time.Now()
 	for _, c := range plan {
@@ -227,37 +232,27 @@ func firstA(r *dns.Msg) (string, bool) {
 }
 
 // setReady sets a running pod's Ready and ContainersReady conditions as
-// a readiness probe would; kwok leaves running pods alone afterwards, and
-// the EndpointSlice controller follows.
+// a readiness probe would, with one strategic merge patch of the status
+// (conditions merge by type); kwok leaves running pods alone afterwards,
+// and the EndpointSlice controller follows.
 func setReady(ctx context.Context, client kubernetes.Interface, ns, name string, ready bool) error {
 	status := corev1.ConditionFalse
 	if ready {
 		status = corev1.ConditionTrue
 	}
-	for attempt := 0; attempt < 10; attempt++ {
-		pod, err := client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		now := metav1.Now()
-		for i, c := range pod.Status.Conditions {
-			if (c.Type == corev1.PodReady || c.Type == corev1.ContainersReady) && c.Status != status {
-				pod.Status.Conditions[i].Status = status
-				pod.Status.Conditions[i].LastTransitionTime = now
-			}
-		}
-		for i := range pod.Status.ContainerStatuses {
-			pod.Status.ContainerStatuses[i].Ready = ready
-		}
-		_, err = client.CoreV1().Pods(ns).UpdateStatus(ctx, pod, metav1.UpdateOptions{})
-		if err == nil {
-			return nil
-		}
-		if !apierrors.IsConflict(err) {
-			return err
-		}
+	now := metav1.Now()
+	patch, err := json.Marshal(map[string]any{"status": map[string]any{"conditions": []corev1.PodCondition{
+		{Type: corev1.PodReady, Status: status, LastTransitionTime: now},
+		{Type: corev1.ContainersReady, Status: status, LastTransitionTime: now},
+	}}})
+	if err != nil {
+		return err
 	}
-	return fmt.Errorf("pod %s/%s: status conflicts 10 times", ns, name)
+	_, err = client.CoreV1().Pods(ns).Patch(ctx, name, types.StrategicMergePatchType, patch, metav1.PatchOptions{}, "status")
+	if err != nil {
+		return fmt.Errorf("pod %s/%s ready=%v: %w", ns, name, ready, err)
+	}
+	return nil
 }
 
 // restoreReady makes the given pods ready again and waits until their

@@ -48,7 +48,10 @@ type Config struct {
 	// kubernetes; 0 skips it.
 	ChurnRate     int
 	ChurnDuration time.Duration
-	Log           func(format string, args ...any)
+	// ChurnDownFor is how long a pod stays not ready before it is made
+	// ready again (default 10s): long enough for the change to be seen.
+	ChurnDownFor time.Duration
+	Log          func(format string, args ...any)
 }
 
 // Bench brings the testbed up (unless given), creates each phase's

@@ -33,7 +33,7 @@ func TestDNSBenchSmoke(t *testing.T) {
 		Services: 3, PodsPerService: []int{3, 4}, Queries: 500, Seed: 1,
 		Warmup: time.Second, Duration: 2 * time.Second, Verbose: 2 * time.Second,
 		Clients: 2, Outstanding: 20, MaxQPS: 1000, NoCache: true,
-		ChurnRate: 10, ChurnDuration: 3 * time.Second,
+		ChurnRate: 10, ChurnDuration: 3 * time.Second, ChurnDownFor: time.Second,
 		Log: t.Logf,
 	})
 	t.Cleanup(func() {
