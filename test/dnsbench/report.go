@@ -107,9 +107,9 @@ func Markdown(r *Results, plots string) string {
 		p("## DNS programming under churn\n\n")
 		p("%d readiness changes per second (a pod's Ready condition set False through the status subresource, and back True ten seconds later, as a readiness probe would, so half the changes take pods out and half bring them back; the EndpointSlice controller follows) for %.0f s, on the last phase's pods, while dnsperf sends the mixed file at full speed. **Programming** is the plugin's own `dns_programming_duration_seconds` histogram over the churn (from the EndpointSlice's `endpoints.kubernetes.io/last-change-trigger-time` to the new answer being served; bucket upper bounds, so the p99 is a power-of-two bound; the trigger time has one-second resolution in the API). **Observed** is from the status write returning to the changed answer, polled every 5 ms over DNS on every fifth change.\n\n",
 			r.Settings.ChurnRate, r.Settings.ChurnSeconds)
-		p("| contender | changes (failed) | programming p50 / p99 s (count) | observed p50 / p99 s (n, not seen) | q/s | lost | RSS start / end / max MB | load |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n")
+		p("| contender | changes (failed) in s | programming p50 / p99 s (count) | observed p50 / p99 s (n, not seen) | q/s | lost | RSS start / end / max MB | load |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n")
 		for _, c := range r.Churn {
-			p("| %s | %d (%d) | %s / %s (%d) | %.3f / %.3f (%d, %d) | %s | %s | %.1f / %.1f / %.1f | %s |\n", c.Contender, c.Changes, c.Failed,
+			p("| %s | %d (%d) in %.0f | %s / %s (%d) | %.3f / %.3f (%d, %d) | %s | %s | %.1f / %.1f / %.1f | %s |\n", c.Contender, c.Changes, c.Failed, c.Seconds,
 				trimFloat(c.HistogramP50), trimFloat(c.HistogramP99), c.HistogramCount, c.ObservedP50, c.ObservedP99, c.Observed, c.NotObserved,
 				qpsOf(c.DNSPerf), lostOf(c.DNSPerf), float64(c.RSSStart)/1e6, float64(c.RSSEnd)/1e6, float64(c.RSSMax)/1e6, c.Load)
 		}
