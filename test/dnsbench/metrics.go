@@ -165,3 +165,34 @@ func LoadAvg() string {
 	}
 	return strings.Join(f[:3], " ")
 }
+
+// CPUSeconds is the user plus system CPU time of a process, all its
+// threads, from /proc/PID/stat (in clock ticks of 1/100 s, Linux's
+// USER_HZ).
+func CPUSeconds(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	return parseStatCPU(string(b))
+}
+
+func parseStatCPU(stat string) (float64, error) {
+	// pid (comm) state ppid ...: comm may hold spaces and parentheses,
+	// so the fields are counted from the last ')'. utime and stime are
+	// fields 14 and 15, the 12th and 13th after it.
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("stat %q: no command", stat)
+	}
+	f := strings.Fields(stat[i+1:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("stat: %d fields after the command", len(f))
+	}
+	u, err1 := strconv.ParseUint(f[11], 10, 64)
+	s, err2 := strconv.ParseUint(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("stat: utime %q, stime %q", f[11], f[12])
+	}
+	return float64(u+s) / 100, nil
+}

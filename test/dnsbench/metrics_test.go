@@ -91,3 +91,19 @@ func TestChurnPlan(t *testing.T) {
 		t.Errorf("%d observed, want every fifth", observed)
 	}
 }
+
+func TestCPUSeconds(t *testing.T) {
+	// A command with spaces and parentheses: fields count from the last ')'.
+	stat := "1234 (core dns) (x)) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 8 0 100 0 0"
+	if got, err := parseStatCPU(stat); err != nil || got != 3.25 {
+		t.Errorf("parseStatCPU = %v, %v; want 3.25 (250 + 75 ticks)", got, err)
+	}
+	for _, bad := range []string{"", "1 (x) S 1", "1 (x) S 1 2 3 4 5 6 7 8 9 u s"} {
+		if _, err := parseStatCPU(bad); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+	if v, err := CPUSeconds(os.Getpid()); err != nil || v < 0 {
+		t.Errorf("CPUSeconds of this test: %v, %v", v, err)
+	}
+}

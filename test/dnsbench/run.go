@@ -201,11 +201,11 @@ func runContender(ctx context.Context, cfg Config, tb *cluster.Cluster, shipped,
 	run.Load = LoadAvg()
 	o := opts
 	o.File, o.Duration = files["mixed"], cfg.Duration
-	if run.Mixed, err = RunDNSPerf(ctx, o); err != nil {
+	if run.Mixed, run.MixedCPU, err = measure(ctx, o, srv.PID()); err != nil {
 		return nil, err
 	}
 	o.File = files["pod-a"]
-	if run.PodA, err = RunDNSPerf(ctx, o); err != nil {
+	if run.PodA, run.PodACPU, err = measure(ctx, o, srv.PID()); err != nil {
 		return nil, err
 	}
 	if cfg.Verbose > 0 {
@@ -222,8 +222,8 @@ func runContender(ctx context.Context, cfg Config, tb *cluster.Cluster, shipped,
 	} else {
 		return nil, err
 	}
-	cfg.Log("  %s: mixed %.0f q/s (lost %d), pod A %.0f q/s (lost %d), RSS %.1f MB -> %.1f MB, heap in use %.1f MB, load %s",
-		contender, run.Mixed.QPS, run.Mixed.Lost, run.PodA.QPS, run.PodA.Lost, float64(run.RSSWarm)/1e6, float64(run.RSSAfter)/1e6, float64(run.HeapInuse)/1e6, run.Load)
+	cfg.Log("  %s: mixed %.0f q/s (lost %d, %.0f per CPU-s), pod A %.0f q/s (lost %d, %.0f per CPU-s), RSS %.1f MB -> %.1f MB, heap in use %.1f MB, load %s",
+		contender, run.Mixed.QPS, run.Mixed.Lost, float64(run.Mixed.Completed)/run.MixedCPU, run.PodA.QPS, run.PodA.Lost, float64(run.PodA.Completed)/run.PodACPU, float64(run.RSSWarm)/1e6, float64(run.RSSAfter)/1e6, float64(run.HeapInuse)/1e6, run.Load)
 	return run, nil
 }
 
@@ -342,4 +342,22 @@ func PinTestbed(dir, cpus string) error {
 		}
 	}
 	return nil
+}
+
+// measure runs dnsperf and returns, with its report, the CPU time the
+// server spent meanwhile.
+func measure(ctx context.Context, o DNSPerfOptions, pid int) (*DNSPerf, float64, error) {
+	before, err := CPUSeconds(pid)
+	if err != nil {
+		return nil, 0, err
+	}
+	d, err := RunDNSPerf(ctx, o)
+	if err != nil {
+		return nil, 0, err
+	}
+	after, err := CPUSeconds(pid)
+	if err != nil {
+		return nil, 0, err
+	}
+	return d, after - before, nil
 }

@@ -36,7 +36,30 @@ var colors = map[string]string{
 // QPSPlot draws queries/s against pods per service: the mixed file as
 // solid lines and the per-pod-A file as dashed lines, per contender.
 func QPSPlot(r *Results) Plot {
+	return throughputPlot(r, false)
+}
+
+// CPUPlot is QPSPlot in queries answered per CPU-second of CoreDNS.
+func CPUPlot(r *Results) Plot {
+	return throughputPlot(r, true)
+}
+
+func throughputPlot(r *Results, perCPU bool) Plot {
 	p := Plot{Title: "Queries/s against pods per service (CoreDNS on one core)", XLabel: "pods per service", YLabel: "queries/s", Format: siFormat}
+	if perCPU {
+		p.Title, p.YLabel = "Queries per CPU-second of CoreDNS against pods per service", "queries per CPU-second"
+	}
+	value := func(d *DNSPerf, cpu float64) float64 {
+		switch {
+		case d == nil:
+			return math.NaN()
+		case !perCPU:
+			return d.QPS
+		case cpu > 0:
+			return float64(d.Completed) / cpu
+		}
+		return math.NaN()
+	}
 	for _, ph := range r.Phases {
 		p.X = append(p.X, fmt.Sprintf("%d (%d pods)", ph.PodsPerService, ph.TotalPods))
 	}
@@ -46,12 +69,7 @@ func QPSPlot(r *Results) Plot {
 		for _, ph := range r.Phases {
 			m, a := math.NaN(), math.NaN()
 			if run := r.run(ph.PodsPerService, c); run != nil {
-				if run.Mixed != nil {
-					m = run.Mixed.QPS
-				}
-				if run.PodA != nil {
-					a = run.PodA.QPS
-				}
+				m, a = value(run.Mixed, run.MixedCPU), value(run.PodA, run.PodACPU)
 			}
 			mixed.Values = append(mixed.Values, m)
 			podA.Values = append(podA.Values, a)
