@@ -125,7 +125,7 @@ func Markdown(r *Results, plots string) string {
 	}
 	m := r.Machine
 	p("## Machine\n\n- CPU: %s, %d cores (shared with other work: the load averages above and below are the 1/5/15-minute averages of the whole machine, so the numbers are noisy; compare contenders within one run)\n", m.CPU, m.Cores)
-	p("- memory: %s; kernel %s; %s; dnsperf %s\n- CoreDNS: %s\n- load average at the start: %s; at the end: %s\n\n", m.MemTotal, m.Kernel, m.Go, m.DNSPerf, m.CoreDNS, m.LoadStart, m.LoadEnd)
+	p("- memory: %s; kernel %s; %s; dnsperf %s\n- CoreDNS: %s, built from `%s`\n- load average at the start: %s; at the end: %s\n\n", m.MemTotal, m.Kernel, m.Go, m.DNSPerf, m.CoreDNS, m.Source, m.LoadStart, m.LoadEnd)
 	p("## Commands\n\n```sh\n")
 	for _, c := range r.Commands {
 		p("%s\n", c)

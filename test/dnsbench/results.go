@@ -25,6 +25,7 @@ type Machine struct {
 	Go        string `json:"go"`
 	DNSPerf   string `json:"dnsperf"`
 	CoreDNS   string `json:"coredns"`
+	Source    string `json:"source"`
 	MemTotal  string `json:"mem_total"`
 	LoadStart string `json:"load_start"`
 	LoadEnd   string `json:"load_end"`

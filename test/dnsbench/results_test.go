@@ -24,7 +24,7 @@ func fixture() *Results {
 	}
 	return &Results{
 		Date:     "2026-11-28 15:30 UTC",
-		Machine:  Machine{CPU: "Test CPU", Cores: 2, Kernel: "6.1", Go: "go1.26", DNSPerf: "2.10.0", CoreDNS: "petset-coredns", LoadStart: "1 1 1", LoadEnd: "2 2 2"},
+		Machine:  Machine{CPU: "Test CPU", Cores: 2, Kernel: "6.1", Go: "go1.26", DNSPerf: "2.10.0", CoreDNS: "petset-coredns", Source: "abc1234 headless: less memory", LoadStart: "1 1 1", LoadEnd: "2 2 2"},
 		Settings: Settings{Services: 100, PodsPerPhase: []int{10, 100}, Queries: 1000, Seed: 1, Duration: 20, Verbose: 10, Clients: 4, Outstanding: 100, NoCache: true, ChurnRate: 50, ChurnSeconds: 60},
 		Commands: []string{"make bench-dns"},
 		Phases: []Phase{

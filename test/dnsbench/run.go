@@ -297,6 +297,12 @@ func describeMachine(coredns string) Machine {
 			}
 		}
 	}
+	if out, err := exec.Command("git", "log", "-1", "--format=%h %s").Output(); err == nil {
+		m.Source = strings.TrimSpace(string(out))
+		if st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(st) > 0 {
+			m.Source += " (with uncommitted changes)"
+		}
+	}
 	if out, err := exec.Command(coredns, "-version").Output(); err == nil {
 		m.CoreDNS = strings.Join(strings.Fields(string(out)), " ")
 	}
