@@ -105,6 +105,7 @@ func runChurn(ctx context.Context, cfg Config, tb *cluster.Cluster, client kuber
 				if v, err := VmRSS(srv.PID()); err == nil {
 					ch.RSSMax = max(ch.RSSMax, v)
 					ch.RSSEnd = v
+					ch.RSSSamples = append(ch.RSSSamples, v)
 				}
 			}
 		}

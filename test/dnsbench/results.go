@@ -107,7 +107,9 @@ type Churn struct {
 	RSSStart    int64   `json:"rss_start_bytes"`
 	RSSEnd      int64   `json:"rss_end_bytes"`
 	RSSMax      int64   `json:"rss_max_bytes"`
-	Load        string  `json:"load"`
+	// RSSSamples is VmRSS once a second during the churn, in bytes.
+	RSSSamples []int64 `json:"rss_samples_bytes,omitempty"`
+	Load       string  `json:"load"`
 }
 
 // Ratio is one of issue 9's goals, measured.
