@@ -34,8 +34,8 @@ func fixture() *Results {
 				run(HeadlessKubernetes, 36000, 48000, 92), run(Kubernetes, 12000, 10000, 81), run(Whoami, 55000, 52000, 60)}},
 		},
 		Churn: []Churn{
-			{Contender: HeadlessKubernetes, Changes: 3000, Seconds: 60, DNSPerf: &DNSPerf{QPS: 30000}, HistogramCount: 3000, HistogramP50: 0.512, HistogramP99: 1.024, RSSStart: 90e6, RSSEnd: 92e6, RSSMax: 95e6},
-			{Contender: Kubernetes, Changes: 3000, Seconds: 61, DNSPerf: &DNSPerf{QPS: 10000, Lost: 3}, HistogramCount: 2900, HistogramP50: 0.512, HistogramP99: 2.048, RSSStart: 80e6, RSSEnd: 80e6, RSSMax: 81e6},
+			{Contender: HeadlessKubernetes, Changes: 3000, Seconds: 60, DNSPerf: &DNSPerf{QPS: 30000}, HistogramCount: 3000, HistogramP50: 0.512, HistogramP99: 1.024, Observed: 600, ObservedP50: 0.3, ObservedP99: 0.8, RSSStart: 90e6, RSSEnd: 92e6, RSSMax: 95e6},
+			{Contender: Kubernetes, Changes: 3000, Seconds: 61, DNSPerf: &DNSPerf{QPS: 10000, Lost: 3}, HistogramCount: 2900, HistogramP50: 0.512, HistogramP99: 2.048, Observed: 600, ObservedP50: 0.3, ObservedP99: 1.0, RSSStart: 80e6, RSSEnd: 80e6, RSSMax: 81e6},
 		},
 	}
 }
@@ -54,6 +54,7 @@ func TestComputeRatios(t *testing.T) {
 		{92.0 / 81, true},  // RSS 92 MB / 81 MB = 1.136, goal 1.15
 		{1000, true},       // (92 - 81) MB / 11,000 pods = 1000 bytes, goal 1024
 		{0.5, true},        // programming p99 1.024 / 2.048
+		{0.8, true},        // observed p99 0.8 / 1.0
 		{0, true},          // headless lost nothing
 		{95.0 / 90, true},  // RSS max / start during churn
 	}

@@ -80,7 +80,7 @@ func TestDNSBenchSmoke(t *testing.T) {
 			t.Errorf("churn %s: %+v", c.Contender, c)
 		}
 	}
-	if len(res.Ratios) != 10 {
+	if len(res.Ratios) != 11 {
 		t.Errorf("%d ratios", len(res.Ratios))
 	}
 
