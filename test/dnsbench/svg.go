@@ -111,8 +111,8 @@ func siFormat(v float64) string {
 // only on the plot, so it can be compared with a golden file.
 func (p Plot) SVG() string {
 	const (
-		w, h                   = 720, 440
-		left, right, top, bott = 80, 220, 40, 60
+		w, h                   = 780, 440
+		left, right, top, bott = 80, 260, 40, 60
 	)
 	pw, ph := float64(w-left-right), float64(h-top-bott)
 	maxY := 0.0
