@@ -59,7 +59,7 @@ func Markdown(r *Results, plots string) string {
 	p("Written by `make bench-dns` (`test/dnsbench`) from its own measurements on %s; the raw numbers are in [`%s/%s`](%s/%s).\n",
 		r.Date, plots, ResultsFile, plots, ResultsFile)
 	p("\n")
-	p("CoreDNS (`cmd/coredns`, built by `make build`) serves a real control plane (`test/cluster`: etcd, kube-apiserver, kube-controller-manager with its EndpointSlice controller, kube-scheduler, kwok as the kubelet) on 127.0.0.1, pinned with `taskset -c` to one core; dnsperf runs on the other, and so does the control plane while CoreDNS is measured (it is given both cores back while it creates pods). Nothing leaves the machine.\n\n")
+	p("CoreDNS (`cmd/coredns`, built by `make build`) serves a real control plane (`test/cluster`: etcd, kube-apiserver, kube-controller-manager with its EndpointSlice controller, kube-scheduler, kwok as the kubelet) on 127.0.0.1, pinned with `taskset -c` to one core; dnsperf runs on the other, and so does the control plane while queries/s are measured (it has both cores while it creates pods and during the churn, which is its work too). Nothing leaves the machine.\n\n")
 	p("Contenders, one after another, each a fresh process started from `corefile/cluster.Corefile` with only its addresses changed (listening on 127.0.0.1, health/ready/prometheus on loopback ports, `forward` to 127.0.0.1:9, the testbed's kubeconfig)")
 	if r.Settings.NoCache {
 		p(" and **without the `cache` line**, so every answer comes from the plugin under test")
