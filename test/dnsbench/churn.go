@@ -218,7 +218,7 @@ func observeAnswer(addr, name, ip string, ready bool, timeout time.Duration) (ti
 				return time.Since(start), true
 			}
 		}
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
 	}
 	return 0, false
 }
