@@ -98,7 +98,11 @@ func main() {
 			fmt.Printf("%-95s n/a (%s)\n", r.Name, r.Missing)
 			continue
 		}
-		fmt.Printf("%-95s %10.3f %-9s goal %-14s met: %v\n", r.Name, r.Value, r.Unit, r.Goal, r.Met)
+		cpu := ""
+		if r.PerCPU > 0 {
+			cpu = fmt.Sprintf("  per CPU-second %.3f, met: %v", r.PerCPU, r.PerCPUMet)
+		}
+		fmt.Printf("%-95s %10.3f %-9s goal %-14s met: %v%s\n", r.Name, r.Value, r.Unit, r.Goal, r.Met, cpu)
 	}
 	if temp {
 		os.RemoveAll(*work)
