@@ -94,6 +94,7 @@ unit:
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzServeDNS$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) ./plugin/headless/
 	$(GO) test -run '^$$' -fuzz '^FuzzZoneOf$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) ./plugin/headless/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseReverse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) ./plugin/headless/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) ./plugin/headless/manifest/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseSRV$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) ./discovery/
 	$(GO) test -run '^$$' -fuzz '^FuzzResolvConf$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) ./discovery/

@@ -58,9 +58,11 @@ func BenchmarkServeDNS(b *testing.B) {
 			b.ReportAllocs()
 			w := &discard{}
 			ctx := context.Background()
+			cpu := cpuTime()
 			for b.Loop() {
 				h.ServeDNS(ctx, w, m)
 			}
+			reportCPU(b, cpu)
 		})
 	}
 }
@@ -136,7 +138,9 @@ func flipper(l *staticLister, k svcKey) func(int) {
 }
 
 // BenchmarkRebuildOneEndpoint1000 is the cost of publishing one endpoint's
-// change in a 1,000-endpoint service.
+// change in a 1,000-endpoint service. The goal is under 1 ms of CPU
+// (cpu-ns/op); it takes about 0.35 to 0.45 ms on a shared 2-core machine
+// (3.2 ms when every record was built and stored).
 func BenchmarkRebuildOneEndpoint1000(b *testing.B) {
 	l := cluster(1, 1000)
 	h := newTest(b, l, false)
@@ -157,7 +161,8 @@ func BenchmarkRebuildOneEndpoint1000(b *testing.B) {
 // BenchmarkRebuildOneService is the cost of one endpoint changing in one
 // service, in a cluster of 1,000 and of 100,000 endpoints, with services of
 // 10 and of 1,000 pods. Updates cost what changed when the two cluster
-// sizes cost the same.
+// sizes cost the same (the goal: within 20%). The machine's load moves
+// single runs by more than that; compare medians of -count 5.
 func BenchmarkRebuildOneService(b *testing.B) {
 	for _, pods := range []int{10, 1000} {
 		for _, endpoints := range []int{1000, 100000} {
@@ -197,7 +202,11 @@ func BenchmarkRebuildUnchanged(b *testing.B) {
 
 // BenchmarkSnapshotMemory reports the heap a full build holds (the
 // snapshot with the builder's bookkeeping) per endpoint, for 100,000
-// endpoints in 1,000 services of 100 pods.
+// endpoints in 1,000 services of 100 pods, each with a hostname and two
+// named ports. The objects themselves (the informers' cache) are made
+// before it measures: BenchmarkCacheMemory counts them. Hostname labels
+// are the cache's own strings, shared. About 100 B/endpoint (1,530 before
+// records were made on demand from packed members).
 func BenchmarkSnapshotMemory(b *testing.B) {
 	l := cluster(1000, 100)
 	keys := l.keys()

@@ -2,6 +2,8 @@ package headless
 
 import (
 	"flag"
+	"maps"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,41 +16,57 @@ import (
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 // dump renders every name of a table with its records, in name order.
-func dump(t *table) string {
-	var names []string
-	all := map[string]*node{}
-	t.each(func(k string, n *node) {
-		names = append(names, k)
-		all[k] = n
+// The records are those ServeDNS answers, owned by the name itself.
+func dump(z *names, t *table) string {
+	all := map[string]hit{}
+	eachShard(t.svcs, func(apex string, idx *svcIndex) {
+		all[apex] = idx.lookup(nil)
+		for i, m := range idx.members {
+			all[m.label+"."+apex] = hit{kind: hitMember, idx: idx, i: i}
+		}
+		for i, np := range idx.named {
+			all[np.label+"."+apex] = hit{kind: hitPort, idx: idx, i: i}
+		}
+		for _, e := range idx.ents {
+			all[e+"."+apex] = hit{kind: hitENT, idx: idx}
+		}
 	})
-	slices.Sort(names)
+	eachShard(t.ancestors, func(name string, _ bool) { all[name] = hit{kind: hitAncestor} })
+	eachShard(t.ptr4, func(a uint32, s *ptrSet) {
+		x := hit{kind: hitPTR, ptr: s, v4: true}
+		x.addr[0], x.addr[1], x.addr[2], x.addr[3] = byte(a>>24), byte(a>>16), byte(a>>8), byte(a)
+		all[reverseName(netip.AddrFrom4([4]byte(x.addr[:4])))] = x
+	})
+	eachShard(t.ptr6, func(a [16]byte, s *ptrSet) {
+		all[reverseName(netip.AddrFrom16(a))] = hit{kind: hitPTR, ptr: s, addr: a}
+	})
+	names := slices.Sorted(maps.Keys(all))
 	var b strings.Builder
 	for _, name := range names {
-		n := all[name]
-		switch n.kind {
-		case kindEmptyService:
+		x := all[name]
+		switch x.kind {
+		case hitEmpty:
 			b.WriteString("; " + name + " headless service without ready endpoints (NXDOMAIN)\n")
 			continue
-		case kindAncestor:
+		case hitAncestor:
 			b.WriteString("; " + name + " exists above headless services\n")
 			continue
 		}
-		count := len(n.a) + len(n.aaaa) + len(n.srv) + len(n.ptr)
-		if count == 0 {
+		var rrs, glue []dns.RR
+		for _, qtype := range []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeSRV, dns.TypePTR} {
+			answer, extra := z.records(t, x, qtype, name)
+			rrs = append(rrs, answer...)
+			glue = append(glue, extra...)
+		}
+		if len(rrs) == 0 {
 			b.WriteString("; " + name + " empty non-terminal\n")
 			continue
 		}
-		write := func(rrs ...dns.RR) {
-			for _, rr := range rrs {
-				b.WriteString(rr.String())
-				b.WriteByte('\n')
-			}
+		for _, rr := range rrs {
+			b.WriteString(rr.String())
+			b.WriteByte('\n')
 		}
-		write(appendCopies(nil, n.a, "")...)
-		write(appendCopies(nil, n.aaaa, "")...)
-		write(appendCopies(nil, n.srv, "")...)
-		write(appendCopies(nil, n.ptr, "")...)
-		for _, g := range append(appendCopies(nil, n.glueA, ""), appendCopies(nil, n.glueAAAA, "")...) {
+		for _, g := range glue {
 			b.WriteString("; glue " + g.String() + "\n")
 		}
 	}
@@ -83,5 +101,5 @@ func TestGoldenDemo(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer src.stop()
-	checkGolden(t, "demo.golden", dump(h.snap.Load().names))
+	checkGolden(t, "demo.golden", dump(&h.names, h.snap.Load().names))
 }

@@ -35,55 +35,36 @@ func (h *Headless) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 		if h.mayOwn(key, zi) || (!apex && !h.Fall.Through(q.Name)) {
 			return dns.RcodeServerFailure, nil
 		}
-		return h.notOurs(ctx, w, r, nil, key, zi, 0)
+		return h.notOurs(ctx, w, r, false, key, zi, 0)
 	}
 
-	n, under := snap.names.find(key, hsh, len(h.zones[zi]), h.flat[zi])
+	x, under := h.find(snap.names, key, hsh, zi)
 	switch {
-	case n != nil && n.kind == kindName:
+	case x.owned():
 		if q.Qtype == dns.TypeAXFR || q.Qtype == dns.TypeIXFR {
 			return dns.RcodeRefused, nil
 		}
-		return h.answer(w, r, n, zi, snap.serial)
-	case n != nil && n.kind == kindEmptyService, n == nil && under:
+		return h.answer(w, r, snap, x, zi)
+	case x.kind == hitEmpty, x.kind == hitNone && under:
 		return h.negative(w, r, dns.RcodeNameError, zi, snap.serial)
 	}
-	return h.notOurs(ctx, w, r, n, key, zi, snap.serial)
+	return h.notOurs(ctx, w, r, x.kind == hitAncestor, key, zi, snap.serial)
 }
 
 // Name implements plugin.Handler.
 func (h *Headless) Name() string { return pluginName }
 
-// answer writes the records of n that the question asks for.
-func (h *Headless) answer(w dns.ResponseWriter, r *dns.Msg, n *node, zi int, serial uint32) (int, error) {
+// answer writes the records of x that the question asks for.
+func (h *Headless) answer(w dns.ResponseWriter, r *dns.Msg, snap *snapshot, x hit, zi int) (int, error) {
 	q := r.Question[0]
 	m := new(dns.Msg)
 	m.SetReply(r)
 	m.Authoritative = true
-	owner := q.Name // the answer keeps the query's case
-	switch q.Qtype {
-	case dns.TypeA:
-		m.Answer = appendCopies(nil, n.a, owner)
-	case dns.TypeAAAA:
-		m.Answer = appendCopies(nil, n.aaaa, owner)
-	case dns.TypeSRV:
-		m.Answer = appendCopies(nil, n.srv, owner)
-		if len(m.Answer) > 0 {
-			m.Extra = appendCopies(make([]dns.RR, 0, len(n.glueA)+len(n.glueAAAA)), n.glueA, "")
-			m.Extra = appendCopies(m.Extra, n.glueAAAA, "")
-		}
-	case dns.TypePTR:
-		m.Answer = appendCopies(nil, n.ptr, owner)
-	case dns.TypeANY:
-		m.Answer = make([]dns.RR, 0, len(n.a)+len(n.aaaa)+len(n.srv)+len(n.ptr))
-		m.Answer = appendCopies(m.Answer, n.a, owner)
-		m.Answer = appendCopies(m.Answer, n.aaaa, owner)
-		m.Answer = appendCopies(m.Answer, n.srv, owner)
-		m.Answer = appendCopies(m.Answer, n.ptr, owner)
-	}
+	// The answer keeps the query's case.
+	m.Answer, m.Extra = h.names.records(snap.names, x, q.Qtype, q.Name)
 	if len(m.Answer) == 0 {
-		m.Answer = nil
-		m.Ns = h.soaRR(zi, serial) // NODATA
+		m.Answer, m.Extra = nil, nil
+		m.Ns = h.soaRR(zi, snap.serial) // NODATA
 	}
 	w.WriteMsg(m)
 	return dns.RcodeSuccess, nil
@@ -101,8 +82,9 @@ func (h *Headless) negative(w dns.ResponseWriter, r *dns.Msg, rcode, zi int, ser
 
 // notOurs handles a name in our zones that no headless service owns: the
 // next plugin gets it when fallthrough covers it; otherwise the plugin
-// answers as the zone's authority. n is the name's ancestor node, if any.
-func (h *Headless) notOurs(ctx context.Context, w dns.ResponseWriter, r *dns.Msg, n *node, key []byte, zi int, serial uint32) (int, error) {
+// answers as the zone's authority. exists says the name is above some
+// headless service.
+func (h *Headless) notOurs(ctx context.Context, w dns.ResponseWriter, r *dns.Msg, exists bool, key []byte, zi int, serial uint32) (int, error) {
 	q := r.Question[0]
 	if h.Fall.Through(q.Name) {
 		return plugin.NextOrFailure(h.Name(), h.Next, ctx, w, r)
@@ -119,7 +101,7 @@ func (h *Headless) notOurs(ctx context.Context, w dns.ResponseWriter, r *dns.Msg
 		w.WriteMsg(m)
 		return dns.RcodeSuccess, nil
 	}
-	if apex || n != nil {
+	if apex || exists {
 		return h.negative(w, r, dns.RcodeSuccess, zi, serial)
 	}
 	return h.negative(w, r, dns.RcodeNameError, zi, serial)
@@ -152,4 +134,76 @@ func (h *Headless) mayOwn(key []byte, zi int) bool {
 		return false
 	}
 	return h.reverse[zi] || apexStart(prefix) >= 0
+}
+
+// find returns what key, a folded name in zone zi, is in t, and whether it
+// is at or below a headless service's name, which makes a miss a sure
+// NXDOMAIN. hsh is key's hash. It never allocates.
+func (h *Headless) find(t *table, key []byte, hsh uint32, zi int) (x hit, under bool) {
+	prefix := key[:len(key)-len(h.zones[zi])]
+	if h.flat[zi] {
+		x = h.exact(t, key, hsh)
+		if x.kind != hitNone || hasEscape(prefix) {
+			return x, false
+		}
+		if s := apexStart(prefix); s >= 0 {
+			return hit{}, h.exact(t, key[s:], hash(key[s:])).kind != hitNone
+		}
+		return hit{}, false
+	}
+	s := apexStart(prefix)
+	if s < 0 || hasEscape(prefix) {
+		return h.exact(t, key, hsh), false
+	}
+	idx := t.service(key[s:], prefix[s:])
+	if idx == nil {
+		return hit{}, false
+	}
+	return idx.lookup(relative(key, s)), true
+}
+
+// exact finds key, a folded name, among the names not looked up through
+// one zone's service index: the names above services, reverse names, and
+// the names of the zones that flatZone picks, which are tried one by one.
+// hsh is key's hash.
+func (h *Headless) exact(t *table, key []byte, hsh uint32) hit {
+	if hasEscape(key) {
+		return hit{} // the plugin's names have none
+	}
+	if t.ancestors.shard(hsh)[string(key)] {
+		return hit{kind: hitAncestor}
+	}
+	if inZones(key, h.names.reverse) {
+		if x, ok := parseReverse(key); ok {
+			if s := t.namers(x.address()); s != nil {
+				x.kind, x.ptr = hitPTR, s
+				return x
+			}
+		}
+	}
+	for i, z := range h.zones {
+		if h.reverse[i] || !h.flat[i] || !inZone(key, z) {
+			continue
+		}
+		prefix := key[:len(key)-len(z)]
+		s := apexStart(prefix)
+		if s < 0 {
+			continue
+		}
+		if idx := t.service(key[s:], prefix[s:]); idx != nil {
+			if x := idx.lookup(relative(key, s)); x.kind != hitNone {
+				return x
+			}
+		}
+	}
+	return hit{}
+}
+
+// relative returns the part of key before the service name that starts at
+// s, without its dot: "web-0" in "web-0.web.ns.svc.cluster.local.".
+func relative(key []byte, s int) []byte {
+	if s == 0 {
+		return nil
+	}
+	return key[:s-1]
 }

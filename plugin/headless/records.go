@@ -1,10 +1,8 @@
 package headless
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
-	"net"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -30,29 +28,17 @@ type names struct {
 	podNames bool
 }
 
-// fragment is everything one headless Service contributes to the table.
-type fragment struct {
-	apexes    []string           // the service's name in each forward zone
-	nodes     []map[string]*node // per forward zone: its names, all at or under the apex
-	ptrs      []ptrEntry         // reverse names with the names they point to
-	ancestors []string           // svc.<zone>. and <ns>.svc.<zone>.
-	endpoints int                // ready addresses served
-}
-
-type ptrEntry struct{ reverse, target string }
-
-// member is one DNS identity inside a service: the endpoints that share a
-// hostname (or, without one, an address).
-type member struct {
+// draft is one name inside a service as collect finds it: the ready
+// endpoints that share a hostname (or, without one, an address).
+type draft struct {
 	label    string
 	hostname bool // label came from the endpoint's hostname
 	v4, v6   []netip.Addr
 	ports    []port
 	slice    int  // the last slice whose ports were added, plus one
-	shared   bool // ports is one slice's list, not the member's own copy
+	shared   bool // ports is one slice's list, not the draft's own copy
 
-	ip4, ip6 []net.IP      // v4 and v6 as records hold them, shared by all of them
-	one      [1]netip.Addr // room for the usual single address
+	one [1]netip.Addr // room for the usual single address
 }
 
 type port struct {
@@ -70,9 +56,9 @@ func IsHeadless(svc *corev1.Service) bool {
 // sum is a digest of everything build reads: the service's name and its
 // members. Two equal sums give the same fragment, so a rebuild whose sum
 // did not change can keep what it served.
-func (z *names) sum(svc *corev1.Service, members []*member) [32]byte {
-	d := sha256.New()
-	var buf []byte
+// buf is room to reuse; it returns it, grown, for the next call.
+func (z *names) sum(svc *corev1.Service, members []*draft, buf []byte) ([32]byte, []byte) {
+	buf = buf[:0]
 	str := func(s string) {
 		buf = binary.AppendUvarint(buf, uint64(len(s)))
 		buf = append(buf, s...)
@@ -84,11 +70,13 @@ func (z *names) sum(svc *corev1.Service, members []*member) [32]byte {
 		buf = append(buf, boolByte(m.hostname))
 		buf = binary.AppendUvarint(buf, uint64(len(m.v4)))
 		for _, a := range m.v4 {
-			buf = a.AppendTo(append(buf, ' '))
+			b := a.As4()
+			buf = append(buf, b[:]...)
 		}
 		buf = binary.AppendUvarint(buf, uint64(len(m.v6)))
 		for _, a := range m.v6 {
-			buf = a.AppendTo(append(buf, ' '))
+			b := a.As16()
+			buf = append(buf, b[:]...)
 		}
 		buf = binary.AppendUvarint(buf, uint64(len(m.ports)))
 		for _, p := range m.ports {
@@ -96,15 +84,8 @@ func (z *names) sum(svc *corev1.Service, members []*member) [32]byte {
 			str(p.proto)
 			buf = binary.BigEndian.AppendUint16(buf, p.num)
 		}
-		if len(buf) > 4096 {
-			d.Write(buf)
-			buf = buf[:0]
-		}
 	}
-	d.Write(buf)
-	var out [32]byte
-	d.Sum(out[:0])
-	return out
+	return sha256.Sum256(buf), buf
 }
 
 func boolByte(b bool) byte {
@@ -114,157 +95,235 @@ func boolByte(b bool) byte {
 	return 0
 }
 
-// build computes the fragment of one headless service from its members
-// (see collect). It is pure: the same input gives the same fragment.
-func (z *names) build(svc *corev1.Service, members []*member) *fragment {
-	ns, name := strings.ToLower(svc.Namespace), strings.ToLower(svc.Name)
-	f := &fragment{}
-	for _, m := range members {
-		f.endpoints += len(m.v4) + len(m.v6)
+// build makes the data of one headless service from its members (see
+// collect): their addresses packed in one array, their ports shared per
+// slice, and what the service's name, its named ports and its reverse
+// names need, sorted for binary search. It is pure: the same input gives
+// the same data.
+func (z *names) build(drafts []*draft) *svcData {
+	d := &svcData{}
+	var all4 []uint32
+	var all6 []netip.Addr
+	for _, m := range drafts {
+		for _, a := range m.v4 {
+			all4 = append(all4, be32(a.AsSlice()))
+		}
+		all6 = append(all6, m.v6...)
 	}
-
-	// Every record of a member shares one net.IP per address, carved
-	// from one allocation, and its own node is carved from slabs: a
-	// service costs a few allocations per member, not one per record.
-	var n4, n6 int
-	for _, m := range members {
-		n4 += len(m.v4)
-		n6 += len(m.v6)
-	}
-	ipBytes := make([]byte, 0, 4*n4+16*n6)
-	ipSlab := make([]net.IP, 0, n4+n6)
-	for _, m := range members {
+	d.endpoints = len(all4) + len(all6)
+	d.addrs = make([]byte, 0, 4*len(all4)+16*len(all6))
+	d.members = make([]member, len(drafts))
+	var sets map[*port]uint32 // made when a service has many port sets
+	for i, m := range drafts {
+		out := &d.members[i]
+		out.label, out.hostname = m.label, m.hostname
+		out.addr = uint32(len(d.addrs))
+		out.n4, out.n6 = uint32(len(m.v4)), uint32(len(m.v6))
 		for _, a := range m.v4 {
 			b := a.As4()
-			ipBytes = append(ipBytes, b[:]...)
-			ipSlab = append(ipSlab, net.IP(ipBytes[len(ipBytes)-4:len(ipBytes):len(ipBytes)]))
+			d.addrs = append(d.addrs, b[:]...)
 		}
-		m.ip4 = ipSlab[len(ipSlab)-len(m.v4) : len(ipSlab) : len(ipSlab)]
 		for _, a := range m.v6 {
 			b := a.As16()
-			ipBytes = append(ipBytes, b[:]...)
-			ipSlab = append(ipSlab, net.IP(ipBytes[len(ipBytes)-16:len(ipBytes):len(ipBytes)]))
+			d.addrs = append(d.addrs, b[:]...)
 		}
-		m.ip6 = ipSlab[len(ipSlab)-len(m.v6) : len(ipSlab) : len(ipSlab)]
+		out.set = d.portSet(m.ports, &sets)
+		d.srvs += len(d.sets[out.set].nums)
 	}
 
-	type portKey struct{ name, proto string }
-	var nums []uint16 // scratch: a member's distinct port numbers
-	for _, zone := range z.forward {
-		f.ancestors = append(f.ancestors, "svc."+zone, ns+".svc."+zone)
-		apex := name + "." + ns + ".svc." + zone
-		f.apexes = append(f.apexes, apex)
-		nodes := make(map[string]*node, len(members)+4)
-		f.nodes = append(f.nodes, nodes)
-		if len(members) == 0 {
-			nodes[apex] = &node{kind: kindEmptyService}
-			continue
-		}
-		var nSRV int
-		for _, m := range members {
-			nSRV += max(1, len(m.ports))
-		}
-		top := &node{
-			a: make([]dns.A, 0, n4), aaaa: make([]dns.AAAA, 0, n6), srv: make([]dns.SRV, 0, nSRV),
-			glueA: make([]dns.A, 0, n4), glueAAAA: make([]dns.AAAA, 0, n6),
-		}
-		own := newSlab(len(members), n4, n6, nSRV)
-		type named struct {
-			owner string // _<port>._<proto>.<apex>
-			n     *node
-		}
-		byPort := map[portKey]*named{}
-		for _, m := range members {
-			target := m.label + "." + apex
-			o := own.next(len(m.v4), len(m.v6), max(1, len(m.ports)))
-			z.addrs(o, target, m)
-			z.addrs(top, apex, m)
-			// The member's own name and the service's name get one SRV
-			// per distinct port number: labels are unique in a service,
-			// so (port, target) is too, and no record needs looking for.
-			nums = nums[:0]
-			for _, p := range portsOrNone(m.ports) {
-				nums = append(nums, p.num)
-			}
-			slices.Sort(nums)
-			nums = slices.Compact(nums)
-			for _, num := range nums {
-				z.srv(o, target, target, num)
-				z.srv(top, apex, target, num)
-			}
-			z.glue(o, target, m)
-			z.glue(top, target, m)
-			// Named ports: m.ports are distinct and sorted by name and
-			// protocol, so one owner's records for m come together.
-			var last *node
-			for _, p := range m.ports {
-				if p.name == "" {
-					continue
-				}
-				pk := portKey{p.name, p.proto}
-				np := byPort[pk]
-				if np == nil {
-					np = &named{owner: "_" + p.name + "._" + p.proto + "." + apex, n: &node{srv: make([]dns.SRV, 0, len(members))}}
-					byPort[pk] = np
-					nodes["_"+p.proto+"."+apex] = &node{} // empty non-terminal
-				}
-				z.srv(np.n, np.owner, target, p.num)
-				if np.n != last {
-					z.glue(np.n, target, m)
-					last = np.n
-				}
-			}
-			nodes[target] = finish(o)
-			// A pod name with dots ("a.b") is several labels; the names
-			// between it and the service ("b.<svc>...") exist, empty.
-			for l := m.label; strings.Contains(l, "."); {
-				_, l, _ = strings.Cut(l, ".")
-				if _, ok := nodes[l+"."+apex]; !ok {
-					nodes[l+"."+apex] = &node{}
-				}
-			}
-		}
-		for _, np := range byPort {
-			nodes[np.owner] = finish(np.n)
-		}
-		nodes[apex] = finish(top)
+	// The service's own addresses, each once.
+	slices.Sort(all4)
+	slices.SortFunc(all6, netip.Addr.Compare)
+	all4, all6 = slices.Compact(all4), slices.Compact(all6)
+	d.all = make([]byte, 0, 4*len(all4)+16*len(all6))
+	for _, a := range all4 {
+		d.all = binary.BigEndian.AppendUint32(d.all, a)
+	}
+	d.all4 = len(d.all)
+	for _, a := range all6 {
+		b := a.As16()
+		d.all = append(d.all, b[:]...)
 	}
 
-	primary := ".svc." + z.forward[0] // setup insists on a forward zone
-	for _, m := range members {
-		if !m.hostname {
-			continue
-		}
-		target := m.label + "." + name + "." + ns + primary
-		for _, a := range append(slices.Clip(m.v4), m.v6...) {
-			rev := reverseName(a)
-			if !inZones(rev, z.reverse) {
+	// Named ports, and the _<proto> names above them: each set's named
+	// ports give one SRV record per member that has the set.
+	perSet := make([]int, len(d.sets))
+	for i := range d.members {
+		perSet[d.members[i].set]++
+	}
+	for si := range d.sets {
+		for _, p := range d.sets[si].ports {
+			if p.name == "" {
 				continue
 			}
-			f.ptrs = append(f.ptrs, ptrEntry{reverse: rev, target: target})
+			j := slices.IndexFunc(d.named, func(n namedPort) bool { return n.name == p.name && n.proto == p.proto })
+			if j < 0 {
+				j = len(d.named)
+				d.named = append(d.named, namedPort{label: "_" + p.name + "._" + p.proto, name: p.name, proto: p.proto})
+				d.ents = append(d.ents, "_"+p.proto)
+			}
+			d.named[j].srvs += perSet[si]
 		}
 	}
-	return f
+	slices.SortFunc(d.named, func(a, b namedPort) int { return labelOrder(a.label, b.label) })
+
+	// A pod name with dots ("a.b") is several labels; the names between
+	// it and the service ("b.<svc>...") exist, empty, unless a member has
+	// that name.
+	for i := range d.members {
+		for l := d.members[i].label; strings.Contains(l, "."); {
+			_, l, _ = strings.Cut(l, ".")
+			if _, ok := slices.BinarySearchFunc(d.members, l, func(m member, l string) int { return labelOrder(m.label, l) }); !ok {
+				d.ents = append(d.ents, l)
+			}
+		}
+	}
+	slices.SortFunc(d.ents, labelOrder)
+	d.ents = slices.Clip(slices.Compact(d.ents))
+
+	// Reverse names: the addresses of members named by their hostname,
+	// in the reverse zones, each with its first member in name order.
+	if len(z.reverse) > 0 {
+		d.ptr4 = make([]uint64, 0, len(all4))
+		for i := range d.members {
+			m := &d.members[i]
+			if !m.hostname {
+				continue
+			}
+			v4, v6 := m.v4(d), m.v6(d)
+			for j := 0; j < len(v4); j += 4 {
+				if z.addrInZones(netip.AddrFrom4([4]byte(v4[j : j+4]))) {
+					d.ptr4 = append(d.ptr4, uint64(be32(v4[j:]))<<32|uint64(i))
+				}
+			}
+			for j := 0; j < len(v6); j += 16 {
+				if z.addrInZones(netip.AddrFrom16([16]byte(v6[j : j+16]))) {
+					d.ptr6 = append(d.ptr6, addrRef{off: m.addr + uint32(len(v4)+j), m: uint32(i)})
+				}
+			}
+		}
+		slices.Sort(d.ptr4)
+		d.ptr4 = slices.Clip(slices.CompactFunc(d.ptr4, func(a, b uint64) bool { return a>>32 == b>>32 }))
+		d.ptr6 = d.sortRefs(d.ptr6)
+	}
+	return d
+}
+
+// portSet returns the index of the set of ports ps in d.sets, adding it
+// the first time. Members of one slice share its list, and so one set.
+// seen indexes the sets once there are many.
+func (d *svcData) portSet(ps []port, seen *map[*port]uint32) uint32 {
+	var key *port
+	if len(ps) > 0 {
+		key = &ps[0]
+	}
+	same := func(i int) bool {
+		q := d.sets[i].ports
+		return len(q) == 0 && key == nil || len(q) > 0 && &q[0] == key
+	}
+	if n := len(d.sets); n > 0 && same(n-1) {
+		return uint32(n - 1) // the same as the member before, usually
+	}
+	if *seen == nil {
+		for i := range d.sets {
+			if same(i) {
+				return uint32(i)
+			}
+		}
+	} else if i, ok := (*seen)[key]; ok {
+		return i
+	}
+	s := portSet{ports: ps}
+	for _, p := range portsOrNone(ps) {
+		s.nums = append(s.nums, p.num)
+	}
+	slices.Sort(s.nums)
+	s.nums = slices.Clip(slices.Compact(s.nums))
+	i := uint32(len(d.sets))
+	d.sets = append(d.sets, s)
+	switch {
+	case *seen != nil:
+		(*seen)[key] = i
+	case len(d.sets) > 8:
+		*seen = map[*port]uint32{}
+		for j := range d.sets {
+			var k *port
+			if len(d.sets[j].ports) > 0 {
+				k = &d.sets[j].ports[0]
+			}
+			(*seen)[k] = uint32(j)
+		}
+	}
+	return i
+}
+
+// sortRefs sorts refs to IPv6 addresses by address, then member, and keeps
+// the first of each address.
+func (d *svcData) sortRefs(refs []addrRef) []addrRef {
+	addr := func(r addrRef) []byte { return d.addrs[r.off : r.off+16] }
+	slices.SortFunc(refs, func(a, b addrRef) int {
+		if c := compareBytes(addr(a), addr(b)); c != 0 {
+			return c
+		}
+		return int(a.m) - int(b.m)
+	})
+	return slices.Clip(slices.CompactFunc(refs, func(a, b addrRef) bool { return compareBytes(addr(a), addr(b)) == 0 }))
 }
 
 // collect groups the ready endpoints of a service's slices into members,
-// sorted by label, each with sorted distinct addresses and ports. With
-// podNames, endpoints without a hostname are named after their pods (see
-// endpointLabel).
-func collect(sl []*discovery.EndpointSlice, podNames bool) []*member {
+// sorted by name (see compareLabels), each with sorted distinct addresses
+// and ports. With podNames, endpoints without a hostname are named after
+// their pods (see endpointLabel). Each address gets a draft of its own;
+// sorting them by label brings those that share a name together, and
+// where several do, the first in slice order gives the member its kind.
+func collect(sl []*discovery.EndpointSlice, podNames bool) []*draft {
+	var c collector
+	return c.collect(sl, podNames)
+}
+
+// collector is collect with buffers that one build after another reuses.
+// What collect returns lives in them: it is good until the next collect
+// or release.
+type collector struct {
+	sum     []byte // for names.sum
+	raw     []draft
+	byLabel []*draft
+	keys    []uint64
+	sorted  []*draft
+}
+
+// keepDrafts is how many drafts a collector keeps room for between builds.
+const keepDrafts = 4096
+
+// release drops the collector's hold on the objects the last collect read,
+// and its buffers when they grew beyond keepDrafts.
+func (c *collector) release() {
+	clear(c.raw)
+	clear(c.byLabel)
+	clear(c.sorted)
+	if cap(c.raw) > keepDrafts || cap(c.sum) > 64*keepDrafts {
+		*c = collector{}
+	}
+}
+
+func (c *collector) collect(sl []*discovery.EndpointSlice, podNames bool) []*draft {
 	n := 0
 	for _, s := range sl {
 		if s != nil {
-			n += len(s.Endpoints)
+			for i := range s.Endpoints {
+				n += len(s.Endpoints[i].Addresses)
+			}
 		}
 	}
-	byLabel := make(map[string]*member, n)
-	var chunk []member // members are carved from chunks that never move
+	raw := c.raw[:0]
+	if cap(raw) < n {
+		raw = make([]draft, 0, n)
+	}
 	for si, s := range sl {
 		if s == nil || (s.AddressType != discovery.AddressTypeIPv4 && s.AddressType != discovery.AddressTypeIPv6) {
 			continue
 		}
-		ports := slicePorts(s.Ports)
+		ports := slicePorts(s.Ports) // sorted and distinct already
 		for i := range s.Endpoints {
 			ep := &s.Endpoints[i]
 			if ep.Conditions.Ready != nil && !*ep.Conditions.Ready {
@@ -280,50 +339,130 @@ func collect(sl []*discovery.EndpointSlice, podNames bool) []*member {
 				// plugin names them: an endpoint with two addresses and
 				// no hostname has two names.
 				label, fromHost := endpointLabel(ep, text, a, podNames)
-				m := byLabel[label]
-				if m == nil {
-					if len(chunk) == 0 {
-						chunk = make([]member, min(n, 1024))
-					}
-					m, chunk = &chunk[0], chunk[1:]
-					m.label, m.hostname = label, fromHost
-					byLabel[label] = m
-				}
-				if a.Is4() {
-					m.v4 = m.addAddr(m.v4, m.v6, a)
-				} else {
-					m.v6 = m.addAddr(m.v6, m.v4, a)
-				}
-				if m.slice != si+1 {
-					switch {
-					case m.slice == 0:
-						m.ports, m.shared = ports, true // sorted and distinct already
-					default:
-						m.ports, m.shared = append(slices.Clip(m.ports), ports...), false
-					}
-					m.slice = si + 1
-				}
+				raw = append(raw, draft{label: label, hostname: fromHost, ports: ports, shared: true, slice: si + 1, one: [1]netip.Addr{a}})
 			}
 		}
 	}
-	out := make([]*member, 0, len(byLabel))
-	for _, m := range byLabel {
-		if len(m.v4) > 1 {
+	c.raw = raw
+	byLabel := resize(c.byLabel, len(raw))
+	c.byLabel = byLabel
+	for i := range raw {
+		byLabel[i] = &raw[i]
+	}
+	c.sortDrafts(byLabel)
+
+	out := byLabel[:0]
+	for i := 0; i < len(byLabel); {
+		m := byLabel[i]
+		j := i + 1
+		for j < len(byLabel) && byLabel[j].label == m.label {
+			j++
+		}
+		if j == i+1 {
+			if m.one[0].Is4() {
+				m.v4 = m.one[:1:1]
+			} else {
+				m.v6 = m.one[:1:1]
+			}
+		} else {
+			for _, o := range byLabel[i:j] {
+				if a := o.one[0]; a.Is4() {
+					m.v4 = append(m.v4, a)
+				} else {
+					m.v6 = append(m.v6, a)
+				}
+				if o.slice != m.slice {
+					m.ports, m.shared = append(slices.Clip(m.ports), o.ports...), false
+					m.slice = o.slice
+				}
+			}
 			slices.SortFunc(m.v4, netip.Addr.Compare)
 			m.v4 = slices.Clip(slices.Compact(m.v4))
-		}
-		if len(m.v6) > 1 {
 			slices.SortFunc(m.v6, netip.Addr.Compare)
 			m.v6 = slices.Clip(slices.Compact(m.v6))
-		}
-		if !m.shared {
-			slices.SortFunc(m.ports, comparePort)
-			m.ports = slices.Clip(slices.Compact(m.ports))
+			if !m.shared {
+				slices.SortFunc(m.ports, comparePort)
+				m.ports = slices.Clip(slices.Compact(m.ports))
+			}
 		}
 		out = append(out, m)
+		i = j
 	}
-	slices.SortFunc(out, func(a, b *member) int { return strings.Compare(a.label, b.label) })
-	return out
+	return slices.Clip(out)
+}
+
+// sortDrafts sorts drafts by label (see compareLabels), and those with
+// one label in the order they have. Labels of one service mostly share a
+// prefix ("web-"); it sorts numbers made of the 6 bytes after that prefix
+// and each draft's position, and compares whole labels only where those 6
+// bytes are the same.
+func (c *collector) sortDrafts(ds []*draft) {
+	if len(ds) < 2 {
+		return
+	}
+	p := len(ds[0].label)
+	for _, d := range ds[1:] {
+		p = min(p, len(d.label))
+		for i := 0; i < p; i++ {
+			if d.label[i] != ds[0].label[i] {
+				p = i
+				break
+			}
+		}
+	}
+	byLabel := func(a, b *draft) int { return labelOrder(a.label, b.label) }
+	if len(ds) > 1<<16 {
+		slices.SortStableFunc(ds, byLabel)
+		return
+	}
+	keys := resize(c.keys, len(ds))
+	c.keys = keys
+	for i, d := range ds {
+		keys[i] = labelKey(d.label[p:])&^0xffff | uint64(i)
+	}
+	slices.Sort(keys)
+	sorted := resize(c.sorted, len(ds))
+	c.sorted = sorted
+	for i, k := range keys {
+		sorted[i] = ds[uint16(k)]
+	}
+	// Labels that the key does not tell apart, in the order they had.
+	for i := 0; i < len(keys); {
+		j := i + 1
+		for j < len(keys) && keys[j]>>16 == keys[i]>>16 {
+			j++
+		}
+		if j > i+1 {
+			slices.SortStableFunc(sorted[i:j], byLabel)
+		}
+		i = j
+	}
+	copy(ds, sorted)
+}
+
+// resize returns s with length n, reusing its array when it has room.
+func resize[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	return s[:n]
+}
+
+// labelKey is the first 8 bytes of s+".", padded with zeros, as a big
+// endian number: keys that differ order as compareLabels orders the labels.
+func labelKey(s string) uint64 {
+	var k uint64
+	for i := range 8 {
+		var c byte
+		switch {
+		case i < len(s):
+			c = s[i]
+		case i == len(s):
+			c = '.'
+		}
+		k = k<<8 | uint64(c)
+	}
+	return k
 }
 
 func slicePorts(in []discovery.EndpointPort) []port {
@@ -367,140 +506,56 @@ func portsOrNone(ps []port) []port {
 	return ps
 }
 
-// addrs adds m's addresses to n as A and AAAA records owned by owner.
-func (z *names) addrs(n *node, owner string, m *member) {
-	for _, ip := range m.ip4 {
-		n.a = append(n.a, dns.A{Hdr: z.hdr(owner, dns.TypeA), A: ip})
-	}
-	for _, ip := range m.ip6 {
-		n.aaaa = append(n.aaaa, dns.AAAA{Hdr: z.hdr(owner, dns.TypeAAAA), AAAA: ip})
-	}
-}
-
-// srv adds an SRV record for port num of target to n. Callers add each
-// (port, target) pair once.
-func (z *names) srv(n *node, owner, target string, num uint16) {
-	n.srv = append(n.srv, dns.SRV{Hdr: z.hdr(owner, dns.TypeSRV), Port: num, Target: target})
-}
-
-// glue adds m's addresses, known as target, to n's additional section.
-// Callers add each target once.
-func (z *names) glue(n *node, target string, m *member) {
-	for _, ip := range m.ip4 {
-		n.glueA = append(n.glueA, dns.A{Hdr: z.hdr(target, dns.TypeA), A: ip})
-	}
-	for _, ip := range m.ip6 {
-		n.glueAAAA = append(n.glueAAAA, dns.AAAA{Hdr: z.hdr(target, dns.TypeAAAA), AAAA: ip})
-	}
-}
-
-// addAddr appends a to s, one of the member's address lists (other is the
-// other one), using the member's room for one address first.
-func (m *member) addAddr(s, other []netip.Addr, a netip.Addr) []netip.Addr {
-	if s == nil && other == nil {
-		m.one[0] = a
-		return m.one[:1:1]
-	}
-	return append(s, a)
-}
-
-// slab hands out the nodes of a service's members with their record
-// slices carved from shared arrays, each capped so that no append spills
-// into a neighbour.
-type slab struct {
-	nodes []node
-	a     []dns.A
-	aaaa  []dns.AAAA
-	srv   []dns.SRV
-}
-
-func newSlab(nodes, a, aaaa, srv int) *slab {
-	return &slab{
-		nodes: make([]node, nodes),
-		a:     make([]dns.A, 0, 2*a), // addresses and glue
-		aaaa:  make([]dns.AAAA, 0, 2*aaaa),
-		srv:   make([]dns.SRV, 0, srv),
-	}
-}
-
-// next returns an empty node with room for a A, aaaa AAAA and srv SRV
-// records, and the same again as glue.
-func (s *slab) next(a, aaaa, srv int) *node {
-	n := &s.nodes[0]
-	s.nodes = s.nodes[1:]
-	n.a, s.a = carve(s.a, a)
-	n.glueA, s.a = carve(s.a, a)
-	n.aaaa, s.aaaa = carve(s.aaaa, aaaa)
-	n.glueAAAA, s.aaaa = carve(s.aaaa, aaaa)
-	n.srv, s.srv = carve(s.srv, srv)
-	return n
-}
-
-// carve takes an empty slice with capacity n from the free room of buf,
-// or makes one when buf has no room left.
-func carve[T any](buf []T, n int) (part, rest []T) {
-	if n == 0 {
-		return nil, buf
-	}
-	if cap(buf)-len(buf) < n {
-		return make([]T, 0, n), buf
-	}
-	return buf[len(buf) : len(buf) : len(buf)+n], buf[:len(buf)+n]
-}
-
-// reverseName is dns.ReverseAddr for an address already parsed, with one
-// allocation: "4.3.2.1.in-addr.arpa." or the nibbles under ip6.arpa.
+// reverseName is dns.ReverseAddr for an address already parsed:
+// "4.3.2.1.in-addr.arpa." or the nibbles under ip6.arpa.
 func reverseName(a netip.Addr) string {
-	var buf [80]byte
-	b := buf[:0]
+	var buf [maxReverse]byte
+	return string(appendReverse(buf[:0], a))
+}
+
+// maxReverse is the length of the longest reverse name, an IPv6 one.
+const maxReverse = 64 + len("ip6.arpa.")
+
+// addrInZones reports whether the reverse name of a is in the reverse
+// zones.
+func (z *names) addrInZones(a netip.Addr) bool {
+	for _, r := range z.reverse {
+		// The usual zones hold every address of a family.
+		if r == "arpa." || a.Is4() && r == "in-addr.arpa." || a.Is6() && r == "ip6.arpa." {
+			return true
+		}
+	}
+	var buf [maxReverse]byte
+	return inZones(appendReverse(buf[:0], a), z.reverse)
+}
+
+// appendReverse appends the reverse name of a to b.
+func appendReverse(b []byte, a netip.Addr) []byte {
 	if a.Is4() {
 		v := a.As4()
 		for i := 3; i >= 0; i-- {
 			b = strconv.AppendUint(b, uint64(v[i]), 10)
 			b = append(b, '.')
 		}
-		return string(append(b, "in-addr.arpa."...))
+		return append(b, "in-addr.arpa."...)
 	}
 	const hex = "0123456789abcdef"
 	v := a.As16()
 	for i := 15; i >= 0; i-- {
 		b = append(b, hex[v[i]&0xf], '.', hex[v[i]>>4], '.')
 	}
-	return string(append(b, "ip6.arpa."...))
+	return append(b, "ip6.arpa."...)
 }
 
 func (z *names) hdr(owner string, t uint16) dns.RR_Header {
 	return dns.RR_Header{Name: owner, Rrtype: t, Class: dns.ClassINET, Ttl: z.ttl}
 }
 
-// finish orders n's records and spreads the SRV weight evenly.
-func finish(n *node) *node {
-	// Every A holds 4 bytes and every AAAA 16 (see build), so byte order
-	// is address order.
-	slices.SortFunc(n.a, func(x, y dns.A) int { return bytes.Compare(x.A, y.A) })
-	slices.SortFunc(n.aaaa, func(x, y dns.AAAA) int { return bytes.Compare(x.AAAA, y.AAAA) })
-	slices.SortFunc(n.srv, func(x, y dns.SRV) int {
-		if c := strings.Compare(x.Target, y.Target); c != 0 {
-			return c
-		}
-		return int(x.Port) - int(y.Port)
-	})
-	n.a = slices.CompactFunc(n.a, func(x, y dns.A) bool { return x.A.Equal(y.A) })
-	n.aaaa = slices.CompactFunc(n.aaaa, func(x, y dns.AAAA) bool { return x.AAAA.Equal(y.AAAA) })
-	if len(n.srv) > 0 {
-		w := uint16(max(1, 100/len(n.srv)))
-		for i := range n.srv {
-			n.srv[i].Weight = w
-		}
-	}
-	return n
-}
-
 // inZones reports whether name, lowercased and without escapes, is one of
 // zones or below one.
-func inZones(name string, zones []string) bool {
+func inZones[T ~string | ~[]byte](name T, zones []string) bool {
 	for _, z := range zones {
-		if z == "." || name == z || len(name) > len(z) && name[len(name)-len(z)-1] == '.' && strings.HasSuffix(name, z) {
+		if z == "." || string(name) == z || len(name) > len(z) && name[len(name)-len(z)-1] == '.' && string(name[len(name)-len(z):]) == z {
 			return true
 		}
 	}

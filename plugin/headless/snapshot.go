@@ -1,6 +1,8 @@
 package headless
 
 import (
+	"cmp"
+	"encoding/binary"
 	"slices"
 	"strings"
 	"sync"
@@ -27,52 +29,41 @@ type lister interface {
 
 // builder turns changed services into new snapshots. It keeps the
 // bookkeeping that lets one change rebuild only what it touches: a changed
-// service gets a new index of its forward names, swapped in with one
-// pointer, and only the reverse names whose targets changed are rebuilt.
+// service gets new indexes of its forward names, swapped in with one
+// pointer per zone, and only the addresses it gained or lost change in the
+// reverse maps.
 // Sources call apply from one goroutine at a time; mu makes that a rule.
 type builder struct {
-	mu    sync.Mutex
-	names names
-	flat  []bool // per forward zone: its names live in table.other
+	mu      sync.Mutex
+	names   names
+	scratch collector // reused by one build after another
 
 	cur       *snapshot // the last snapshot apply returned
 	built     bool      // whether apply has returned one
 	svcs      map[svcKey]*served
-	ptrs      map[string][]ptrOwner // reverse name -> who points it where
-	ancestors map[string]int        // reference counts of ancestor names
-	total     int                   // ready addresses served, for metrics
-	indexed   int                   // names in service indexes, for metrics
-	named     int                   // names in table.other, for metrics
+	byApex    map[string]*served // by name in the primary zone
+	ancestors map[string]int     // reference counts of ancestor names
+	total     int                // ready addresses served, for metrics
+	indexed   int                // names in service indexes, for metrics
+	named     int                // ancestors and reverse names, for metrics
 }
 
 // served is what the builder remembers of one headless service.
 type served struct {
-	sum       [32]byte // of the inputs of its fragment (see names.sum)
-	apexes    []string // its names, one per forward zone
-	nodes     []map[string]*node
-	ptrs      []ptrEntry
+	sum       [32]byte // of the inputs of its data (see names.sum)
+	data      *svcData
+	solo      *ptrSet // the reverse maps' value for addresses only it names
 	ancestors []string
-	endpoints int
-}
-
-type ptrOwner struct {
-	key    svcKey
-	target string
 }
 
 func newBuilder(z names) *builder {
-	b := &builder{
+	return &builder{
 		names:     z,
 		cur:       &snapshot{names: &table{}},
 		svcs:      map[svcKey]*served{},
-		ptrs:      map[string][]ptrOwner{},
+		byApex:    map[string]*served{},
 		ancestors: map[string]int{},
 	}
-	all := append(slices.Clip(z.forward), z.reverse...)
-	for _, f := range z.forward {
-		b.flat = append(b.flat, flatZone(f, all))
-	}
-	return b
 }
 
 // flatZone reports whether the forward zone z keeps its names in the flat
@@ -102,27 +93,24 @@ func (b *builder) apply(l lister, keys []svcKey) *snapshot {
 	defer func() { snapshotBuild.Observe(time.Since(start).Seconds()) }()
 
 	w := newTableWriter(b.cur.names)
-	touchedPTR := map[string]bool{}
 	for _, k := range keys {
 		old := b.svcs[k]
 		svc := l.service(k)
 		if !IsHeadless(svc) {
 			if old != nil {
-				b.replace(w, k, old, nil, touchedPTR)
+				b.replace(w, k, old, nil)
 			}
 			continue
 		}
-		members := collect(l.slices(k), b.names.podNames)
-		sum := b.names.sum(svc, members)
+		members := b.scratch.collect(l.slices(k), b.names.podNames)
+		var sum [32]byte
+		sum, b.scratch.sum = b.names.sum(svc, members, b.scratch.sum)
 		if old != nil && old.sum == sum {
-			continue // the same input gives the same fragment
+			continue // the same input gives the same data
 		}
-		f := b.names.build(svc, members)
-		b.replace(w, k, old, &served{sum: sum, apexes: f.apexes, nodes: f.nodes, ptrs: f.ptrs, ancestors: f.ancestors, endpoints: f.endpoints}, touchedPTR)
+		b.replace(w, k, old, &served{sum: sum, data: b.names.build(members)})
 	}
-	for rev := range touchedPTR {
-		w.put(rev, b.ptrNode(rev))
-	}
+	b.scratch.release()
 	if !w.changed() && b.built {
 		return b.cur
 	}
@@ -134,121 +122,149 @@ func (b *builder) apply(l lister, keys []svcKey) *snapshot {
 	b.cur = &snapshot{names: w.done(), serial: serial}
 	servedObjects.WithLabelValues("service").Set(float64(len(b.svcs)))
 	servedObjects.WithLabelValues("endpoint").Set(float64(b.total))
-	b.named += w.other.delta
+	b.named += w.delta()
 	servedObjects.WithLabelValues("name").Set(float64(b.indexed + b.named))
 	return b.cur
 }
 
 // replace swaps what service k served (old, nil: nothing) for s (nil:
 // nothing).
-func (b *builder) replace(w *tableWriter, k svcKey, old, s *served, touchedPTR map[string]bool) {
+func (b *builder) replace(w *tableWriter, k svcKey, old, s *served) {
+	ns, name := strings.ToLower(k.Namespace), strings.ToLower(k.Name)
+	primary := name + "." + ns + ".svc." + b.names.forward[0]
 	var none served
+	none.data = &svcData{}
 	if old == nil {
 		old = &none
 	}
 	next := s
 	if next == nil {
 		next = &none
+	} else {
+		next.solo, next.ancestors = old.solo, old.ancestors // the same service
+		if next.solo == nil {
+			next.solo = &ptrSet{apexes: []string{primary}}
+			for _, zone := range b.names.forward {
+				next.ancestors = append(next.ancestors, "svc."+zone, ns+".svc."+zone)
+			}
+		}
 	}
 
-	// Forward names: one new index per zone, or the names one by one in a
-	// flat zone.
-	ns, name := strings.ToLower(k.Namespace), strings.ToLower(k.Name)
+	// Forward names: one new index per zone.
 	for i, zone := range b.names.forward {
-		apex := name + "." + ns + ".svc." + zone
-		var was, is map[string]*node
-		if len(old.nodes) > 0 {
-			was = old.nodes[i]
+		apex := primary
+		if i > 0 {
+			apex = name + "." + ns + ".svc." + zone
 		}
-		if len(next.nodes) > 0 {
-			is = next.nodes[i]
+		var idx *svcIndex
+		if s != nil {
+			idx = &svcIndex{apex: apex, svcData: next.data}
+			b.indexed += idx.names()
 		}
-		if !b.flat[i] {
-			var idx *svcIndex
-			if is != nil {
-				idx = &svcIndex{names: is}
-			}
-			b.indexed += len(is) - len(was)
-			w.putService(apex, apex[:len(apex)-len(zone)], idx)
-			continue
+		if old != &none {
+			b.indexed -= (&svcIndex{svcData: old.data}).names()
 		}
-		for n := range was {
-			if _, ok := is[n]; !ok {
-				w.put(n, nil)
-			}
-		}
-		for n, nd := range is {
-			w.put(n, nd)
-		}
+		w.putService(apex, apex[:len(apex)-len(zone)], idx)
 	}
 
 	// Count the new ancestors before dropping the old ones, so that a
 	// service that stays does not take its ancestors out and back in.
 	for _, a := range next.ancestors {
 		if b.ancestors[a]++; b.ancestors[a] == 1 {
-			w.put(a, ancestorNode)
+			w.putAncestor(a, true)
 		}
 	}
 	for _, a := range old.ancestors {
 		if b.ancestors[a]--; b.ancestors[a] <= 0 {
 			delete(b.ancestors, a)
-			w.put(a, nil)
+			w.putAncestor(a, false)
 		}
 	}
 
-	// Reverse names: only those whose (name, target) pairs changed.
-	keep := make(map[ptrEntry]bool, len(next.ptrs))
-	for _, p := range next.ptrs {
-		keep[p] = true
+	// Reverse names: only the addresses the service gained or lost.
+	if s != nil {
+		b.byApex[primary] = next
 	}
-	for _, p := range old.ptrs {
-		if keep[p] {
-			delete(keep, p) // there before and after
-			continue
+	var a4 [4]byte
+	walkSorted(old.data.ptr4, next.data.ptr4, func(a, b uint64) int { return cmp.Compare(a>>32, b>>32) }, func(r uint64, gained bool) {
+		binary.BigEndian.PutUint32(a4[:], uint32(r>>32))
+		b.renamed(w, a4[:], primary, next.solo, gained)
+	})
+	od, nd := old.data, next.data
+	walkSorted(od.ptr6, nd.ptr6, func(a, b addrRef) int { return compareBytes(od.addrs[a.off:a.off+16], nd.addrs[b.off:b.off+16]) }, func(r addrRef, gained bool) {
+		if gained {
+			b.renamed(w, nd.addrs[r.off:r.off+16], primary, next.solo, true)
+		} else {
+			b.renamed(w, od.addrs[r.off:r.off+16], primary, next.solo, false)
 		}
-		b.ptrs[p.reverse] = slices.DeleteFunc(b.ptrs[p.reverse], func(o ptrOwner) bool { return o.key == k && o.target == p.target })
-		touchedPTR[p.reverse] = true
-	}
-	for _, p := range next.ptrs {
-		if keep[p] {
-			b.ptrs[p.reverse] = append(b.ptrs[p.reverse], ptrOwner{key: k, target: p.target})
-			touchedPTR[p.reverse] = true
-		}
-	}
+	})
 
-	b.total += next.endpoints - old.endpoints
+	b.total += next.data.endpoints - old.data.endpoints
 	if s == nil {
 		delete(b.svcs, k)
+		delete(b.byApex, primary)
 		return
 	}
 	b.svcs[k] = s
 }
 
-var ancestorNode = &node{kind: kindAncestor}
-
-// ptrNode builds the node of a reverse name from everyone who points it
-// somewhere: one name per headless service (the first in name order when
-// a service has several endpoints with that address), in a stable order.
-// It returns the published node itself when that says the same.
-func (b *builder) ptrNode(rev string) *node {
-	owners := b.ptrs[rev]
-	if len(owners) == 0 {
-		delete(b.ptrs, rev)
-		return nil
-	}
-	first := make(map[svcKey]string, len(owners))
-	for _, o := range owners {
-		if t, ok := first[o.key]; !ok || o.target < t {
-			first[o.key] = o.target
+// walkSorted calls f for every element of was that is not in is (gained
+// false) and every element of is that is not in was (gained true); both
+// are sorted by compare, which compares an element of was with one of is.
+func walkSorted[T any](was, is []T, compare func(w, i T) int, f func(e T, gained bool)) {
+	i, j := 0, 0
+	for i < len(was) || j < len(is) {
+		switch {
+		case j == len(is) || i < len(was) && compare(was[i], is[j]) < 0:
+			f(was[i], false)
+			i++
+		case i == len(was) || compare(was[i], is[j]) > 0:
+			f(is[j], true)
+			j++
+		default:
+			i++
+			j++
 		}
 	}
-	n := &node{ptr: make([]dns.PTR, 0, len(first))}
-	for _, target := range first {
-		n.ptr = append(n.ptr, dns.PTR{Hdr: b.names.hdr(rev, dns.TypePTR), Ptr: target})
+}
+
+// renamed records the service called apex in the primary zone (solo: its
+// one-element set) as a namer of address a (4 or 16 bytes) when gained,
+// or as no more one.
+func (b *builder) renamed(w *tableWriter, a []byte, apex string, solo *ptrSet, gained bool) {
+	if gained {
+		w.putPTR(a, with(w.next.namers(a), apex, solo))
+	} else {
+		w.putPTR(a, b.without(w.next.namers(a), apex))
 	}
-	slices.SortFunc(n.ptr, func(x, y dns.PTR) int { return strings.Compare(x.Ptr, y.Ptr) })
-	if have := b.cur.names.other.shard(hash(rev))[rev]; have != nil && slices.Equal(have.ptr, n.ptr) {
-		return have
+}
+
+// with returns the set s with apex added; solo is apex's own set.
+func with(s *ptrSet, apex string, solo *ptrSet) *ptrSet {
+	if s == nil || len(s.apexes) == 0 {
+		return solo
 	}
-	return n
+	if slices.Contains(s.apexes, apex) {
+		return s
+	}
+	out := &ptrSet{apexes: append(slices.Clip(s.apexes), apex)}
+	slices.Sort(out.apexes)
+	return out
+}
+
+// without returns the set s with apex taken out, nil when none is left.
+func (b *builder) without(s *ptrSet, apex string) *ptrSet {
+	if s == nil || !slices.Contains(s.apexes, apex) {
+		return s
+	}
+	rest := slices.DeleteFunc(slices.Clone(s.apexes), func(a string) bool { return a == apex })
+	switch len(rest) {
+	case 0:
+		return nil
+	case 1:
+		if o := b.byApex[rest[0]]; o != nil {
+			return o.solo
+		}
+	}
+	return &ptrSet{apexes: rest}
 }

@@ -333,7 +333,9 @@ func (s *kubeSource) stop() {
 
 // slim keeps only what the plugin reads, so that the caches stay small.
 // It runs before objects enter the informers' stores. Endpoints keep the
-// name of their targetRef only with endpoint_pod_names.
+// name of their targetRef only with endpoint_pod_names, and only when they
+// have no hostname to be named by. BenchmarkCacheMemory measures what the
+// slimmed objects hold.
 func (s *kubeSource) slim(o any) (any, error) {
 	switch v := o.(type) {
 	case *corev1.Service:
@@ -351,9 +353,12 @@ func (s *kubeSource) slim(o any) (any, error) {
 			eps[i] = discovery.Endpoint{
 				Addresses:  ep.Addresses,
 				Hostname:   ep.Hostname,
-				Conditions: discovery.EndpointConditions{Ready: ep.Conditions.Ready},
+				Conditions: discovery.EndpointConditions{Ready: sharedBool(ep.Conditions.Ready)},
 			}
-			if s.podNames && ep.TargetRef != nil {
+			// The pod's name only names an endpoint without a hostname
+			// (see endpointLabel).
+			named := ep.Hostname != nil && validLabel(*ep.Hostname)
+			if s.podNames && ep.TargetRef != nil && !named {
 				eps[i].TargetRef = &corev1.ObjectReference{Name: ep.TargetRef.Name}
 			}
 		}
@@ -366,6 +371,21 @@ func (s *kubeSource) slim(o any) (any, error) {
 	}
 	return o, nil
 }
+
+// sharedBool returns a pointer to a shared true or false, so that the
+// cache does not keep one small allocation of the decoder per endpoint
+// alive. Cached objects are never written to.
+func sharedBool(p *bool) *bool {
+	switch {
+	case p == nil:
+		return nil
+	case *p:
+		return &sharedTrue
+	}
+	return &sharedFalse
+}
+
+var sharedTrue, sharedFalse = true, false
 
 func slimMeta(m metav1.ObjectMeta, annotation string) metav1.ObjectMeta {
 	out := metav1.ObjectMeta{Name: m.Name, Namespace: m.Namespace, ResourceVersion: m.ResourceVersion, UID: m.UID}

@@ -1,74 +1,49 @@
 package headless
 
-import "github.com/miekg/dns"
+// fanout is the width of each of the three levels over which a table
+// splits its services and reverse names: 16 by 16 by 16, 4,096 maps. A
+// change copies the small arrays on the way to the maps it touches, and
+// those maps, so what it copies stays small however many names the
+// cluster has.
+const fanout = 16
 
-// node holds everything the plugin answers for one owner name. Nodes are
-// built once and never changed after they are published; ServeDNS copies
-// what it sends.
-type node struct {
-	a    []dns.A
-	aaaa []dns.AAAA
-	srv  []dns.SRV
-	ptr  []dns.PTR
-	// glueA and glueAAAA are the addresses of the SRV targets, for the
-	// additional section.
-	glueA    []dns.A
-	glueAAAA []dns.AAAA
+// sharded is a map split over fanout^3 maps by a hash of the key that the
+// caller computes. Arrays and maps are nil until something is put in them.
+type sharded[K comparable, V any] [fanout]*[fanout]*[fanout]map[K]V
 
-	kind nodeKind
-}
-
-type nodeKind uint8
-
-const (
-	// kindName is a name the plugin owns: it has records, or it is an empty
-	// non-terminal inside a headless service (_tcp.web.ns.svc.zone.).
-	kindName nodeKind = iota
-	// kindEmptyService is the name of a headless service without ready
-	// endpoints. It does not exist (NXDOMAIN), but it still makes every name
-	// below it the plugin's to answer.
-	kindEmptyService
-	// kindAncestor is svc.<zone>. or <ns>.svc.<zone>. above some headless
-	// service: it exists, but the plugin does not own it, so with
-	// fallthrough it goes to the next plugin.
-	kindAncestor
-)
-
-// fanout is the width of each of the two levels over which a table
-// splits its services and its other names: 64 groups of 64 maps. A change
-// copies the group arrays and the maps it touches, so what it copies stays
-// small however many names the cluster has.
-const fanout = 64
-
-// sharded is a map from names split over fanout*fanout maps by hash.
-// Groups and maps are nil until something is put in them.
-type sharded[V any] [fanout]*[fanout]map[string]V
-
-// shard returns the map that holds the keys of hash h, or nil.
-func (s *sharded[V]) shard(h uint32) map[string]V {
-	g := s[h%fanout]
-	if g == nil {
+// shard returns the map that holds the keys of hash h, or nil. A nil s
+// is empty.
+func (s *sharded[K, V]) shard(h uint32) map[K]V {
+	if s == nil {
 		return nil
 	}
-	return g[h/fanout%fanout]
+	a := s[h%fanout]
+	if a == nil {
+		return nil
+	}
+	b := a[h/fanout%fanout]
+	if b == nil {
+		return nil
+	}
+	return b[h/(fanout*fanout)%fanout]
 }
 
 // table is what a snapshot serves. Forward names live in one index per
 // headless service and zone (svcIndex), found by the service's name
 // (<svc>.<ns>.svc.<zone>.): a change to a service builds its index anew and
-// swaps that one pointer, whatever the size of the cluster. Reverse names,
-// the ancestors above services, and every name of a forward zone that a
-// more specific zone shadows (see flatZone) live in other. All keys are
-// lowercased names. A published table is never written to again.
+// swaps that one pointer, whatever the size of the cluster. Reverse names
+// are kept by address: an address maps to the services that name it, and
+// the name itself is read from the service's index when asked, so a
+// service that changes touches only the addresses it gained or lost. The
+// names above services (svc.<zone>., <ns>.svc.<zone>.) are in ancestors.
+// Keys of svcs and ancestors are lowercased names. Each map is nil until
+// something is put in it, and a new table shares those a change leaves
+// alone. A published table is never written to again.
 type table struct {
-	svcs  sharded[*svcIndex] // by service name; hash: svcHash
-	other sharded[*node]     // hash: of the name
-}
-
-// svcIndex holds the names of one headless service in one zone, its own
-// name among them, by full name.
-type svcIndex struct {
-	names map[string]*node
+	svcs      *sharded[string, *svcIndex] // by service name; hash: svcHash
+	ancestors *sharded[string, bool]      // hash: of the name
+	ptr4      *sharded[uint32, *ptrSet]   // IPv4 address (big endian) -> its namers; hash: hash4
+	ptr6      *sharded[[16]byte, *ptrSet] // IPv6 address -> its namers; hash: of the bytes
 }
 
 // svcHash hashes a service from the part of its name before the zone
@@ -76,122 +51,150 @@ type svcIndex struct {
 // again.
 func svcHash[T ~string | ~[]byte](nameNsSvc T) uint32 { return hash(nameNsSvc) }
 
-// find returns the node of key, a folded name in a zone of zoneLen bytes,
-// and whether key is at or below a headless service's name, which makes a
-// nil node a sure NXDOMAIN. h is key's hash; flat says the zone keeps its
-// names in other. It never allocates.
-func (t *table) find(key []byte, h uint32, zoneLen int, flat bool) (n *node, under bool) {
-	prefix := key[:len(key)-zoneLen]
-	if flat {
-		n = t.other.shard(h)[string(key)]
-		if n != nil || hasEscape(prefix) {
-			return n, false
-		}
-		if s := apexStart(prefix); s >= 0 {
-			return nil, t.other.shard(hash(key[s:]))[string(key[s:])] != nil
-		}
-		return nil, false
-	}
-	s := apexStart(prefix)
-	if s < 0 || hasEscape(prefix) {
-		return t.other.shard(h)[string(key)], false
-	}
-	idx := t.svcs.shard(svcHash(prefix[s:]))[string(key[s:])]
-	if idx == nil {
-		return nil, false
-	}
-	return idx.names[string(key)], true
+// hash4 spreads IPv4 addresses, whose low bytes vary most, over the shards.
+func hash4(a uint32) uint32 {
+	a ^= a >> 16
+	a *= 0x7feb352d
+	a ^= a >> 15
+	return a
 }
 
-// len counts the names in t. It visits every service; the builder keeps
+// service returns the index of the service called apex, a folded name, or
+// nil. nameNsSvc is apex without its zone.
+func (t *table) service(apex, nameNsSvc []byte) *svcIndex {
+	return t.svcs.shard(svcHash(nameNsSvc))[string(apex)]
+}
+
+// namers returns who names address a (4 or 16 bytes), or nil.
+func (t *table) namers(a []byte) *ptrSet {
+	if len(a) == 4 {
+		v := be32(a)
+		return t.ptr4.shard(hash4(v))[v]
+	}
+	var k [16]byte
+	copy(k[:], a)
+	return t.ptr6.shard(hash(a))[k]
+}
+
+func be32(a []byte) uint32 {
+	return uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
+}
+
+// ptrSet is the headless services that name one address with a hostname,
+// by their name in the primary zone. A service's own one-element set is
+// shared by all its addresses that only it names. Published sets are never
+// changed.
+type ptrSet struct {
+	apexes []string // sorted
+}
+
+// len counts the names in t: forward names in every service index,
+// ancestors and reverse names. It visits every service; the builder keeps
 // the count as it goes instead.
 func (t *table) len() int {
 	n := 0
-	t.each(func(string, *node) { n++ })
+	eachShard(t.svcs, func(_ string, idx *svcIndex) { n += idx.names() })
+	eachShard(t.ancestors, func(string, bool) { n++ })
+	eachShard(t.ptr4, func(uint32, *ptrSet) { n++ })
+	eachShard(t.ptr6, func([16]byte, *ptrSet) { n++ })
 	return n
 }
 
-// each calls f for every name in t, in no order.
-func (t *table) each(f func(name string, n *node)) {
-	for _, g := range t.svcs {
-		if g == nil {
-			continue
-		}
-		for _, m := range g {
-			for _, idx := range m {
-				for name, n := range idx.names {
-					f(name, n)
-				}
-			}
-		}
+// eachShard calls f for every key of s, in no order.
+func eachShard[K comparable, V any](s *sharded[K, V], f func(K, V)) {
+	if s == nil {
+		return
 	}
-	for _, g := range t.other {
-		if g == nil {
+	for _, a := range s {
+		if a == nil {
 			continue
 		}
-		for _, m := range g {
-			for name, n := range m {
-				f(name, n)
+		for _, b := range a {
+			if b == nil {
+				continue
+			}
+			for _, m := range b {
+				for k, v := range m {
+					f(k, v)
+				}
 			}
 		}
 	}
 }
 
 // cow makes the next version of a sharded map from the current one,
-// copying a group and a map the first time a change touches them.
-type cow[V comparable] struct {
-	next    *sharded[V]
-	group   [fanout]bool          // copied
-	maps    [fanout * fanout]bool // copied
+// copying an array or a map the first time a change touches it.
+type cow[K, V comparable] struct {
+	next    **sharded[K, V] // in the next table
+	top     bool            // *next copied
+	mid     uint16          // bit i: (*next)[i] copied
+	low     [fanout]uint16  // bit j of low[i]: (*next)[i][j] copied
+	maps    [fanout * fanout]uint16
 	changed bool
 	delta   int // keys added less keys removed
 }
 
 // put sets key, of hash h, to v; the zero V deletes it. Setting what is
 // there already changes nothing.
-func (c *cow[V]) put(h uint32, key string, v V) {
+func (c *cow[K, V]) put(h uint32, key K, v V) {
 	var zero V
-	have, ok := c.next.shard(h)[key]
+	have, ok := (*c.next).shard(h)[key]
 	if v == zero && !ok || ok && have == v {
 		return
 	}
-	gi, mi := h%fanout, h/fanout%fanout
-	if !c.group[gi] {
-		g := new([fanout]map[string]V)
-		if old := c.next[gi]; old != nil {
-			*g = *old
-		}
-		c.next[gi] = g
-		c.group[gi] = true
+	if !c.top {
+		c.top = true
+		*c.next = copied(*c.next)
 	}
-	g := c.next[gi]
-	if !c.maps[gi*fanout+mi] {
-		src := g[mi]
-		m := make(map[string]V, len(src)+1)
-		for k, x := range src {
-			m[k] = x
+	s := *c.next
+	i, j, k := h%fanout, h/fanout%fanout, h/(fanout*fanout)%fanout
+	if c.mid&(1<<i) == 0 {
+		c.mid |= 1 << i
+		s[i] = copied(s[i])
+	}
+	if c.low[i]&(1<<j) == 0 {
+		c.low[i] |= 1 << j
+		s[i][j] = copied(s[i][j])
+	}
+	leaf := s[i][j]
+	if c.maps[i*fanout+j]&(1<<k) == 0 {
+		c.maps[i*fanout+j] |= 1 << k
+		src := leaf[k]
+		m := make(map[K]V, len(src)+1)
+		for key, x := range src {
+			m[key] = x
 		}
-		g[mi] = m
-		c.maps[gi*fanout+mi] = true
+		leaf[k] = m
 	}
 	switch {
 	case v == zero:
-		delete(g[mi], key)
+		delete(leaf[k], key)
 		c.delta--
 	case !ok:
 		c.delta++
 		fallthrough
 	default:
-		g[mi][key] = v
+		leaf[k][key] = v
 	}
 	c.changed = true
 }
 
+// copied returns a new copy of *a, or a new zero array when a is nil.
+func copied[A any](a *A) *A {
+	n := new(A)
+	if a != nil {
+		*n = *a
+	}
+	return n
+}
+
 // tableWriter makes the next table from the current one.
 type tableWriter struct {
-	next  *table
-	svcs  cow[*svcIndex]
-	other cow[*node]
+	next      *table
+	svcs      cow[string, *svcIndex]
+	ancestors cow[string, bool]
+	ptr4      cow[uint32, *ptrSet]
+	ptr6      cow[[16]byte, *ptrSet]
 }
 
 func newTableWriter(old *table) *tableWriter {
@@ -201,7 +204,9 @@ func newTableWriter(old *table) *tableWriter {
 	}
 	w := &tableWriter{next: next}
 	w.svcs.next = &next.svcs
-	w.other.next = &next.other
+	w.ancestors.next = &next.ancestors
+	w.ptr4.next = &next.ptr4
+	w.ptr6.next = &next.ptr6
 	return w
 }
 
@@ -211,11 +216,29 @@ func (w *tableWriter) putService(apex, nameNsSvc string, idx *svcIndex) {
 	w.svcs.put(svcHash(nameNsSvc), apex, idx)
 }
 
-// put sets a name of other (already lowercased) to n; a nil n deletes it.
-func (w *tableWriter) put(name string, n *node) { w.other.put(hash(name), name, n) }
+// putAncestor adds (or, with false, removes) a name above services.
+func (w *tableWriter) putAncestor(name string, on bool) { w.ancestors.put(hash(name), name, on) }
+
+// putPTR sets who names address a (4 or 16 bytes); nil removes it.
+func (w *tableWriter) putPTR(a []byte, s *ptrSet) {
+	if len(a) == 4 {
+		v := be32(a)
+		w.ptr4.put(hash4(v), v, s)
+		return
+	}
+	var k [16]byte
+	copy(k[:], a)
+	w.ptr6.put(hash(a), k, s)
+}
 
 // changed reports whether anything was put that differs from the old table.
-func (w *tableWriter) changed() bool { return w.svcs.changed || w.other.changed }
+func (w *tableWriter) changed() bool {
+	return w.svcs.changed || w.ancestors.changed || w.ptr4.changed || w.ptr6.changed
+}
+
+// delta is the number of ancestor and reverse names added less those
+// removed.
+func (w *tableWriter) delta() int { return w.ancestors.delta + w.ptr4.delta + w.ptr6.delta }
 
 // done returns the new table; w must not be used afterwards.
 func (w *tableWriter) done() *table { return w.next }
