@@ -20,7 +20,7 @@ REGISTRY  ?= ghcr.io/petset
 PLATFORMS ?= linux/amd64,linux/arm64
 VERSION   ?=
 
-.PHONY: all build demo test setup lint generate verify-generated unit fuzz e2e testbed cluster-up cluster-down bench dnsperf clean images push
+.PHONY: all build demo test setup lint generate verify-generated unit fuzz e2e testbed cluster-up cluster-down bench bench-dns dnsperf clean images push
 
 all: build
 
@@ -100,6 +100,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzResolvConf$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) ./discovery/
 	$(GO) test -run '^$$' -fuzz '^FuzzCanonicalJSON$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) ./controller/
 	$(GO) test -run '^$$' -fuzz '^FuzzSplitWords$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) ./discovery/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseDNSPerf$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) ./test/dnsbench/
 	$(GO) -C build test -run '^$$' -fuzz '^FuzzParsePlatforms$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) ./image/
 
 # The control-plane binaries, built once and cached under .cache/testbed.
@@ -119,6 +120,16 @@ cluster-down:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./plugin/headless/ ./discovery/
+
+# The DNS benchmark of issue 9 (test/dnsbench): a testbed with 100 headless
+# services of 10 pods, then 100 more of 100 pods (11,000 pods), CoreDNS with
+# headless + kubernetes, kubernetes alone and whoami pinned to CPU 0, dnsperf
+# on CPU 1, then 60 s of readiness churn. Writes BENCHMARKS.md and
+# test/dnsbench/results/ (results.json, qps.svg, rss.svg). About 15 minutes.
+# BENCH_DNS_FLAGS passes flags to it (go run ./test/dnsbench/cmd/dnsbench -h).
+BENCH_DNS_FLAGS ?=
+bench-dns: setup build testbed
+	$(GO) run ./test/dnsbench/cmd/dnsbench -coredns bin/coredns $(BENCH_DNS_FLAGS)
 
 # dnsperf against the demo server: 20 seconds of the queries in
 # test/dnsperf/queries.txt on 127.0.0.1.

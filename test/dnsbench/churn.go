@@ -1,0 +1,304 @@
+package dnsbench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/miekg/dns"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+
+	"petset.dev/petset/test/cluster"
+)
+
+// programmingHistogram is the histogram each contender keeps of the time
+// from an EndpointSlice's trigger time to its answers being served, and
+// the labels that select it.
+func programmingHistogram(contender string) (string, []string) {
+	if contender == HeadlessKubernetes {
+		return "coredns_headless_dns_programming_duration_seconds", nil
+	}
+	return "coredns_kubernetes_dns_programming_duration_seconds", []string{`service_kind="headless_with_selector"`}
+}
+
+// change is one readiness change the churn makes.
+type change struct {
+	svc, pod int
+	ready    bool
+	observe  bool
+}
+
+// churnPlan is the order of changes: at every tick one change; even
+// ticks take a new pod out of readiness, odd ticks bring back the pod
+// taken out lag ticks earlier (until then, odd ticks take pods out too).
+// Pods go round-robin over the services. Every observeEvery-th change is
+// observed through DNS.
+func churnPlan(svcs []Service, n, lag, observeEvery int) []change {
+	var out, down []change
+	next := 0
+	take := func() change {
+		s := next % len(svcs)
+		p := (next / len(svcs)) % len(svcs[s].Hosts)
+		next++
+		return change{svc: s, pod: p}
+	}
+	for i := range n {
+		var c change
+		if i%2 == 1 && len(down) > lag/2 {
+			c, down = down[0], down[1:]
+			c.ready = true
+		} else {
+			c = take()
+			down = append(down, c)
+		}
+		c.observe = observeEvery > 0 && i%observeEvery == 0
+		out = append(out, c)
+	}
+	return out
+}
+
+// runChurn serves the last phase with one contender at full dnsperf load
+// while ChurnRate pods per second change readiness, then restores them.
+func runChurn(ctx context.Context, cfg Config, tb *cluster.Cluster, client kubernetes.Interface, shipped, contender string, svcs []Service, mixedFile string) (*Churn, error) {
+	dir := filepath.Join(cfg.Work, "churn")
+	srv, err := StartServer(ctx, cfg.CoreDNS, shipped, mkdir(dir), tb.Kubeconfig, contender, cfg.ServerCPU, cfg.NoCache, 3*time.Minute)
+	if err != nil {
+		return nil, err
+	}
+	defer srv.Stop()
+	if err := CheckAnswers(srv.Addr(), contender, svcs); err != nil {
+		return nil, err
+	}
+	name, labels := programmingHistogram(contender)
+	before, err := Scrape(srv.MetricsURL())
+	if err != nil {
+		return nil, err
+	}
+	ch := &Churn{Contender: contender, Load: LoadAvg()}
+	if ch.RSSStart, err = VmRSS(srv.PID()); err != nil {
+		return nil, err
+	}
+	ch.RSSMax = ch.RSSStart
+
+	// RSS every second, until the load ends.
+	stopRSS := make(chan struct{})
+	var rssWG sync.WaitGroup
+	rssWG.Add(1)
+	go func() {
+		defer rssWG.Done()
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-stopRSS:
+				return
+			case <-t.C:
+				if v, err := VmRSS(srv.PID()); err == nil {
+					ch.RSSMax = max(ch.RSSMax, v)
+					ch.RSSEnd = v
+					ch.RSSSamples = append(ch.RSSSamples, v)
+				}
+			}
+		}
+	}()
+
+	perfDone := make(chan error, 1)
+	go func() {
+		d, err := RunDNSPerf(ctx, DNSPerfOptions{Addr: srv.Addr(), File: mixedFile, Duration: cfg.ChurnDuration,
+			Clients: cfg.Clients, Outstanding: cfg.Outstanding, MaxQPS: cfg.MaxQPS, CPU: cfg.PerfCPU})
+		ch.DNSPerf = d
+		perfDone <- err
+	}()
+
+	n := int(cfg.ChurnDuration.Seconds() * float64(cfg.ChurnRate))
+	down := cfg.ChurnDownFor
+	if down <= 0 {
+		down = 10 * time.Second
+	}
+	plan := churnPlan(svcs, n, int(down.Seconds()*float64(cfg.ChurnRate)), 5)
+	var mu sync.Mutex
+	var observed []float64
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 64)
+	tick := time.NewTicker(time.Second / time.Duration(cfg.ChurnRate))
+	start := time.Now()
+	for _, c := range plan {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-tick.C:
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func(c change) {
+			defer wg.Done()
+			s := svcs[c.svc]
+			err := setReady(ctx, client, s.Namespace, s.Hosts[c.pod], c.ready)
+			<-sem // the writes are bounded; the observing is not
+			mu.Lock()
+			ch.Changes++
+			if err != nil {
+				ch.Failed++
+			}
+			mu.Unlock()
+			if err != nil || !c.observe {
+				return
+			}
+			if d, ok := observeAnswer(srv.Addr(), s.PodName(c.pod), s.IPs[c.pod], c.ready, 30*time.Second); ok {
+				mu.Lock()
+				observed = append(observed, d.Seconds())
+				mu.Unlock()
+			} else {
+				mu.Lock()
+				ch.NotObserved++
+				mu.Unlock()
+			}
+		}(c)
+	}
+	tick.Stop()
+	wg.Wait()
+	ch.Seconds = time.Since(start).Seconds()
+	if err := <-perfDone; err != nil {
+		return nil, err
+	}
+	close(stopRSS)
+	rssWG.Wait()
+	// The last changes may still be on their way: the histogram is read
+	// once every observed change has been answered (above) and a moment
+	// later for the rest.
+	after, err := Scrape(srv.MetricsURL())
+	if err != nil {
+		return nil, err
+	}
+	diff := DiffBuckets(before.Histogram(name, labels...), after.Histogram(name, labels...))
+	ch.HistogramP50, ch.HistogramCount = BucketQuantile(diff, 0.50)
+	ch.HistogramP99, _ = BucketQuantile(diff, 0.99)
+	// Beyond the last bucket: JSON has no +Inf, and the largest number
+	// still compares as worse than any bucket.
+	ch.HistogramP50, ch.HistogramP99 = finite(ch.HistogramP50), finite(ch.HistogramP99)
+	ch.Observed = len(observed)
+	slices.Sort(observed)
+	ch.ObservedP50, ch.ObservedP99 = Percentile(observed, 50), Percentile(observed, 99)
+	cfg.Log("  churn %s: %d changes (%d failed) in %.1fs; programming p50 %.3fs p99 %.3fs (histogram, %d); observed p50 %.3fs p99 %.3fs (%d, %d not seen); %.0f q/s, lost %d; RSS %.1f/%.1f/%.1f MB",
+		contender, ch.Changes, ch.Failed, ch.Seconds, ch.HistogramP50, ch.HistogramP99, ch.HistogramCount, ch.ObservedP50, ch.ObservedP99, ch.Observed, ch.NotObserved,
+		ch.DNSPerf.QPS, ch.DNSPerf.Lost, float64(ch.RSSStart)/1e6, float64(ch.RSSEnd)/1e6, float64(ch.RSSMax)/1e6)
+
+	// Everything back to ready for whoever comes next.
+	var restore []change
+	for _, c := range plan {
+		restore = append(restore, change{svc: c.svc, pod: c.pod, ready: true})
+	}
+	if err := restoreReady(ctx, client, svcs, restore); err != nil {
+		return nil, err
+	}
+	return ch, nil
+}
+
+// observeAnswer polls name until its answer shows the change: the pod's
+// address when ready, NXDOMAIN when not, and returns how long that took.
+func observeAnswer(addr, name, ip string, ready bool, timeout time.Duration) (time.Duration, bool) {
+	start := time.Now()
+	for time.Since(start) < timeout {
+		r, err := Ask(addr, name, dns.TypeA)
+		if err == nil {
+			has := len(r.Answer) == 1 && r.Rcode == dns.RcodeSuccess
+			if a, ok := firstA(r); ok && has {
+				has = a == ip
+			}
+			if (ready && has) || (!ready && r.Rcode == dns.RcodeNameError) {
+				return time.Since(start), true
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return 0, false
+}
+
+func firstA(r *dns.Msg) (string, bool) {
+	for _, rr := range r.Answer {
+		if a, ok := rr.(*dns.A); ok {
+			return a.A.String(), true
+		}
+	}
+	return "", false
+}
+
+// setReady sets a running pod's Ready and ContainersReady conditions as
+// a readiness probe would, with one strategic merge patch of the status
+// (conditions merge by type); kwok leaves running pods alone afterwards,
+// and the EndpointSlice controller follows.
+func setReady(ctx context.Context, client kubernetes.Interface, ns, name string, ready bool) error {
+	status := corev1.ConditionFalse
+	if ready {
+		status = corev1.ConditionTrue
+	}
+	now := metav1.Now()
+	patch, err := json.Marshal(map[string]any{"status": map[string]any{"conditions": []corev1.PodCondition{
+		{Type: corev1.PodReady, Status: status, LastTransitionTime: now},
+		{Type: corev1.ContainersReady, Status: status, LastTransitionTime: now},
+	}}})
+	if err != nil {
+		return err
+	}
+	_, err = client.CoreV1().Pods(ns).Patch(ctx, name, types.StrategicMergePatchType, patch, metav1.PatchOptions{}, "status")
+	if err != nil {
+		return fmt.Errorf("pod %s/%s ready=%v: %w", ns, name, ready, err)
+	}
+	return nil
+}
+
+// restoreReady makes the given pods ready again and waits until their
+// services' EndpointSlices say so.
+func restoreReady(ctx context.Context, client kubernetes.Interface, svcs []Service, cs []change) error {
+	seen := map[[2]int]bool{}
+	sem := make(chan struct{}, 16)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var firstErr error
+	for _, c := range cs {
+		if seen[[2]int{c.svc, c.pod}] {
+			continue
+		}
+		seen[[2]int{c.svc, c.pod}] = true
+		sem <- struct{}{}
+		wg.Add(1)
+		go func(c change) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := setReady(ctx, client, svcs[c.svc].Namespace, svcs[c.svc].Hosts[c.pod], true); err != nil {
+				mu.Lock()
+				if firstErr == nil {
+					firstErr = err
+				}
+				mu.Unlock()
+			}
+		}(c)
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	cp := slices.Clone(svcs)
+	return WaitServices(ctx, client, cp, 5*time.Minute, nil)
+}
+
+func mkdir(dir string) string {
+	os.MkdirAll(dir, 0o755)
+	return dir
+}
+
+func finite(v float64) float64 {
+	if math.IsInf(v, 1) {
+		return math.MaxFloat64
+	}
+	return v
+}

@@ -1,0 +1,184 @@
+package dnsbench
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Files the benchmark writes into its output directory.
+const (
+	ResultsFile = "results.json"
+	QPSSVG      = "qps.svg"
+	RSSSVG      = "rss.svg"
+	CPUSVG      = "qps-per-cpu.svg"
+)
+
+// WriteAll writes results.json and the two plots into dir, and the
+// markdown report to mdPath, which links the plots relative to itself.
+func WriteAll(r *Results, dir, mdPath string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, ResultsFile), append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, QPSSVG), []byte(QPSPlot(r).SVG()), 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, CPUSVG), []byte(CPUPlot(r).SVG()), 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, RSSSVG), []byte(RSSPlot(r).SVG()), 0o644); err != nil {
+		return err
+	}
+	if mdPath == "" {
+		return nil
+	}
+	rel, err := filepath.Rel(filepath.Dir(mdPath), dir)
+	if err != nil {
+		rel = dir
+	}
+	return os.WriteFile(mdPath, []byte(Markdown(r, filepath.ToSlash(rel))), 0o644)
+}
+
+// Markdown renders the report: the table of every run, the ratios
+// against issue 9's goals, the churn, the machine and the commands.
+// plots is the directory of the SVGs relative to the report.
+func Markdown(r *Results, plots string) string {
+	var b strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	p("# DNS benchmarks\n\n")
+	p("Written by `make bench-dns` (`test/dnsbench`) from its own measurements on %s; the raw numbers are in [`%s/%s`](%s/%s).\n",
+		r.Date, plots, ResultsFile, plots, ResultsFile)
+	p("\n")
+	p("CoreDNS (`cmd/coredns`, built by `make build`) serves a real control plane (`test/cluster`: etcd, kube-apiserver, kube-controller-manager with its EndpointSlice controller, kube-scheduler, kwok as the kubelet) on 127.0.0.1, pinned with `taskset -c` to one core; dnsperf runs on the other, and so does the control plane while queries/s are measured (it has both cores while it creates pods and during the churn, which is its work too). Nothing leaves the machine.\n\n")
+	p("Contenders, one after another, each a fresh process started from `corefile/cluster.Corefile` with only its addresses changed (listening on 127.0.0.1, health/ready/prometheus on loopback ports, `forward` to 127.0.0.1:9, the testbed's kubeconfig)")
+	if r.Settings.NoCache {
+		p(" and **without the `cache` line**, so every answer comes from the plugin under test")
+	}
+	p(":\n\n")
+	p("- **%s**: the shipped Corefile.\n", HeadlessKubernetes)
+	p("- **%s**: the same without the `headless` block (stock CoreDNS's plugin alone).\n", Kubernetes)
+	p("- **%s**: the same without `headless`, `kubernetes` and `forward` (which would answer before `whoami`), `whoami` in their place: the ceiling of a plugin on this core.\n\n", Whoami)
+	p("Each phase adds %d headless services; the first has %s pods per service. Query files (%d lines each, seed %d, the same for every contender): **mixed** = 60%% per-pod A, 10%% service A, 10%% SRV (`_http._tcp.<svc>`), 20%% names that do not exist (half a missing pod of a service, half a missing service); **pod A** = per-pod A only. Each run lasts %.0f s at full speed (`-c %d -q %d`) after a warm-up; latency percentiles come from a separate %.0f s run of the mixed file with `dnsperf -v` (one line per answer, which slows dnsperf itself, so that run's load is lighter).\n\n",
+		r.Settings.Services, joinInts(r.Settings.PodsPerPhase, ", then "), r.Settings.Queries, r.Settings.Seed, r.Settings.Duration, r.Settings.Clients, r.Settings.Outstanding, r.Settings.Verbose)
+
+	if r.Settings.Repeat > 1 {
+		p("The contenders ran %d rounds, interleaved (h+k, k, whoami, h+k, ...); the tables show each contender's best round by mixed queries/s (the least disturbed on a shared machine); `all_runs` in the JSON has every round.\n\n", r.Settings.Repeat)
+	}
+	p("## Goals (issue 9)\n\nThroughput ratios are given twice: from queries/s, as the goals say, and from queries answered per CPU-second of CoreDNS (user + system time of all its threads during the run, from `/proc/PID/stat`), which is what the core would give if CoreDNS had it alone; on a shared machine the second is the steadier comparison.\n\n")
+	p("| goal | measured | met | per CPU-second | met | target |\n| --- | --- | --- | --- | --- | --- |\n")
+	yes := map[bool]string{true: "yes", false: "**no**"}
+	for _, rt := range r.Ratios {
+		val, met, cpu, cpuMet := "n/a ("+rt.Missing+")", "n/a", "", ""
+		if rt.Missing == "" {
+			val = trimFloat(rt.Value) + " " + rt.Unit
+			met = yes[rt.Met]
+			if rt.PerCPU > 0 {
+				cpu, cpuMet = trimFloat(rt.PerCPU)+" "+rt.Unit, yes[rt.PerCPUMet]
+			}
+		}
+		p("| %s | %s | %s | %s | %s | %s |\n", rt.Name, val, met, cpu, cpuMet, rt.Goal)
+	}
+	p("\n## Queries/s, latency, memory\n\n")
+	p("![queries/s](%s/%s)\n![queries per CPU-second](%s/%s)\n![RSS](%s/%s)\n\n", plots, QPSSVG, plots, CPUSVG, plots, RSSSVG)
+	p("| pods/svc (pods) | contender | mixed q/s | pod-A q/s | mixed q/CPU-s | pod-A q/CPU-s | lost (mixed, pod A) | p50 / p90 / p99 / p99.9 ms | RSS warm → after MB | heap in use MB | rcodes (mixed) | load |\n")
+	p("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	for _, ph := range r.Phases {
+		for _, run := range ph.Runs {
+			pct := "n/a"
+			if v := run.Verbose; v != nil && v.Answers > 0 {
+				pct = fmt.Sprintf("%.2f / %.2f / %.2f / %.2f", v.P50*1e3, v.P90*1e3, v.P99*1e3, v.P999*1e3)
+			}
+			p("| %d (%d) | %s | %s | %s | %s | %s | %s, %s | %s | %.1f → %.1f | %.1f | %s | %s |\n", ph.PodsPerService, ph.TotalPods, run.Contender,
+				qpsOf(run.Mixed), qpsOf(run.PodA), perCPU(run.Mixed, run.MixedCPU), perCPU(run.PodA, run.PodACPU), lostOf(run.Mixed), lostOf(run.PodA), pct,
+				float64(run.RSSWarm)/1e6, float64(run.RSSAfter)/1e6, float64(run.HeapInuse)/1e6, rcodes(run.Mixed), run.Load)
+		}
+	}
+	p("\nPods became ready endpoints in: ")
+	for i, ph := range r.Phases {
+		if i > 0 {
+			p(", ")
+		}
+		p("%d × %d pods in %.0f s", ph.Services, ph.PodsPerService, ph.SetupSeconds)
+	}
+	p(".\n\n")
+	if len(r.Churn) > 0 {
+		p("## DNS programming under churn\n\n")
+		p("%d readiness changes per second (a pod's Ready condition set False through the status subresource, and back True ten seconds later, as a readiness probe would, so half the changes take pods out and half bring them back; the EndpointSlice controller follows) for %.0f s, on the last phase's pods, while dnsperf sends the mixed file at full speed. **Programming** is the plugin's own `dns_programming_duration_seconds` histogram over the churn (from the EndpointSlice's `endpoints.kubernetes.io/last-change-trigger-time` to the new answer being served; bucket upper bounds, so the p99 is a power-of-two bound; the trigger time has one-second resolution in the API). **Observed** is from the status write returning to the changed answer, polled every 10 ms over DNS on every fifth change (the polls add to the load, alike for both).\n\n",
+			r.Settings.ChurnRate, r.Settings.ChurnSeconds)
+		p("| contender | changes (failed) in s | programming p50 / p99 s (count) | observed p50 / p99 s (n, not seen) | q/s | lost | RSS start / end / max MB | load |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n")
+		for _, c := range r.Churn {
+			p("| %s | %d (%d) in %.0f | %s / %s (%d) | %.3f / %.3f (%d, %d) | %s | %s | %.1f / %.1f / %.1f | %s |\n", c.Contender, c.Changes, c.Failed, c.Seconds,
+				trimFloat(c.HistogramP50), trimFloat(c.HistogramP99), c.HistogramCount, c.ObservedP50, c.ObservedP99, c.Observed, c.NotObserved,
+				qpsOf(c.DNSPerf), lostOf(c.DNSPerf), float64(c.RSSStart)/1e6, float64(c.RSSEnd)/1e6, float64(c.RSSMax)/1e6, c.Load)
+		}
+		p("\n")
+	}
+	m := r.Machine
+	p("## Machine\n\n- CPU: %s, %d cores (shared with other work: the load averages above and below are the 1/5/15-minute averages of the whole machine, so the numbers are noisy; compare contenders within one run)\n", m.CPU, m.Cores)
+	p("- memory: %s; kernel %s; %s; dnsperf %s\n- CoreDNS: %s, built from `%s`\n- load average at the start: %s; at the end: %s\n\n", m.MemTotal, m.Kernel, m.Go, m.DNSPerf, m.CoreDNS, m.Source, m.LoadStart, m.LoadEnd)
+	p("## Commands\n\n```sh\n")
+	for _, c := range r.Commands {
+		p("%s\n", c)
+	}
+	p("```\n")
+	return b.String()
+}
+
+func qpsOf(d *DNSPerf) string {
+	if d == nil {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.0f", d.QPS)
+}
+
+func lostOf(d *DNSPerf) string {
+	if d == nil {
+		return "n/a"
+	}
+	return fmt.Sprint(d.Lost)
+}
+
+func rcodes(d *DNSPerf) string {
+	if d == nil || d.Completed == 0 {
+		return "n/a"
+	}
+	var parts []string
+	for _, k := range []string{"NOERROR", "NXDOMAIN", "SERVFAIL", "REFUSED"} {
+		if v, ok := d.RCodes[k]; ok {
+			parts = append(parts, fmt.Sprintf("%s %.0f%%", k, 100*float64(v)/float64(d.Completed)))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+func joinInts(v []int, sep string) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = fmt.Sprint(x)
+	}
+	return strings.Join(s, sep)
+}
+
+func trimFloat(v float64) string {
+	if math.IsInf(v, 1) {
+		return "+Inf"
+	}
+	return strings.TrimRight(strings.TrimRight(fmt.Sprintf("%.3f", v), "0"), ".")
+}
+
+func perCPU(d *DNSPerf, cpu float64) string {
+	if d == nil || cpu <= 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.0f", float64(d.Completed)/cpu)
+}

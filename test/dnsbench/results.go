@@ -1,0 +1,279 @@
+package dnsbench
+
+import (
+	"fmt"
+	"math"
+)
+
+// Results is everything one benchmark run measured; it is written as
+// results.json and drawn into BENCHMARKS.md and the SVG plots.
+type Results struct {
+	Date     string   `json:"date"`
+	Machine  Machine  `json:"machine"`
+	Settings Settings `json:"settings"`
+	Commands []string `json:"commands"`
+	Phases   []Phase  `json:"phases"`
+	Churn    []Churn  `json:"churn,omitempty"`
+	Ratios   []Ratio  `json:"ratios"`
+}
+
+// Machine describes where the run happened.
+type Machine struct {
+	CPU       string `json:"cpu"`
+	Cores     int    `json:"cores"`
+	Kernel    string `json:"kernel"`
+	Go        string `json:"go"`
+	DNSPerf   string `json:"dnsperf"`
+	CoreDNS   string `json:"coredns"`
+	Source    string `json:"source"`
+	MemTotal  string `json:"mem_total"`
+	LoadStart string `json:"load_start"`
+	LoadEnd   string `json:"load_end"`
+}
+
+// Settings are the knobs of the run.
+type Settings struct {
+	Services     int     `json:"services_per_phase"`
+	PodsPerPhase []int   `json:"pods_per_service"`
+	Queries      int     `json:"queries_per_file"`
+	Seed         uint64  `json:"seed"`
+	Duration     float64 `json:"run_seconds"`
+	Verbose      float64 `json:"verbose_run_seconds"`
+	Clients      int     `json:"dnsperf_clients"`
+	Outstanding  int     `json:"dnsperf_outstanding"`
+	NoCache      bool    `json:"no_cache"`
+	Repeat       int     `json:"rounds"`
+	ChurnRate    int     `json:"churn_changes_per_second"`
+	ChurnSeconds float64 `json:"churn_seconds"`
+}
+
+// Phase is one cluster size: Services more headless services with
+// PodsPerService pods each, on top of the phases before.
+type Phase struct {
+	PodsPerService int     `json:"pods_per_service"`
+	Services       int     `json:"services"`
+	TotalPods      int     `json:"total_pods"`
+	SetupSeconds   float64 `json:"setup_seconds"`
+	// Runs is each contender's best round; AllRuns every round.
+	Runs    []Run `json:"runs"`
+	AllRuns []Run `json:"all_runs,omitempty"`
+}
+
+// Run is one contender serving one phase.
+type Run struct {
+	Contender string `json:"contender"`
+	Round     int    `json:"round,omitempty"`
+	// Mixed and PodA are full-speed runs of the two query files;
+	// Verbose is a run of the mixed file with -v for the percentiles
+	// (dnsperf printing every answer loads less than the others).
+	Mixed *DNSPerf `json:"mixed"`
+	PodA  *DNSPerf `json:"pod_a"`
+	// CPU seconds (user + system, all threads) CoreDNS spent during the
+	// mixed and the pod-A run: queries answered per CPU-second is what
+	// the core would answer if CoreDNS had it to itself, which a shared
+	// machine's queries/s cannot show.
+	MixedCPU float64  `json:"mixed_cpu_s"`
+	PodACPU  float64  `json:"pod_a_cpu_s"`
+	Verbose  *DNSPerf `json:"verbose,omitempty"`
+	// VmRSS of the CoreDNS process after the warm-up and after the runs,
+	// and go_memstats_heap_inuse_bytes after the runs, in bytes.
+	RSSWarm     int64   `json:"rss_warm_bytes"`
+	RSSAfter    int64   `json:"rss_after_bytes"`
+	HeapInuse   int64   `json:"heap_inuse_bytes"`
+	SyncSeconds float64 `json:"sync_seconds"`
+	Load        string  `json:"load"`
+}
+
+// Churn is one contender answering at full load while pods change
+// readiness.
+type Churn struct {
+	Contender string   `json:"contender"`
+	Changes   int      `json:"changes"`
+	Failed    int      `json:"failed_changes"`
+	Seconds   float64  `json:"seconds"`
+	DNSPerf   *DNSPerf `json:"dnsperf"`
+	// Programming latency: the p50/p99 of the plugin's own
+	// dns_programming_duration_seconds histogram over the churn (bucket
+	// upper bounds), and its sample count.
+	HistogramCount int64   `json:"histogram_count"`
+	HistogramP50   float64 `json:"histogram_p50_s"`
+	HistogramP99   float64 `json:"histogram_p99_s"`
+	// Observed: from the status write returning to the changed answer,
+	// polled on sampled changes.
+	Observed    int     `json:"observed"`
+	ObservedP50 float64 `json:"observed_p50_s"`
+	ObservedP99 float64 `json:"observed_p99_s"`
+	NotObserved int     `json:"not_observed"`
+	RSSStart    int64   `json:"rss_start_bytes"`
+	RSSEnd      int64   `json:"rss_end_bytes"`
+	RSSMax      int64   `json:"rss_max_bytes"`
+	// RSSSamples is VmRSS once a second during the churn, in bytes.
+	RSSSamples []int64 `json:"rss_samples_bytes,omitempty"`
+	Load       string  `json:"load"`
+}
+
+// Ratio is one of issue 9's goals, measured.
+type Ratio struct {
+	Name  string  `json:"name"`
+	Value float64 `json:"value"`
+	Unit  string  `json:"unit,omitempty"`
+	Goal  string  `json:"goal"`
+	Met   bool    `json:"met"`
+	// For throughput goals, the same ratio of queries per CPU-second.
+	PerCPU    float64 `json:"per_cpu_value,omitempty"`
+	PerCPUMet bool    `json:"per_cpu_met,omitempty"`
+	// Missing says why the ratio could not be computed.
+	Missing string `json:"missing,omitempty"`
+}
+
+func (r *Results) run(pods int, contender string) *Run {
+	for i := range r.Phases {
+		if r.Phases[i].PodsPerService != pods {
+			continue
+		}
+		for j := range r.Phases[i].Runs {
+			if r.Phases[i].Runs[j].Contender == contender {
+				return &r.Phases[i].Runs[j]
+			}
+		}
+	}
+	return nil
+}
+
+func (r *Results) phase(pods int) *Phase {
+	for i := range r.Phases {
+		if r.Phases[i].PodsPerService == pods {
+			return &r.Phases[i]
+		}
+	}
+	return nil
+}
+
+func (r *Results) churn(contender string) *Churn {
+	for i := range r.Churn {
+		if r.Churn[i].Contender == contender {
+			return &r.Churn[i]
+		}
+	}
+	return nil
+}
+
+// ComputeRatios derives issue 9's goals from the runs: small and large
+// are the pods per service of the two phases (10 and 100).
+func ComputeRatios(r *Results, small, large int) []Ratio {
+	var out []Ratio
+	qps := func(pods int, c string, podA bool) (rate, perCPU float64, missing string) {
+		run := r.run(pods, c)
+		if run == nil {
+			return 0, 0, fmt.Sprintf("no %s run at %d pods per service", c, pods)
+		}
+		d, cpu := run.Mixed, run.MixedCPU
+		if podA {
+			d, cpu = run.PodA, run.PodACPU
+		}
+		if d == nil || d.QPS <= 0 {
+			return 0, 0, fmt.Sprintf("no queries/s for %s at %d pods per service", c, pods)
+		}
+		if cpu > 0 {
+			perCPU = float64(d.Completed) / cpu
+		}
+		return d.QPS, perCPU, ""
+	}
+	ratio := func(name, goal string, atLeast float64, a, b, ca, cb float64, missA, missB string) {
+		rt := Ratio{Name: name, Goal: goal, Unit: "x"}
+		switch {
+		case missA != "":
+			rt.Missing = missA
+		case missB != "":
+			rt.Missing = missB
+		default:
+			rt.Value = round(a/b, 3)
+			rt.Met = a/b >= atLeast
+			if ca > 0 && cb > 0 {
+				rt.PerCPU = round(ca/cb, 3)
+				rt.PerCPUMet = ca/cb >= atLeast
+			}
+		}
+		out = append(out, rt)
+	}
+	for _, g := range []struct {
+		pods int
+		min  float64
+	}{{large, 2.5}, {small, 1.6}} {
+		a, ca, ma := qps(g.pods, HeadlessKubernetes, false)
+		b, cb, mb := qps(g.pods, Kubernetes, false)
+		ratio(fmt.Sprintf("queries/s headless+kubernetes / kubernetes, mixed, %d pods per service", g.pods),
+			fmt.Sprintf(">= %.1f", g.min), g.min, a, b, ca, cb, ma, mb)
+	}
+	for _, pods := range []int{small, large} {
+		a, ca, ma := qps(pods, HeadlessKubernetes, true)
+		b, cb, mb := qps(pods, Whoami, true)
+		ratio(fmt.Sprintf("pod-A queries/s headless+kubernetes / whoami, %d pods per service", pods), ">= 1.0", 1.0, a, b, ca, cb, ma, mb)
+	}
+	{
+		a, ca, ma := qps(large, HeadlessKubernetes, true)
+		b, cb, mb := qps(small, HeadlessKubernetes, true)
+		ratio(fmt.Sprintf("pod-A queries/s headless+kubernetes, %d / %d pods per service", large, small), ">= 0.95", 0.95, a, b, ca, cb, ma, mb)
+	}
+	hk, k := r.run(large, HeadlessKubernetes), r.run(large, Kubernetes)
+	pods := 0
+	if p := r.phase(large); p != nil {
+		pods = p.TotalPods
+	}
+	rss := Ratio{Name: fmt.Sprintf("RSS headless+kubernetes / kubernetes, %d pods", pods), Goal: "<= 1.15", Unit: "x"}
+	own := Ratio{Name: fmt.Sprintf("headless's own memory per pod, (RSS(h+k) - RSS(k)) / pods, %d pods", pods), Goal: "<= 1024", Unit: "bytes/pod"}
+	if hk == nil || k == nil || hk.RSSAfter <= 0 || k.RSSAfter <= 0 || pods == 0 {
+		rss.Missing = "no RSS of both contenders at the large phase"
+		own.Missing = rss.Missing
+	} else {
+		v := float64(hk.RSSAfter) / float64(k.RSSAfter)
+		rss.Value, rss.Met = round(v, 3), v <= 1.15
+		per := float64(hk.RSSAfter-k.RSSAfter) / float64(pods)
+		own.Value, own.Met = math.Round(per), per <= 1024
+	}
+	out = append(out, rss, own)
+
+	ch, ck := r.churn(HeadlessKubernetes), r.churn(Kubernetes)
+	p99 := Ratio{Name: "DNS programming p99 under churn, headless / kubernetes (plugin histograms)", Goal: "<= 1.0", Unit: "x"}
+	obs := Ratio{Name: "DNS programming p99 under churn, headless / kubernetes (observed: status write to changed answer)", Goal: "<= 1.0", Unit: "x"}
+	switch {
+	case ch == nil || ck == nil:
+		obs.Missing = "no churn runs of both contenders"
+	case ch.Observed == 0 || ck.Observed == 0 || ck.ObservedP99 <= 0:
+		obs.Missing = "no observed changes"
+	default:
+		// A change never seen counts as worse than any seen.
+		v := ch.ObservedP99 / ck.ObservedP99
+		obs.Value, obs.Met = round(v, 3), v <= 1.0 && ch.NotObserved <= ck.NotObserved
+	}
+	lost := Ratio{Name: "lost queries at full load during churn (headless+kubernetes)", Goal: "== 0", Unit: "queries"}
+	flat := Ratio{Name: "RSS during churn, max / start (headless+kubernetes)", Goal: "flat (<= 1.10)", Unit: "x"}
+	switch {
+	case ch == nil || ck == nil:
+		p99.Missing = "no churn runs of both contenders"
+	case ch.HistogramCount == 0 || ck.HistogramCount == 0 || ck.HistogramP99 <= 0:
+		p99.Missing = "a programming-latency histogram saw no change"
+	default:
+		v := ch.HistogramP99 / ck.HistogramP99
+		p99.Value, p99.Met = round(v, 3), v <= 1.0
+	}
+	if ch == nil || ch.DNSPerf == nil {
+		lost.Missing = "no churn run of headless+kubernetes"
+		flat.Missing = lost.Missing
+	} else {
+		lost.Value, lost.Met = float64(ch.DNSPerf.Lost), ch.DNSPerf.Lost == 0
+		if ch.RSSStart > 0 {
+			v := float64(ch.RSSMax) / float64(ch.RSSStart)
+			flat.Value, flat.Met = round(v, 3), v <= 1.10
+		} else {
+			flat.Missing = "no RSS samples"
+		}
+	}
+	out = append(out, p99, obs, lost, flat)
+	return out
+}
+
+func round(v float64, digits int) float64 {
+	p := math.Pow(10, float64(digits))
+	return math.Round(v*p) / p
+}

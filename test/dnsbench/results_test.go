@@ -1,0 +1,182 @@
+package dnsbench
+
+import (
+	"encoding/xml"
+	"io"
+	"math"
+	"strings"
+	"testing"
+)
+
+// fixture is a run with round numbers, so every ratio can be worked out
+// by hand.
+func fixture() *Results {
+	// Each run lasts 10 s and uses 5 CPU-seconds, but the CPU time of
+	// kubernetes' runs is 10 s: twice the cost per query.
+	run := func(c string, mixed, podA float64, rssMB int64) Run {
+		cpu := 5.0
+		if c == Kubernetes {
+			cpu = 10
+		}
+		return Run{Contender: c, Mixed: &DNSPerf{QPS: mixed, Completed: int64(mixed) * 10, RCodes: map[string]int64{"NOERROR": int64(mixed) * 8, "NXDOMAIN": int64(mixed) * 2}},
+			PodA: &DNSPerf{QPS: podA, Completed: int64(podA) * 10}, MixedCPU: cpu, PodACPU: cpu, Verbose: &DNSPerf{Answers: 10, P50: 0.0001, P90: 0.0002, P99: 0.0005, P999: 0.001},
+			RSSWarm: rssMB * 1_000_000, RSSAfter: rssMB * 1_000_000, HeapInuse: rssMB * 100_000, Load: "1.00 1.00 1.00"}
+	}
+	return &Results{
+		Date:     "2026-11-28 15:30 UTC",
+		Machine:  Machine{CPU: "Test CPU", Cores: 2, Kernel: "6.1", Go: "go1.26", DNSPerf: "2.10.0", CoreDNS: "petset-coredns", Source: "abc1234 headless: less memory", LoadStart: "1 1 1", LoadEnd: "2 2 2"},
+		Settings: Settings{Services: 100, PodsPerPhase: []int{10, 100}, Queries: 1000, Seed: 1, Duration: 20, Verbose: 10, Clients: 4, Outstanding: 100, NoCache: true, ChurnRate: 50, ChurnSeconds: 60},
+		Commands: []string{"make bench-dns"},
+		Phases: []Phase{
+			{PodsPerService: 10, Services: 100, TotalPods: 1000, Runs: []Run{
+				run(HeadlessKubernetes, 40000, 50000, 80), run(Kubernetes, 20000, 25000, 75), run(Whoami, 55000, 50000, 60)}},
+			{PodsPerService: 100, Services: 100, TotalPods: 11000, Runs: []Run{
+				run(HeadlessKubernetes, 36000, 48000, 92), run(Kubernetes, 12000, 10000, 81), run(Whoami, 55000, 52000, 60)}},
+		},
+		Churn: []Churn{
+			{Contender: HeadlessKubernetes, Changes: 3000, Seconds: 60, DNSPerf: &DNSPerf{QPS: 30000}, HistogramCount: 3000, HistogramP50: 0.512, HistogramP99: 1.024, Observed: 600, ObservedP50: 0.3, ObservedP99: 0.8, RSSStart: 90e6, RSSEnd: 92e6, RSSMax: 95e6},
+			{Contender: Kubernetes, Changes: 3000, Seconds: 61, DNSPerf: &DNSPerf{QPS: 10000, Lost: 3}, HistogramCount: 2900, HistogramP50: 0.512, HistogramP99: 2.048, Observed: 600, ObservedP50: 0.3, ObservedP99: 1.0, RSSStart: 80e6, RSSEnd: 80e6, RSSMax: 81e6},
+		},
+	}
+}
+
+func TestComputeRatios(t *testing.T) {
+	got := ComputeRatios(fixture(), 10, 100)
+	want := []struct {
+		value float64
+		met   bool
+	}{
+		{3, true},          // 36000 / 12000 at 100 pods per service, goal 2.5
+		{2, true},          // 40000 / 20000 at 10, goal 1.6
+		{1, true},          // pod A 50000 / whoami 50000 at 10
+		{48.0 / 52, false}, // pod A 48000 / whoami 52000 at 100
+		{48.0 / 50, true},  // pod A 48000 at 100 / 50000 at 10, goal 0.95
+		{92.0 / 81, true},  // RSS 92 MB / 81 MB = 1.136, goal 1.15
+		{1000, true},       // (92 - 81) MB / 11,000 pods = 1000 bytes, goal 1024
+		{0.5, true},        // programming p99 1.024 / 2.048
+		{0.8, true},        // observed p99 0.8 / 1.0
+		{0, true},          // headless lost nothing
+		{95.0 / 90, true},  // RSS max / start during churn
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d ratios, want %d: %+v", len(got), len(want), got)
+	}
+	for i, w := range want {
+		if got[i].Missing != "" || math.Abs(got[i].Value-w.value) > 0.001 || got[i].Met != w.met {
+			t.Errorf("%s: %v (met %v, missing %q), want %v (met %v)", got[i].Name, got[i].Value, got[i].Met, got[i].Missing, w.value, w.met)
+		}
+	}
+	// Per CPU-second: kubernetes used twice the CPU for its queries, so
+	// headless's ratios against it double; the others stay.
+	for i, w := range []float64{6, 4, 1, 48.0 / 52, 48.0 / 50} {
+		if math.Abs(got[i].PerCPU-w) > 0.001 || got[i].PerCPUMet != (w >= []float64{2.5, 1.6, 1, 1, 0.95}[i]) {
+			t.Errorf("%s per CPU-second: %v (met %v), want %v", got[i].Name, got[i].PerCPU, got[i].PerCPUMet, w)
+		}
+	}
+	for _, rt := range got[5:] {
+		if rt.PerCPU != 0 {
+			t.Errorf("%s: a per-CPU value %v", rt.Name, rt.PerCPU)
+		}
+	}
+}
+
+func TestComputeRatiosMissing(t *testing.T) {
+	r := fixture()
+	r.Phases = r.Phases[:1]
+	r.Churn = nil
+	for _, rt := range ComputeRatios(r, 10, 100) {
+		small := strings.Contains(rt.Name, "10 pods per service") && !strings.Contains(rt.Name, "100")
+		if small {
+			if rt.Missing != "" {
+				t.Errorf("%s: missing %q", rt.Name, rt.Missing)
+			}
+			continue
+		}
+		if rt.Missing == "" || rt.Met {
+			t.Errorf("%s: computed without the large phase or churn: %+v", rt.Name, rt)
+		}
+	}
+}
+
+func TestPlots(t *testing.T) {
+	r := fixture()
+	for name, p := range map[string]Plot{"qps.svg.golden": QPSPlot(r), "rss.svg.golden": RSSPlot(r), "qps-per-cpu.svg.golden": CPUPlot(r)} {
+		svg := p.SVG()
+		golden(t, name, []byte(svg))
+		// Well-formed XML, one circle per point.
+		d := xml.NewDecoder(strings.NewReader(svg))
+		circles := 0
+		for {
+			tok, err := d.Token()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			if se, ok := tok.(xml.StartElement); ok && se.Name.Local == "circle" {
+				circles++
+			}
+		}
+		points := 0
+		for _, s := range p.Series {
+			for _, v := range s.Values {
+				if !math.IsNaN(v) {
+					points++
+				}
+			}
+		}
+		if circles != points || points == 0 {
+			t.Errorf("%s: %d circles for %d points", name, circles, points)
+		}
+	}
+	// A missing value is left out, not drawn at zero.
+	r.Phases[1].Runs = r.Phases[1].Runs[:1]
+	if strings.Count(RSSPlot(r).SVG(), "<circle") != 4 {
+		t.Error("missing runs drawn")
+	}
+}
+
+func TestMarkdown(t *testing.T) {
+	r := fixture()
+	r.Ratios = ComputeRatios(r, 10, 100)
+	md := Markdown(r, "test/dnsbench/results")
+	golden(t, "BENCHMARKS.md.golden", []byte(md))
+	for _, s := range []string{"![queries/s](test/dnsbench/results/qps.svg)", "| 100 (11000) | kubernetes | 12000 | 10000 | 12000 | 10000 |", "| 100 (11000) | headless+kubernetes | 36000 | 48000 | 72000 | 96000 |", "load average at the start: 1 1 1", "make bench-dns", "| 3 x | yes | 6 x | yes | >= 2.5 |", "| 0.923 x | **no** | 0.923 x | **no** | >= 1.0 |"} {
+		if !strings.Contains(md, s) {
+			t.Errorf("report lacks %q", s)
+		}
+	}
+}
+
+func TestNiceStep(t *testing.T) {
+	for _, tc := range []struct{ raw, want float64 }{{0.3, 0.5}, {1, 1}, {1.1, 2}, {7000, 10000}, {11000, 20000}, {0, 1}} {
+		if got := niceStep(tc.raw); math.Abs(got-tc.want) > 1e-9 {
+			t.Errorf("niceStep(%v) = %v, want %v", tc.raw, got, tc.want)
+		}
+	}
+}
+
+func TestBestRuns(t *testing.T) {
+	all := []Run{
+		{Contender: HeadlessKubernetes, Round: 1, Mixed: &DNSPerf{QPS: 10}},
+		{Contender: Kubernetes, Round: 1, Mixed: &DNSPerf{QPS: 30}},
+		{Contender: Whoami, Round: 1}, // failed to parse: never best
+		{Contender: HeadlessKubernetes, Round: 2, Mixed: &DNSPerf{QPS: 20}},
+		{Contender: Kubernetes, Round: 2, Mixed: &DNSPerf{QPS: 5}},
+		{Contender: Whoami, Round: 2, Mixed: &DNSPerf{QPS: 1}},
+	}
+	got := BestRuns(all)
+	want := []struct {
+		c     string
+		round int
+	}{{HeadlessKubernetes, 2}, {Kubernetes, 1}, {Whoami, 2}}
+	if len(got) != len(want) {
+		t.Fatalf("%+v", got)
+	}
+	for i, w := range want {
+		if got[i].Contender != w.c || got[i].Round != w.round {
+			t.Errorf("%d: %s round %d, want %s round %d", i, got[i].Contender, got[i].Round, w.c, w.round)
+		}
+	}
+}
