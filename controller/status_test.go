@@ -109,18 +109,8 @@ func TestWriteStatus(t *testing.T) {
 // something new writes over that last write, and gets a conflict only if
 // someone else has written since.
 func TestWriteStatusStaleCache(t *testing.T) {
-	scheme := runtime.NewScheme()
-	clientgoscheme.AddToScheme(scheme)
-	v1alpha1.AddToScheme(scheme)
-	ps := testSet(3)
-	c := fake.NewClientBuilder().WithScheme(scheme).WithStatusSubresource(&v1alpha1.PetSet{}).WithObjects(ps).Build()
-	ctx := context.Background()
+	ctx, c, r, ps, stale := staleCacheFixture(t)
 	key := client.ObjectKeyFromObject(ps)
-	if err := c.Get(ctx, key, ps); err != nil {
-		t.Fatal(err)
-	}
-	stale := ps.DeepCopy()
-	r := &Reconciler{Client: c}
 	owned := map[int]*corev1.Pod{0: statusPod(0, statusPet{"new", true, false})}
 	w := Want{Start: 0, End: 3, Revision: "new", RollingUpdate: true, MaxUnavailable: 1, Now: time.Now()}
 	pets := []Pet{petOf(0, owned[0])}
@@ -165,18 +155,8 @@ func TestWriteStatusStaleCache(t *testing.T) {
 // stays the raised one (the e2e TestPetSetRevisionIdentity once saw it
 // fall back to 0 this way).
 func TestWriteStatusCollisionCountNeverFalls(t *testing.T) {
-	scheme := runtime.NewScheme()
-	clientgoscheme.AddToScheme(scheme)
-	v1alpha1.AddToScheme(scheme)
-	ps := testSet(3)
-	c := fake.NewClientBuilder().WithScheme(scheme).WithStatusSubresource(&v1alpha1.PetSet{}).WithObjects(ps).Build()
-	ctx := context.Background()
+	ctx, c, r, ps, stale := staleCacheFixture(t)
 	key := client.ObjectKeyFromObject(ps)
-	if err := c.Get(ctx, key, ps); err != nil {
-		t.Fatal(err)
-	}
-	stale := ps.DeepCopy()
-	r := &Reconciler{Client: c}
 	owned := map[int]*corev1.Pod{0: statusPod(0, statusPet{"new", true, false})}
 	one, zero := int32(1), int32(0)
 	w := Want{Start: 0, End: 3, Revision: "new", RollingUpdate: true, MaxUnavailable: 1, Now: time.Now(), collisionCount: &one}
@@ -200,4 +180,20 @@ func TestWriteStatusCollisionCountNeverFalls(t *testing.T) {
 	if got.Status.Replicas != 2 || got.Status.CollisionCount == nil || *got.Status.CollisionCount != 1 {
 		t.Errorf("replicas %d, collisionCount %v; want 2 and 1", got.Status.Replicas, got.Status.CollisionCount)
 	}
+}
+
+// staleCacheFixture stores a 3-pet set in a fake client and returns it
+// read back, with a copy standing for what a lagging cache still holds.
+func staleCacheFixture(t *testing.T) (context.Context, client.Client, *Reconciler, *v1alpha1.PetSet, *v1alpha1.PetSet) {
+	t.Helper()
+	scheme := runtime.NewScheme()
+	clientgoscheme.AddToScheme(scheme)
+	v1alpha1.AddToScheme(scheme)
+	ps := testSet(3)
+	c := fake.NewClientBuilder().WithScheme(scheme).WithStatusSubresource(&v1alpha1.PetSet{}).WithObjects(ps).Build()
+	ctx := context.Background()
+	if err := c.Get(ctx, client.ObjectKeyFromObject(ps), ps); err != nil {
+		t.Fatal(err)
+	}
+	return ctx, c, &Reconciler{Client: c}, ps, ps.DeepCopy()
 }
