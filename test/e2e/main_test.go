@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
+
 	"petset.dev/petset/test/cluster"
 )
 
@@ -134,7 +136,9 @@ func startCoreDNS(ctx context.Context) (string, func(), error) {
 		resp, err := http.Get("http://127.0.0.1:" + readyPort + "/ready")
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			// Ready can answer before the DNS listener is up: the server
+			// is started once it also answers a query.
+			if resp.StatusCode == http.StatusOK && answers(dnsAddr) {
 				return bin, stop, nil
 			}
 		}
@@ -145,6 +149,16 @@ func startCoreDNS(ctx context.Context) (string, func(), error) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// answers reports whether a DNS server at addr replies, with any rcode,
+// to a query over UDP.
+func answers(addr string) bool {
+	m := new(dns.Msg)
+	m.SetQuestion("cluster.local.", dns.TypeSOA)
+	c := &dns.Client{Timeout: 500 * time.Millisecond}
+	_, _, err := c.Exchange(m, addr)
+	return err == nil
 }
 
 func recordLatency(what string, d time.Duration) {
