@@ -70,9 +70,9 @@ func RegisterCacheMetrics(r client.Reader) error {
 // Describe implements prometheus.Collector.
 func (c CacheCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descCached }
 
-// Collect implements prometheus.Collector. It lists the cache (a copy of
-// the pets, claims and revisions it holds; metadata lists would start
-// informers of their own) and keeps only the lengths.
+// Collect implements prometheus.Collector. It lists the cache without
+// copying the objects (they are only counted, never changed; metadata
+// lists would start informers of their own) and keeps only the lengths.
 func (c CacheCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -84,7 +84,7 @@ func (c CacheCollector) Collect(ch chan<- prometheus.Metric) {
 		{"persistentvolumeclaims", &corev1.PersistentVolumeClaimList{}},
 		{"controllerrevisions", &appsv1.ControllerRevisionList{}},
 	} {
-		if err := c.Reader.List(ctx, k.list); err != nil {
+		if err := c.Reader.List(ctx, k.list, client.UnsafeDisableDeepCopy); err != nil {
 			ch <- prometheus.NewInvalidMetric(descCached, err)
 			continue
 		}
