@@ -101,6 +101,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzCanonicalJSON$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) ./controller/
 	$(GO) test -run '^$$' -fuzz '^FuzzSplitWords$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) ./discovery/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseDNSPerf$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) ./test/dnsbench/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseGoBench$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) ./test/dnsbench/
 	$(GO) -C build test -run '^$$' -fuzz '^FuzzParsePlatforms$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) ./image/
 
 # The control-plane binaries, built once and cached under .cache/testbed.

@@ -66,30 +66,66 @@ func churnPlan(svcs []Service, n, lag, observeEvery int) []change {
 	return out
 }
 
-// runChurn serves the last phase with one contender at full dnsperf load
-// while ChurnRate pods per second change readiness, then restores them.
-func runChurn(ctx context.Context, cfg Config, tb *cluster.Cluster, client kubernetes.Interface, shipped, contender string, svcs []Service, mixedFile string) (*Churn, error) {
-	dir := filepath.Join(cfg.Work, "churn")
-	srv, err := StartServer(ctx, cfg.CoreDNS, shipped, mkdir(dir), tb.Kubeconfig, contender, cfg.ServerCPU, cfg.NoCache, 3*time.Minute)
-	if err != nil {
-		return nil, err
-	}
-	defer srv.Stop()
-	if err := CheckAnswers(srv.Addr(), contender, svcs); err != nil {
-		return nil, err
-	}
-	name, labels := programmingHistogram(contender)
-	before, err := Scrape(srv.MetricsURL())
-	if err != nil {
-		return nil, err
-	}
-	ch := &Churn{Contender: contender, Load: LoadAvg()}
-	if ch.RSSStart, err = VmRSS(srv.PID()); err != nil {
-		return nil, err
-	}
-	ch.RSSMax = ch.RSSStart
+// churnNice is the niceness of CoreDNS and dnsperf during the churn. In a
+// cluster the control plane has machines of its own; here it shares two
+// cores with a server and a load generator that take all they get, and it
+// queued the changes for seconds, which measured the control plane, not
+// DNS. At default priority it goes first when it needs a core, and the two
+// still get every cycle it leaves.
+const churnNice = 10
 
-	// RSS every second, until the load ends.
+// churnPreload is how long the load runs before the first change, so the
+// RSS the churn is compared with is the server's under the same load.
+const churnPreload = 5 * time.Second
+
+// contenderRun is one server in the side-by-side churn.
+type contenderRun struct {
+	srv      *Server
+	ch       *Churn
+	before   Metrics
+	mu       sync.Mutex
+	observed []float64
+}
+
+// runChurn serves the last phase with the contenders side by side (each
+// its own server on ServerCPU, each at full load from its own dnsperf)
+// while ChurnRate pods per second change readiness: the same changes at
+// the same moments, through the same control plane, so their latencies
+// are comparable change by change. Then it restores the pods.
+func runChurn(ctx context.Context, cfg Config, tb *cluster.Cluster, client kubernetes.Interface, shipped string, contenders []string, svcs []Service, mixedFile string) ([]Churn, error) {
+	dir := mkdir(filepath.Join(cfg.Work, "churn"))
+	var runs []*contenderRun
+	defer func() {
+		for _, r := range runs {
+			r.srv.Stop()
+		}
+	}()
+	for _, c := range contenders {
+		srv, err := StartServer(ctx, ServerOptions{Bin: cfg.CoreDNS, Shipped: shipped, Dir: dir, Kubeconfig: tb.Kubeconfig,
+			Contender: c, CPU: cfg.ServerCPU, Nice: churnNice, NoCache: cfg.NoCache, Timeout: 3 * time.Minute})
+		if err != nil {
+			return nil, err
+		}
+		runs = append(runs, &contenderRun{srv: srv, ch: &Churn{Contender: c, SideBySide: len(contenders)}})
+	}
+	for _, r := range runs {
+		if err := CheckAnswers(r.srv.Addr(), r.ch.Contender, svcs); err != nil {
+			return nil, err
+		}
+		before, err := Scrape(r.srv.MetricsURL())
+		if err != nil {
+			return nil, err
+		}
+		r.before = before
+		if r.ch.RSSStart, err = VmRSS(r.srv.PID()); err != nil {
+			return nil, err
+		}
+		r.ch.Load = LoadAvg()
+	}
+
+	// RSS of every server every second, from the start of the load to its
+	// end; the samples before the first change are the baseline.
+	start := time.Now().Add(churnPreload)
 	stopRSS := make(chan struct{})
 	var rssWG sync.WaitGroup
 	rssWG.Add(1)
@@ -101,23 +137,41 @@ func runChurn(ctx context.Context, cfg Config, tb *cluster.Cluster, client kuber
 			select {
 			case <-stopRSS:
 				return
-			case <-t.C:
-				if v, err := VmRSS(srv.PID()); err == nil {
-					ch.RSSMax = max(ch.RSSMax, v)
-					ch.RSSEnd = v
-					ch.RSSSamples = append(ch.RSSSamples, v)
+			case now := <-t.C:
+				for _, r := range runs {
+					v, err := VmRSS(r.srv.PID())
+					if err != nil {
+						continue
+					}
+					if now.Before(start) {
+						r.ch.RSSLoaded = max(r.ch.RSSLoaded, v)
+						continue
+					}
+					r.ch.RSSMax = max(r.ch.RSSMax, v)
+					r.ch.RSSEnd = v
+					r.ch.RSSSamples = append(r.ch.RSSSamples, v)
 				}
 			}
 		}
 	}()
 
-	perfDone := make(chan error, 1)
-	go func() {
-		d, err := RunDNSPerf(ctx, DNSPerfOptions{Addr: srv.Addr(), File: mixedFile, Duration: cfg.ChurnDuration,
-			Clients: cfg.Clients, Outstanding: cfg.Outstanding, MaxQPS: cfg.MaxQPS, CPU: cfg.PerfCPU})
-		ch.DNSPerf = d
-		perfDone <- err
-	}()
+	perfDone := make(chan error, len(runs))
+	for _, r := range runs {
+		go func() {
+			d, err := RunDNSPerf(ctx, DNSPerfOptions{Addr: r.srv.Addr(), File: mixedFile, Duration: churnPreload + cfg.ChurnDuration,
+				Clients: cfg.Clients, Outstanding: cfg.Outstanding, MaxQPS: cfg.MaxQPS, CPU: cfg.PerfCPU, Nice: churnNice})
+			r.ch.DNSPerf = d
+			if err != nil {
+				err = fmt.Errorf("%s: %w", r.ch.Contender, err)
+			}
+			perfDone <- err
+		}()
+	}
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-time.After(time.Until(start)):
+	}
 
 	n := int(cfg.ChurnDuration.Seconds() * float64(cfg.ChurnRate))
 	down := cfg.ChurnDownFor
@@ -126,11 +180,10 @@ func runChurn(ctx context.Context, cfg Config, tb *cluster.Cluster, client kuber
 	}
 	plan := churnPlan(svcs, n, int(down.Seconds()*float64(cfg.ChurnRate)), 5)
 	var mu sync.Mutex
-	var observed []float64
+	changes, failed := 0, 0
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 64)
 	tick := time.NewTicker(time.Second / time.Duration(cfg.ChurnRate))
-	start := time.Now()
 	for _, c := range plan {
 		select {
 		case <-ctx.Done():
@@ -145,52 +198,72 @@ func runChurn(ctx context.Context, cfg Config, tb *cluster.Cluster, client kuber
 			err := setReady(ctx, client, s.Namespace, s.Hosts[c.pod], c.ready)
 			<-sem // the writes are bounded; the observing is not
 			mu.Lock()
-			ch.Changes++
+			changes++
 			if err != nil {
-				ch.Failed++
+				failed++
 			}
 			mu.Unlock()
 			if err != nil || !c.observe {
 				return
 			}
-			if d, ok := observeAnswer(srv.Addr(), s.PodName(c.pod), s.IPs[c.pod], c.ready, 30*time.Second); ok {
-				mu.Lock()
-				observed = append(observed, d.Seconds())
-				mu.Unlock()
-			} else {
-				mu.Lock()
-				ch.NotObserved++
-				mu.Unlock()
+			// Every server is asked from the same moment.
+			var each sync.WaitGroup
+			for _, r := range runs {
+				each.Add(1)
+				go func() {
+					defer each.Done()
+					d, ok := observeAnswer(r.srv.Addr(), s.PodName(c.pod), s.IPs[c.pod], c.ready, 30*time.Second)
+					r.mu.Lock()
+					defer r.mu.Unlock()
+					if ok {
+						r.observed = append(r.observed, d.Seconds())
+					} else {
+						r.ch.NotObserved++
+					}
+				}()
 			}
+			each.Wait()
 		}(c)
 	}
 	tick.Stop()
 	wg.Wait()
-	ch.Seconds = time.Since(start).Seconds()
-	if err := <-perfDone; err != nil {
-		return nil, err
+	seconds := time.Since(start).Seconds()
+	var perfErr error
+	for range runs {
+		if err := <-perfDone; err != nil && perfErr == nil {
+			perfErr = err
+		}
 	}
 	close(stopRSS)
 	rssWG.Wait()
-	// The last changes may still be on their way: the histogram is read
-	// once every observed change has been answered (above) and a moment
-	// later for the rest.
-	after, err := Scrape(srv.MetricsURL())
-	if err != nil {
-		return nil, err
+	if perfErr != nil {
+		return nil, perfErr
 	}
-	diff := DiffBuckets(before.Histogram(name, labels...), after.Histogram(name, labels...))
-	ch.HistogramP50, ch.HistogramCount = BucketQuantile(diff, 0.50)
-	ch.HistogramP99, _ = BucketQuantile(diff, 0.99)
-	// Beyond the last bucket: JSON has no +Inf, and the largest number
-	// still compares as worse than any bucket.
-	ch.HistogramP50, ch.HistogramP99 = finite(ch.HistogramP50), finite(ch.HistogramP99)
-	ch.Observed = len(observed)
-	slices.Sort(observed)
-	ch.ObservedP50, ch.ObservedP99 = Percentile(observed, 50), Percentile(observed, 99)
-	cfg.Log("  churn %s: %d changes (%d failed) in %.1fs; programming p50 %.3fs p99 %.3fs (histogram, %d); observed p50 %.3fs p99 %.3fs (%d, %d not seen); %.0f q/s, lost %d; RSS %.1f/%.1f/%.1f MB",
-		contender, ch.Changes, ch.Failed, ch.Seconds, ch.HistogramP50, ch.HistogramP99, ch.HistogramCount, ch.ObservedP50, ch.ObservedP99, ch.Observed, ch.NotObserved,
-		ch.DNSPerf.QPS, ch.DNSPerf.Lost, float64(ch.RSSStart)/1e6, float64(ch.RSSEnd)/1e6, float64(ch.RSSMax)/1e6)
+	var out []Churn
+	for _, r := range runs {
+		ch := r.ch
+		ch.Changes, ch.Failed, ch.Seconds = changes, failed, seconds
+		// The histogram is read once every observed change has been
+		// answered (above): the rest have had as long.
+		after, err := Scrape(r.srv.MetricsURL())
+		if err != nil {
+			return nil, err
+		}
+		name, labels := programmingHistogram(ch.Contender)
+		diff := DiffBuckets(r.before.Histogram(name, labels...), after.Histogram(name, labels...))
+		ch.HistogramP50, ch.HistogramCount = BucketQuantile(diff, 0.50)
+		ch.HistogramP99, _ = BucketQuantile(diff, 0.99)
+		// Beyond the last bucket: JSON has no +Inf, and the largest number
+		// still compares as worse than any bucket.
+		ch.HistogramP50, ch.HistogramP99 = finite(ch.HistogramP50), finite(ch.HistogramP99)
+		ch.Observed = len(r.observed)
+		slices.Sort(r.observed)
+		ch.ObservedP50, ch.ObservedP90, ch.ObservedP99 = Percentile(r.observed, 50), Percentile(r.observed, 90), Percentile(r.observed, 99)
+		cfg.Log("  churn %s: %d changes (%d failed) in %.1fs; programming p50 %.3fs p99 %.3fs (histogram, %d); observed p50 %.3fs p90 %.3fs p99 %.3fs (%d, %d not seen); %.0f q/s, lost %d; RSS idle %.1f, loaded %.1f, churn end %.1f max %.1f MB",
+			ch.Contender, ch.Changes, ch.Failed, ch.Seconds, ch.HistogramP50, ch.HistogramP99, ch.HistogramCount, ch.ObservedP50, ch.ObservedP90, ch.ObservedP99, ch.Observed, ch.NotObserved,
+			ch.DNSPerf.QPS, ch.DNSPerf.Lost, float64(ch.RSSStart)/1e6, float64(ch.RSSLoaded)/1e6, float64(ch.RSSEnd)/1e6, float64(ch.RSSMax)/1e6)
+		out = append(out, *ch)
+	}
 
 	// Everything back to ready for whoever comes next.
 	var restore []change
@@ -200,7 +273,7 @@ func runChurn(ctx context.Context, cfg Config, tb *cluster.Cluster, client kuber
 	if err := restoreReady(ctx, client, svcs, restore); err != nil {
 		return nil, err
 	}
-	return ch, nil
+	return out, nil
 }
 
 // observeAnswer polls name until its answer shows the change: the pod's
@@ -218,7 +291,13 @@ func observeAnswer(addr, name, ip string, ready bool, timeout time.Duration) (ti
 				return time.Since(start), true
 			}
 		}
-		time.Sleep(10 * time.Millisecond)
+		// Fine-grained while a change is fresh, coarser after, so a slow
+		// control plane does not flood the servers with polls.
+		if time.Since(start) < time.Second {
+			time.Sleep(2 * time.Millisecond)
+		} else {
+			time.Sleep(20 * time.Millisecond)
+		}
 	}
 	return 0, false
 }

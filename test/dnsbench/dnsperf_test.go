@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -133,6 +134,64 @@ func FuzzParseDNSPerf(f *testing.F) {
 		}
 		if d.Answers < 0 {
 			t.Fatalf("negative answers: %+v", d)
+		}
+	})
+}
+
+func TestParseGoBench(t *testing.T) {
+	in := `goos: linux
+goarch: amd64
+pkg: petset.dev/petset/plugin/headless
+BenchmarkPodAVsWhoami/headless/pods=10-2         	  971979	      1234 ns/op	      1468 cpu-ns/op	     248 B/op	       3 allocs/op
+BenchmarkPodAVsWhoami/headless/pods=10-2         	  963868	      1109 ns/op	      1333 cpu-ns/op	     248 B/op	       3 allocs/op
+BenchmarkPodAVsWhoami/headless/pods=10-2         	 1000000	      1195 ns/op	      1431 cpu-ns/op	     248 B/op	       3 allocs/op
+BenchmarkPodAVsWhoami/whoami-2                   	  273231	      4460 ns/op	      5229 cpu-ns/op	     712 B/op	      21 allocs/op
+BenchmarkPodAVsWhoami/whoami-2                   	  351213	      3995 ns/op	      4761 cpu-ns/op	     712 B/op	      21 allocs/op
+BenchmarkBroken-2 	 x	      1 ns/op
+BenchmarkOdd-2 	 10	      1 ns/op	2
+PASS
+ok  	petset.dev/petset/plugin/headless	11.296s
+`
+	got, err := ParseGoBench(strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 {
+		t.Fatalf("%+v", got)
+	}
+	h, w := got[0], got[1]
+	if h.Name != "PodAVsWhoami/headless/pods=10" || h.Runs != 3 || h.Units["ns/op"] != 1195 || h.Units["cpu-ns/op"] != 1431 || h.Units["allocs/op"] != 3 {
+		t.Errorf("headless: %+v", h)
+	}
+	// Two runs: the mean of the middle two.
+	if w.Name != "PodAVsWhoami/whoami" || w.Runs != 2 || w.Units["ns/op"] != 4227.5 || w.Units["B/op"] != 712 {
+		t.Errorf("whoami: %+v", w)
+	}
+	if us := goBenchUnits(got); strings.Join(us, " ") != "ns/op cpu-ns/op B/op allocs/op" {
+		t.Errorf("units %v", us)
+	}
+}
+
+func FuzzParseGoBench(f *testing.F) {
+	f.Add("BenchmarkX/a-2 \t 10\t 5 ns/op\t 1 B/op\n")
+	f.Add("BenchmarkX-2 10 NaN ns/op\nBenchmarkX-2 10 -1 ns/op\nBenchmark- 1 1 x\n")
+	f.Fuzz(func(t *testing.T, in string) {
+		bs, err := ParseGoBench(strings.NewReader(in))
+		if err != nil {
+			return
+		}
+		for _, b := range bs {
+			if b.Runs <= 0 || b.Name == "" {
+				t.Fatalf("empty result: %+v", b)
+			}
+			for u, v := range b.Units {
+				if math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
+					t.Fatalf("%s %s = %v", b.Name, u, v)
+				}
+			}
+		}
+		if _, err := json.Marshal(bs); err != nil {
+			t.Fatal(err)
 		}
 	})
 }

@@ -72,10 +72,10 @@ func Markdown(r *Results, plots string) string {
 		r.Settings.Services, joinInts(r.Settings.PodsPerPhase, ", then "), r.Settings.Queries, r.Settings.Seed, r.Settings.Duration, r.Settings.Clients, r.Settings.Outstanding, r.Settings.Verbose)
 
 	if r.Settings.Repeat > 1 {
-		p("The contenders ran %d rounds, interleaved (h+k, k, whoami, h+k, ...); the tables show each contender's best round by mixed queries/s (the least disturbed on a shared machine); `all_runs` in the JSON has every round.\n\n", r.Settings.Repeat)
+		p("The contenders ran %d rounds, interleaved (h+k, k, whoami, h+k, ...), each a fresh process. Every goal is computed within each round, from runs less than two minutes apart, and the value is the median over the rounds; the goals table lists each round's value. On this machine (a VM whose cores are shared with other guests) the same server on the same queries moves by tens of percent between runs a minute apart, so a best or a worst round alone would measure the neighbours. The table of runs shows each contender's median round by mixed queries/s; `all_runs` in the JSON has every round. Latency percentiles come from the first round.\n\n", r.Settings.Repeat)
 	}
 	p("## Goals (issue 9)\n\nThroughput ratios are given twice: from queries/s, as the goals say, and from queries answered per CPU-second of CoreDNS (user + system time of all its threads during the run, from `/proc/PID/stat`), which is what the core would give if CoreDNS had it alone; on a shared machine the second is the steadier comparison.\n\n")
-	p("| goal | measured | met | per CPU-second | met | target |\n| --- | --- | --- | --- | --- | --- |\n")
+	p("| goal | measured | met | per CPU-second | met | target | rounds |\n| --- | --- | --- | --- | --- | --- | --- |\n")
 	yes := map[bool]string{true: "yes", false: "**no**"}
 	for _, rt := range r.Ratios {
 		val, met, cpu, cpuMet := "n/a ("+rt.Missing+")", "n/a", "", ""
@@ -86,7 +86,30 @@ func Markdown(r *Results, plots string) string {
 				cpu, cpuMet = trimFloat(rt.PerCPU)+" "+rt.Unit, yes[rt.PerCPUMet]
 			}
 		}
-		p("| %s | %s | %s | %s | %s | %s |\n", rt.Name, val, met, cpu, cpuMet, rt.Goal)
+		var rounds []string
+		if len(rt.Rounds) > 1 {
+			for _, v := range rt.Rounds {
+				rounds = append(rounds, trimFloat(round(v, 3)))
+			}
+		}
+		p("| %s | %s | %s | %s | %s | %s | %s |\n", rt.Name, val, met, cpu, cpuMet, rt.Goal, strings.Join(rounds, ", "))
+	}
+	if len(r.GoBench) > 0 {
+		p("\n## A pod-A answer in process\n\n`%s` (`%s` in `plugin/headless`, before the testbed starts) calls each plugin's ServeDNS on one question and packs the answer into a reused buffer, as the server does before it writes: the part of a pod-A query that differs between headless and whoami, without the socket and the neighbours. whoami answers every name with the client's address and port (an A and an SRV record it builds each time); headless looks the name up in its snapshot. Medians of %d runs.\n\n",
+			r.GoBenchCommand, PodABench, r.GoBench[0].Runs)
+		units := goBenchUnits(r.GoBench)
+		p("| benchmark | %s |\n|---|%s\n", strings.Join(units, " | "), strings.Repeat(" --- |", len(units)))
+		for _, gb := range r.GoBench {
+			var cells []string
+			for _, u := range units {
+				if v, ok := gb.Units[u]; ok {
+					cells = append(cells, trimFloat(round(v, 1)))
+				} else {
+					cells = append(cells, "")
+				}
+			}
+			p("| %s | %s |\n", gb.Name, strings.Join(cells, " | "))
+		}
 	}
 	p("\n## Queries/s, latency, memory\n\n")
 	p("![queries/s](%s/%s)\n![queries per CPU-second](%s/%s)\n![RSS](%s/%s)\n\n", plots, QPSSVG, plots, CPUSVG, plots, RSSSVG)
@@ -113,13 +136,17 @@ func Markdown(r *Results, plots string) string {
 	p(".\n\n")
 	if len(r.Churn) > 0 {
 		p("## DNS programming under churn\n\n")
-		p("%d readiness changes per second (a pod's Ready condition set False through the status subresource, and back True ten seconds later, as a readiness probe would, so half the changes take pods out and half bring them back; the EndpointSlice controller follows) for %.0f s, on the last phase's pods, while dnsperf sends the mixed file at full speed. **Programming** is the plugin's own `dns_programming_duration_seconds` histogram over the churn (from the EndpointSlice's `endpoints.kubernetes.io/last-change-trigger-time` to the new answer being served; bucket upper bounds, so the p99 is a power-of-two bound; the trigger time has one-second resolution in the API). **Observed** is from the status write returning to the changed answer, polled every 10 ms over DNS on every fifth change (the polls add to the load, alike for both).\n\n",
-			r.Settings.ChurnRate, r.Settings.ChurnSeconds)
-		p("| contender | changes (failed) in s | programming p50 / p99 s (count) | observed p50 / p99 s (n, not seen) | q/s | lost | RSS start / end / max MB | load |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n")
+		side := ""
+		if n := r.Churn[0].SideBySide; n > 1 {
+			side = fmt.Sprintf(" The %d contenders run side by side through one churn, each its own server on CoreDNS's core and its own dnsperf: the same changes at the same moments through the same control plane, so their latencies compare change by change.", n)
+		}
+		p("%d readiness changes per second (a pod's Ready condition set False through the status subresource, and back True ten seconds later, as a readiness probe would, so half the changes take pods out and half bring them back; the EndpointSlice controller follows) for %.0f s, on the last phase's pods, while dnsperf sends the mixed file at full speed.%s CoreDNS and dnsperf run at nice %d: in a cluster the control plane has machines of its own, and here, at the same priority, it queued the changes for seconds behind two processes that take every cycle. **Programming** is the plugin's own `dns_programming_duration_seconds` histogram over the churn (from the EndpointSlice's `endpoints.kubernetes.io/last-change-trigger-time` to the new answer being served; bucket upper bounds, so the p99 is a power-of-two bound; the trigger time has one-second resolution in the API). **Observed** is from the status write returning to the changed answer, polled over DNS every 2 ms for the first second (every 20 ms after) on every fifth change. **RSS** is idle before the load, the most under load in the %.0f s before the first change, and the end and the most during the churn.\n\n",
+			r.Settings.ChurnRate, r.Settings.ChurnSeconds, side, churnNice, churnPreload.Seconds())
+		p("| contender | changes (failed) in s | programming p50 / p99 s (count) | observed p50 / p90 / p99 s (n, not seen) | q/s | lost | RSS idle / loaded / end / max MB | load |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n")
 		for _, c := range r.Churn {
-			p("| %s | %d (%d) in %.0f | %s / %s (%d) | %.3f / %.3f (%d, %d) | %s | %s | %.1f / %.1f / %.1f | %s |\n", c.Contender, c.Changes, c.Failed, c.Seconds,
-				trimFloat(c.HistogramP50), trimFloat(c.HistogramP99), c.HistogramCount, c.ObservedP50, c.ObservedP99, c.Observed, c.NotObserved,
-				qpsOf(c.DNSPerf), lostOf(c.DNSPerf), float64(c.RSSStart)/1e6, float64(c.RSSEnd)/1e6, float64(c.RSSMax)/1e6, c.Load)
+			p("| %s | %d (%d) in %.0f | %s / %s (%d) | %.3f / %.3f / %.3f (%d, %d) | %s | %s | %.1f / %.1f / %.1f / %.1f | %s |\n", c.Contender, c.Changes, c.Failed, c.Seconds,
+				trimFloat(c.HistogramP50), trimFloat(c.HistogramP99), c.HistogramCount, c.ObservedP50, c.ObservedP90, c.ObservedP99, c.Observed, c.NotObserved,
+				qpsOf(c.DNSPerf), lostOf(c.DNSPerf), float64(c.RSSStart)/1e6, float64(c.RSSLoaded)/1e6, float64(c.RSSEnd)/1e6, float64(c.RSSMax)/1e6, c.Load)
 		}
 		p("\n")
 	}

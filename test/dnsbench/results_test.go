@@ -34,8 +34,8 @@ func fixture() *Results {
 				run(HeadlessKubernetes, 36000, 48000, 92), run(Kubernetes, 12000, 10000, 81), run(Whoami, 55000, 52000, 60)}},
 		},
 		Churn: []Churn{
-			{Contender: HeadlessKubernetes, Changes: 3000, Seconds: 60, DNSPerf: &DNSPerf{QPS: 30000}, HistogramCount: 3000, HistogramP50: 0.512, HistogramP99: 1.024, Observed: 600, ObservedP50: 0.3, ObservedP99: 0.8, RSSStart: 90e6, RSSEnd: 92e6, RSSMax: 95e6},
-			{Contender: Kubernetes, Changes: 3000, Seconds: 61, DNSPerf: &DNSPerf{QPS: 10000, Lost: 3}, HistogramCount: 2900, HistogramP50: 0.512, HistogramP99: 2.048, Observed: 600, ObservedP50: 0.3, ObservedP99: 1.0, RSSStart: 80e6, RSSEnd: 80e6, RSSMax: 81e6},
+			{Contender: HeadlessKubernetes, Changes: 3000, Seconds: 60, DNSPerf: &DNSPerf{QPS: 30000}, HistogramCount: 3000, HistogramP50: 0.512, HistogramP99: 1.024, Observed: 600, ObservedP50: 0.3, ObservedP90: 0.5, ObservedP99: 0.8, SideBySide: 2, RSSStart: 85e6, RSSLoaded: 90e6, RSSEnd: 92e6, RSSMax: 95e6},
+			{Contender: Kubernetes, Changes: 3000, Seconds: 61, DNSPerf: &DNSPerf{QPS: 10000, Lost: 3}, HistogramCount: 2900, HistogramP50: 0.512, HistogramP99: 2.048, Observed: 600, ObservedP50: 0.3, ObservedP90: 0.6, ObservedP99: 1.0, SideBySide: 2, RSSStart: 75e6, RSSLoaded: 80e6, RSSEnd: 80e6, RSSMax: 81e6},
 		},
 	}
 }
@@ -56,7 +56,7 @@ func TestComputeRatios(t *testing.T) {
 		{0.5, true},        // programming p99 1.024 / 2.048
 		{0.8, true},        // observed p99 0.8 / 1.0
 		{0, true},          // headless lost nothing
-		{95.0 / 90, true},  // RSS max / start during churn
+		{95.0 / 90, true},  // RSS max during churn / most under load before it
 	}
 	if len(got) != len(want) {
 		t.Fatalf("%d ratios, want %d: %+v", len(got), len(want), got)
@@ -77,6 +77,36 @@ func TestComputeRatios(t *testing.T) {
 		if rt.PerCPU != 0 {
 			t.Errorf("%s: a per-CPU value %v", rt.Name, rt.PerCPU)
 		}
+	}
+}
+
+// TestInProcessRatios: with the Go benchmark's results, two more goals
+// compare whoami's CPU per answer with headless's.
+func TestInProcessRatios(t *testing.T) {
+	r := fixture()
+	r.GoBench = []GoBench{
+		{Name: "PodAVsWhoami/headless/pods=10", Runs: 5, Units: map[string]float64{"ns/op": 1000, "cpu-ns/op": 1200}},
+		{Name: "PodAVsWhoami/headless/pods=100", Runs: 5, Units: map[string]float64{"ns/op": 5000}},
+		{Name: "PodAVsWhoami/whoami", Runs: 5, Units: map[string]float64{"ns/op": 4000, "cpu-ns/op": 4800}},
+	}
+	got := ComputeRatios(r, 10, 100)
+	if len(got) != 13 {
+		t.Fatalf("%d ratios", len(got))
+	}
+	// cpu-ns/op where both have it (4800 / 1200); ns/op otherwise.
+	if rt := got[7]; rt.Value != 4 || !rt.Met || !strings.Contains(rt.Name, "10 pods") {
+		t.Errorf("%+v", rt)
+	}
+	if rt := got[8]; math.Abs(rt.Value-0.8) > 0.001 || rt.Met { // 4000 / 5000 ns
+		t.Errorf("%+v", rt)
+	}
+	md := Markdown(r, "results")
+	if !strings.Contains(md, "| PodAVsWhoami/whoami | 4000 | 4800 |") {
+		t.Errorf("report lacks the in-process table:\n%s", md)
+	}
+	r.GoBench = r.GoBench[:1]
+	if rt := ComputeRatios(r, 10, 100)[7]; rt.Missing == "" {
+		t.Errorf("computed without whoami: %+v", rt)
 	}
 }
 
@@ -157,20 +187,22 @@ func TestNiceStep(t *testing.T) {
 	}
 }
 
-func TestBestRuns(t *testing.T) {
+func TestMedianRuns(t *testing.T) {
 	all := []Run{
 		{Contender: HeadlessKubernetes, Round: 1, Mixed: &DNSPerf{QPS: 10}},
 		{Contender: Kubernetes, Round: 1, Mixed: &DNSPerf{QPS: 30}},
-		{Contender: Whoami, Round: 1}, // failed to parse: never best
+		{Contender: Whoami, Round: 1}, // failed to parse: never kept
 		{Contender: HeadlessKubernetes, Round: 2, Mixed: &DNSPerf{QPS: 20}},
 		{Contender: Kubernetes, Round: 2, Mixed: &DNSPerf{QPS: 5}},
 		{Contender: Whoami, Round: 2, Mixed: &DNSPerf{QPS: 1}},
+		{Contender: HeadlessKubernetes, Round: 3, Mixed: &DNSPerf{QPS: 15}},
+		{Contender: Kubernetes, Round: 3, Mixed: &DNSPerf{QPS: 50}},
 	}
-	got := BestRuns(all)
+	got := MedianRuns(all)
 	want := []struct {
 		c     string
 		round int
-	}{{HeadlessKubernetes, 2}, {Kubernetes, 1}, {Whoami, 2}}
+	}{{HeadlessKubernetes, 3}, {Kubernetes, 1}, {Whoami, 2}}
 	if len(got) != len(want) {
 		t.Fatalf("%+v", got)
 	}
@@ -178,5 +210,50 @@ func TestBestRuns(t *testing.T) {
 		if got[i].Contender != w.c || got[i].Round != w.round {
 			t.Errorf("%d: %s round %d, want %s round %d", i, got[i].Contender, got[i].Round, w.c, w.round)
 		}
+	}
+}
+
+// TestComputeRatiosMedianOfRounds: each goal is computed within each
+// round, and the value is the median of the rounds, not a ratio of
+// medians or of one lucky round.
+func TestComputeRatiosMedianOfRounds(t *testing.T) {
+	r := fixture()
+	for i := range r.Phases {
+		ph := &r.Phases[i]
+		for round, scale := range []float64{1, 0.5, 2} {
+			for _, run := range ph.Runs {
+				c := run
+				c.Round = round + 1
+				// headless's pod-A rate moves by scale, whoami's by 1/scale:
+				// the round ratios are scale² times the fixture's.
+				m, pa := *run.Mixed, *run.PodA
+				switch c.Contender {
+				case HeadlessKubernetes:
+					pa.QPS *= scale
+				case Whoami:
+					pa.QPS /= scale
+				}
+				c.Mixed, c.PodA = &m, &pa
+				ph.AllRuns = append(ph.AllRuns, c)
+			}
+		}
+		ph.Runs = MedianRuns(ph.AllRuns)
+	}
+	got := ComputeRatios(r, 10, 100)
+	// pod A 50000 / whoami 50000 at 10 pods: rounds 1, 0.25, 4.
+	rt := got[2]
+	if len(rt.Rounds) != 3 || rt.Rounds[0] != 1 || rt.Rounds[1] != 0.25 || rt.Rounds[2] != 4 {
+		t.Fatalf("%s rounds %v", rt.Name, rt.Rounds)
+	}
+	if rt.Value != 1 || !rt.Met {
+		t.Errorf("%s = %v (met %v), want the median 1", rt.Name, rt.Value, rt.Met)
+	}
+	// The mixed ratio is the same every round.
+	if got[0].Value != 3 || len(got[0].Rounds) != 3 {
+		t.Errorf("%s = %v over %v", got[0].Name, got[0].Value, got[0].Rounds)
+	}
+	// An even count takes the mean of the middle two.
+	if m := median([]float64{4, 1, 3, 2}); m != 2.5 {
+		t.Errorf("median = %v", m)
 	}
 }

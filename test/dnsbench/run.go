@@ -1,12 +1,14 @@
 package dnsbench
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -36,9 +38,9 @@ type Config struct {
 	Clients        int
 	Outstanding    int
 	MaxQPS         int // 0: full speed (the benchmark); the smoke test limits it
-	// Repeat runs the contenders this many rounds, interleaved, and keeps
-	// each contender's best round (highest mixed queries/s): on a shared
-	// machine, the least disturbed one.
+	// Repeat runs the contenders this many rounds, interleaved; each goal
+	// is computed within every round and the median over rounds is kept,
+	// and the tables show each contender's median round.
 	Repeat    int
 	NoCache   bool
 	ServerCPU string // taskset CPU list for CoreDNS
@@ -51,6 +53,10 @@ type Config struct {
 	// ChurnDownFor is how long a pod stays not ready before it is made
 	// ready again (default 10s): long enough for the change to be seen.
 	ChurnDownFor time.Duration
+	// GoBenchCount, when above 0, first runs PodABench this many times in
+	// ./plugin/headless of the module at GoBenchDir (the repository).
+	GoBenchCount int
+	GoBenchDir   string
 	Log          func(format string, args ...any)
 }
 
@@ -75,6 +81,13 @@ func Bench(ctx context.Context, cfg Config) (*Results, error) {
 			Duration: cfg.Duration.Seconds(), Verbose: cfg.Verbose.Seconds(), Clients: cfg.Clients,
 			Outstanding: cfg.Outstanding, Repeat: max(1, cfg.Repeat), NoCache: cfg.NoCache, ChurnRate: cfg.ChurnRate, ChurnSeconds: cfg.ChurnDuration.Seconds(),
 		},
+	}
+	if cfg.GoBenchCount > 0 {
+		// Before the testbed, on a machine as quiet as it gets.
+		cfg.Log("go test -bench %s, %d times", PodABench, cfg.GoBenchCount)
+		if res.GoBench, res.GoBenchCommand, err = RunGoBench(ctx, cfg.GoBenchDir, "./plugin/headless", PodABench, cfg.GoBenchCount); err != nil {
+			return nil, err
+		}
 	}
 	tb := cfg.Cluster
 	if tb == nil {
@@ -144,7 +157,7 @@ func Bench(ctx context.Context, cfg Config) (*Results, error) {
 		}
 		for rep := range max(1, cfg.Repeat) {
 			for _, c := range Contenders {
-				run, err := runContender(ctx, cfg, tb, string(shipped), c, pods, svcs, files)
+				run, err := runContender(ctx, cfg, tb, string(shipped), c, pods, svcs, files, rep == 0)
 				if err != nil {
 					return res, fmt.Errorf("%s at %d pods per service: %w", c, pods, err)
 				}
@@ -152,7 +165,7 @@ func Bench(ctx context.Context, cfg Config) (*Results, error) {
 				ph.AllRuns = append(ph.AllRuns, *run)
 			}
 		}
-		ph.Runs = BestRuns(ph.AllRuns)
+		ph.Runs = MedianRuns(ph.AllRuns)
 		res.Phases = append(res.Phases, ph)
 		last = svcs
 	}
@@ -160,7 +173,8 @@ func Bench(ctx context.Context, cfg Config) (*Results, error) {
 		// The churn is the control plane's work too (50 status writes a
 		// second, the EndpointSlice controller, the watches): squeezed
 		// onto dnsperf's CPU it queued changes for seconds. It gets
-		// every CPU back, CoreDNS's included.
+		// every CPU back, CoreDNS's included, and runs at a higher
+		// priority than CoreDNS and dnsperf (churnNice).
 		if cfg.ServerCPU != "" && cfg.PerfCPU != "" {
 			if err := PinTestbed(tb.Dir, "0-"+strconv.Itoa(runtime.NumCPU()-1)); err != nil {
 				return res, err
@@ -168,13 +182,11 @@ func Bench(ctx context.Context, cfg Config) (*Results, error) {
 		}
 		pods := cfg.PodsPerService[len(cfg.PodsPerService)-1]
 		mixedFile := filepath.Join(cfg.Work, fmt.Sprintf("queries-%d-mixed.txt", pods))
-		for _, c := range []string{HeadlessKubernetes, Kubernetes} {
-			ch, err := runChurn(ctx, cfg, tb, client, string(shipped), c, last, mixedFile)
-			if err != nil {
-				return res, fmt.Errorf("churn %s: %w", c, err)
-			}
-			res.Churn = append(res.Churn, *ch)
+		ch, err := runChurn(ctx, cfg, tb, client, string(shipped), []string{HeadlessKubernetes, Kubernetes}, last, mixedFile)
+		if err != nil {
+			return res, fmt.Errorf("churn: %w", err)
 		}
+		res.Churn = ch
 	}
 	res.Machine.LoadEnd = LoadAvg()
 	if n := len(cfg.PodsPerService); n >= 2 {
@@ -184,14 +196,16 @@ func Bench(ctx context.Context, cfg Config) (*Results, error) {
 }
 
 // runContender serves one phase with one contender: warm-up, the mixed
-// and the pod-A file at full speed, then the verbose run.
-func runContender(ctx context.Context, cfg Config, tb *cluster.Cluster, shipped, contender string, pods int, svcs []Service, files map[string]string) (*Run, error) {
+// and the pod-A file at full speed, then, when verbose (the first round),
+// the verbose run.
+func runContender(ctx context.Context, cfg Config, tb *cluster.Cluster, shipped, contender string, pods int, svcs []Service, files map[string]string, verbose bool) (*Run, error) {
 	dir := filepath.Join(cfg.Work, fmt.Sprintf("phase-%d", pods))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
 	start := time.Now()
-	srv, err := StartServer(ctx, cfg.CoreDNS, shipped, dir, tb.Kubeconfig, contender, cfg.ServerCPU, cfg.NoCache, 3*time.Minute)
+	srv, err := StartServer(ctx, ServerOptions{Bin: cfg.CoreDNS, Shipped: shipped, Dir: dir, Kubeconfig: tb.Kubeconfig,
+		Contender: contender, CPU: cfg.ServerCPU, NoCache: cfg.NoCache, Timeout: 3 * time.Minute})
 	if err != nil {
 		return nil, err
 	}
@@ -222,7 +236,7 @@ func runContender(ctx context.Context, cfg Config, tb *cluster.Cluster, shipped,
 	if run.PodA, run.PodACPU, err = measure(ctx, o, srv.PID()); err != nil {
 		return nil, err
 	}
-	if cfg.Verbose > 0 {
+	if cfg.Verbose > 0 && verbose {
 		o.File, o.Duration, o.Verbose = files["mixed"], cfg.Verbose, true
 		if run.Verbose, err = RunDNSPerf(ctx, o); err != nil {
 			return nil, err
@@ -323,23 +337,23 @@ func describeMachine(coredns string) Machine {
 	return m
 }
 
-// BestRuns keeps, per contender in running order, the run with the
-// highest mixed queries/s.
-func BestRuns(all []Run) []Run {
+// MedianRuns keeps, per contender in running order, its median round by
+// mixed queries/s (the lower of the middle two for an even count): a
+// real run that stands for the contender in the tables.
+func MedianRuns(all []Run) []Run {
 	var out []Run
 	for _, c := range Contenders {
-		best := -1
-		for i, r := range all {
-			if r.Contender != c || r.Mixed == nil {
-				continue
-			}
-			if best < 0 || r.Mixed.QPS > all[best].Mixed.QPS {
-				best = i
+		var mine []Run
+		for _, r := range all {
+			if r.Contender == c && r.Mixed != nil {
+				mine = append(mine, r)
 			}
 		}
-		if best >= 0 {
-			out = append(out, all[best])
+		if len(mine) == 0 {
+			continue
 		}
+		slices.SortStableFunc(mine, func(a, b Run) int { return cmp.Compare(a.Mixed.QPS, b.Mixed.QPS) })
+		out = append(out, mine[(len(mine)-1)/2])
 	}
 	return out
 }

@@ -26,10 +26,25 @@ type Server struct {
 	logf      *os.File
 }
 
-// StartServer writes the contender's Corefile into dir, starts bin on
-// it under taskset (cpu, e.g. "0"; empty for no pinning), and waits until
-// the ready plugin reports ready.
-func StartServer(ctx context.Context, bin, shipped, dir, kubeconfig, contender, cpu string, noCache bool, timeout time.Duration) (*Server, error) {
+// ServerOptions say how to start one contender.
+type ServerOptions struct {
+	Bin        string // the CoreDNS binary
+	Shipped    string // the shipped Corefile the contender's is made from
+	Dir        string // where its Corefile and log go
+	Kubeconfig string
+	Contender  string
+	CPU        string // taskset -c CPU list, e.g. "0"; empty for no pinning
+	// Nice, when above 0, starts it under nice -n Nice, so the control
+	// plane (at the default priority) goes first when both want a core.
+	Nice    int
+	NoCache bool
+	Timeout time.Duration // to become ready
+}
+
+// StartServer writes the contender's Corefile into o.Dir, starts o.Bin on
+// it (pinned and niced as o says), and waits until the ready plugin
+// reports ready and the server answers.
+func StartServer(ctx context.Context, o ServerOptions) (*Server, error) {
 	var ports Ports
 	var err error
 	if ports.DNS, err = freeUDPTCPPort(); err != nil {
@@ -40,31 +55,29 @@ func StartServer(ctx context.Context, bin, shipped, dir, kubeconfig, contender, 
 			return nil, err
 		}
 	}
-	body, err := AdaptCorefile(shipped, CorefileOptions{Contender: contender, Ports: ports, Kubeconfig: kubeconfig, NoCache: noCache})
+	body, err := AdaptCorefile(o.Shipped, CorefileOptions{Contender: o.Contender, Ports: ports, Kubeconfig: o.Kubeconfig, NoCache: o.NoCache})
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{Contender: contender, Ports: ports, Corefile: filepath.Join(dir, contender+".Corefile"), Log: filepath.Join(dir, contender+".log")}
+	s := &Server{Contender: o.Contender, Ports: ports, Corefile: filepath.Join(o.Dir, o.Contender+".Corefile"), Log: filepath.Join(o.Dir, o.Contender+".log")}
 	if err := os.WriteFile(s.Corefile, []byte(body), 0o644); err != nil {
 		return nil, err
 	}
 	if s.logf, err = os.Create(s.Log); err != nil {
 		return nil, err
 	}
-	args := []string{bin, "-conf", s.Corefile}
-	if cpu != "" {
-		args = append([]string{"taskset", "-c", cpu}, args...)
-	}
+	args := []string{o.Bin, "-conf", s.Corefile}
+	args = wrap(args, o.CPU, o.Nice)
 	s.cmd = exec.Command(args[0], args[1:]...)
 	s.cmd.Stdout, s.cmd.Stderr = s.logf, s.logf
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := s.cmd.Start(); err != nil {
 		s.logf.Close()
-		return nil, fmt.Errorf("start %s: %w", contender, err)
+		return nil, fmt.Errorf("start %s: %w", o.Contender, err)
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- s.cmd.Wait() }()
-	deadline := time.Now().Add(timeout)
+	deadline := time.Now().Add(o.Timeout)
 	hc := http.Client{Timeout: 2 * time.Second}
 	for {
 		resp, err := hc.Get(fmt.Sprintf("http://127.0.0.1:%d/ready", ports.Ready))
@@ -82,7 +95,7 @@ func StartServer(ctx context.Context, bin, shipped, dir, kubeconfig, contender, 
 		case err := <-exited:
 			s.logf.Close()
 			b, _ := os.ReadFile(s.Log)
-			return nil, fmt.Errorf("%s exited (%v):\n%s", contender, err, b)
+			return nil, fmt.Errorf("%s exited (%v):\n%s", o.Contender, err, b)
 		case <-ctx.Done():
 			s.Stop()
 			return nil, ctx.Err()
@@ -91,12 +104,25 @@ func StartServer(ctx context.Context, bin, shipped, dir, kubeconfig, contender, 
 		if time.Now().After(deadline) {
 			s.Stop()
 			b, _ := os.ReadFile(s.Log)
-			return nil, fmt.Errorf("%s not ready after %s:\n%s", contender, timeout, b)
+			return nil, fmt.Errorf("%s not ready after %s:\n%s", o.Contender, o.Timeout, b)
 		}
 	}
 }
 
-// PID is the CoreDNS process (taskset execs it in place).
+// wrap puts taskset -c cpu and nice -n nice in front of args, for the
+// ones asked for; both exec the command in place, so its PID is the
+// command's.
+func wrap(args []string, cpu string, nice int) []string {
+	if cpu != "" {
+		args = append([]string{"taskset", "-c", cpu}, args...)
+	}
+	if nice > 0 {
+		args = append([]string{"nice", "-n", strconv.Itoa(nice)}, args...)
+	}
+	return args
+}
+
+// PID is the CoreDNS process (taskset and nice exec it in place).
 func (s *Server) PID() int { return s.cmd.Process.Pid }
 
 // Addr is the DNS address, UDP and TCP.
@@ -146,6 +172,7 @@ type DNSPerfOptions struct {
 	MaxQPS      int // 0: as fast as the server answers
 	Verbose     bool
 	CPU         string // taskset -c CPU; empty for none
+	Nice        int    // nice -n Nice when above 0
 }
 
 // Args is the command line of a run.
@@ -166,10 +193,7 @@ func (o DNSPerfOptions) Args() ([]string, error) {
 	if o.Verbose {
 		args = append(args, "-v")
 	}
-	if o.CPU != "" {
-		args = append([]string{"taskset", "-c", o.CPU}, args...)
-	}
-	return args, nil
+	return wrap(args, o.CPU, o.Nice), nil
 }
 
 // RunDNSPerf runs dnsperf and parses its output as it streams (a verbose

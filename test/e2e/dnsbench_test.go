@@ -79,6 +79,11 @@ func TestDNSBenchSmoke(t *testing.T) {
 		if c.Changes != 30 || c.Failed != 0 || c.Observed == 0 || c.NotObserved != 0 || c.HistogramCount == 0 || c.DNSPerf.Lost != 0 {
 			t.Errorf("churn %s: %+v", c.Contender, c)
 		}
+		// Side by side, with RSS sampled under load before the churn
+		// (the flat-RSS goal's baseline) and during it.
+		if c.SideBySide != 2 || c.RSSLoaded <= 0 || len(c.RSSSamples) == 0 || c.RSSMax <= 0 {
+			t.Errorf("churn %s: side by side %d, RSS loaded %d, %d samples, max %d", c.Contender, c.SideBySide, c.RSSLoaded, len(c.RSSSamples), c.RSSMax)
+		}
 	}
 	if len(res.Ratios) != 11 {
 		t.Errorf("%d ratios", len(res.Ratios))

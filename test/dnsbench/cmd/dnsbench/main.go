@@ -30,17 +30,18 @@ func main() {
 		queries   = flag.Int("queries", 200000, "lines per query file")
 		seed      = flag.Uint64("seed", 1, "seed of the query files")
 		warmup    = flag.Duration("warmup", 3*time.Second, "warm-up run before the measured runs")
-		duration  = flag.Duration("duration", 15*time.Second, "each measured dnsperf run")
+		duration  = flag.Duration("duration", 10*time.Second, "each measured dnsperf run")
 		verbose   = flag.Duration("verbose", 10*time.Second, "dnsperf -v run for latency percentiles (0: none)")
 		clients   = flag.Int("clients", 4, "dnsperf -c")
 		outst     = flag.Int("outstanding", 100, "dnsperf -q")
 		maxQPS    = flag.Int("max-qps", 0, "dnsperf -Q (0: as fast as the server answers)")
-		repeat    = flag.Int("repeat", 2, "rounds of the contenders, interleaved; each contender's best round is kept")
+		repeat    = flag.Int("repeat", 5, "rounds of the contenders, interleaved; each goal is the median of its per-round values")
 		cache     = flag.Bool("cache", false, "keep the shipped Corefile's cache plugin (default: drop it, so the plugins answer every query)")
 		serverCPU = flag.String("server-cpu", "0", "taskset CPU list for CoreDNS")
 		perfCPU   = flag.String("perf-cpu", "1", "taskset CPU list for dnsperf")
 		churnRate = flag.Int("churn-rate", 50, "readiness changes per second in the churn run (0: no churn run)")
 		churnDur  = flag.Duration("churn", 60*time.Second, "length of each churn run")
+		goBench   = flag.Int("gobench", 5, "runs of the in-process Go benchmark "+dnsbench.PodABench+" in ./plugin/headless, before the testbed (0: none)")
 	)
 	flag.Parse()
 	var phases []int
@@ -77,7 +78,7 @@ func main() {
 		Services: *services, PodsPerService: phases, Queries: *queries, Seed: *seed,
 		Warmup: *warmup, Duration: *duration, Verbose: *verbose, Clients: *clients, Outstanding: *outst,
 		MaxQPS: *maxQPS, Repeat: *repeat, NoCache: !*cache, ServerCPU: *serverCPU, PerfCPU: *perfCPU,
-		ChurnRate: *churnRate, ChurnDuration: *churnDur, Log: logf,
+		ChurnRate: *churnRate, ChurnDuration: *churnDur, GoBenchCount: *goBench, GoBenchDir: ".", Log: logf,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "dnsbench:", err)
