@@ -161,7 +161,12 @@ func benchFlipOne(b *testing.B, services, pods int) {
 	for b.Loop() {
 		flip(i)
 		i++
+		before := h.snap.Load()
 		h.publish(l, keys)
+		// Every rebuild is a real change, never the unchanged path.
+		if h.snap.Load() == before {
+			b.Fatalf("rebuild %d published nothing", i)
+		}
 	}
 	reportCPU(b, cpu)
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -92,9 +93,10 @@ type contenderRun struct {
 // while ChurnRate pods per second change readiness: the same changes at
 // the same moments, through the same control plane, so their latencies
 // are comparable change by change. Then it restores the pods.
-func runChurn(ctx context.Context, cfg Config, tb *cluster.Cluster, client kubernetes.Interface, shipped string, contenders []string, svcs []Service, mixedFile string) ([]Churn, error) {
+func runChurn(ctx context.Context, cfg Config, tb *cluster.Cluster, client kubernetes.Interface, shipped string, contenders []string, svcs []Service, mixedFile string) ([]Churn, *ChurnPair, []string, error) {
 	dir := mkdir(filepath.Join(cfg.Work, "churn"))
 	var runs []*contenderRun
+	var exact []string
 	defer func() {
 		for _, r := range runs {
 			r.srv.Stop()
@@ -104,21 +106,22 @@ func runChurn(ctx context.Context, cfg Config, tb *cluster.Cluster, client kuber
 		srv, err := StartServer(ctx, ServerOptions{Bin: cfg.CoreDNS, Shipped: shipped, Dir: dir, Kubeconfig: tb.Kubeconfig,
 			Contender: c, CPU: cfg.ServerCPU, Nice: churnNice, NoCache: cfg.NoCache, Timeout: 3 * time.Minute})
 		if err != nil {
-			return nil, err
+			return nil, nil, nil, err
 		}
 		runs = append(runs, &contenderRun{srv: srv, ch: &Churn{Contender: c, SideBySide: len(contenders)}})
+		exact = append(exact, cmdline(srv.cmd.Args))
 	}
 	for _, r := range runs {
 		if err := CheckAnswers(r.srv.Addr(), r.ch.Contender, svcs); err != nil {
-			return nil, err
+			return nil, nil, nil, err
 		}
 		before, err := Scrape(r.srv.MetricsURL())
 		if err != nil {
-			return nil, err
+			return nil, nil, nil, err
 		}
 		r.before = before
 		if r.ch.RSSStart, err = VmRSS(r.srv.PID()); err != nil {
-			return nil, err
+			return nil, nil, nil, err
 		}
 		r.ch.Load = LoadAvg()
 	}
@@ -128,6 +131,9 @@ func runChurn(ctx context.Context, cfg Config, tb *cluster.Cluster, client kuber
 	start := time.Now().Add(churnPreload)
 	stopRSS := make(chan struct{})
 	var rssWG sync.WaitGroup
+	var stopOnce sync.Once
+	stop := func() { stopOnce.Do(func() { close(stopRSS) }); rssWG.Wait() }
+	defer stop() // also on an early return
 	rssWG.Add(1)
 	go func() {
 		defer rssWG.Done()
@@ -157,9 +163,13 @@ func runChurn(ctx context.Context, cfg Config, tb *cluster.Cluster, client kuber
 
 	perfDone := make(chan error, len(runs))
 	for _, r := range runs {
+		o := DNSPerfOptions{Addr: r.srv.Addr(), File: mixedFile, Duration: churnPreload + cfg.ChurnDuration,
+			Clients: cfg.Clients, Outstanding: cfg.Outstanding, MaxQPS: cfg.MaxQPS, CPU: cfg.PerfCPU, Nice: churnNice}
+		if args, err := o.Args(); err == nil {
+			exact = append(exact, cmdline(args))
+		}
 		go func() {
-			d, err := RunDNSPerf(ctx, DNSPerfOptions{Addr: r.srv.Addr(), File: mixedFile, Duration: churnPreload + cfg.ChurnDuration,
-				Clients: cfg.Clients, Outstanding: cfg.Outstanding, MaxQPS: cfg.MaxQPS, CPU: cfg.PerfCPU, Nice: churnNice})
+			d, err := RunDNSPerf(ctx, o)
 			r.ch.DNSPerf = d
 			if err != nil {
 				err = fmt.Errorf("%s: %w", r.ch.Contender, err)
@@ -169,7 +179,7 @@ func runChurn(ctx context.Context, cfg Config, tb *cluster.Cluster, client kuber
 	}
 	select {
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return nil, nil, nil, ctx.Err()
 	case <-time.After(time.Until(start)):
 	}
 
@@ -181,13 +191,14 @@ func runChurn(ctx context.Context, cfg Config, tb *cluster.Cluster, client kuber
 	plan := churnPlan(svcs, n, int(down.Seconds()*float64(cfg.ChurnRate)), 5)
 	var mu sync.Mutex
 	changes, failed := 0, 0
+	var pairs [][]float64 // per observed change, each server's time
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 64)
 	tick := time.NewTicker(time.Second / time.Duration(cfg.ChurnRate))
 	for _, c := range plan {
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, nil, nil, ctx.Err()
 		case <-tick.C:
 		}
 		sem <- struct{}{}
@@ -208,7 +219,8 @@ func runChurn(ctx context.Context, cfg Config, tb *cluster.Cluster, client kuber
 			}
 			// Every server is asked from the same moment.
 			var each sync.WaitGroup
-			for _, r := range runs {
+			pair := make([]float64, len(runs))
+			for i, r := range runs {
 				each.Add(1)
 				go func() {
 					defer each.Done()
@@ -217,12 +229,19 @@ func runChurn(ctx context.Context, cfg Config, tb *cluster.Cluster, client kuber
 					defer r.mu.Unlock()
 					if ok {
 						r.observed = append(r.observed, d.Seconds())
+						pair[i] = d.Seconds()
 					} else {
 						r.ch.NotObserved++
+						pair[i] = -1
 					}
 				}()
 			}
 			each.Wait()
+			if !slices.Contains(pair, -1) {
+				mu.Lock()
+				pairs = append(pairs, pair)
+				mu.Unlock()
+			}
 		}(c)
 	}
 	tick.Stop()
@@ -234,10 +253,9 @@ func runChurn(ctx context.Context, cfg Config, tb *cluster.Cluster, client kuber
 			perfErr = err
 		}
 	}
-	close(stopRSS)
-	rssWG.Wait()
+	stop()
 	if perfErr != nil {
-		return nil, perfErr
+		return nil, nil, nil, perfErr
 	}
 	var out []Churn
 	for _, r := range runs {
@@ -247,7 +265,7 @@ func runChurn(ctx context.Context, cfg Config, tb *cluster.Cluster, client kuber
 		// answered (above): the rest have had as long.
 		after, err := Scrape(r.srv.MetricsURL())
 		if err != nil {
-			return nil, err
+			return nil, nil, nil, err
 		}
 		name, labels := programmingHistogram(ch.Contender)
 		diff := DiffBuckets(r.before.Histogram(name, labels...), after.Histogram(name, labels...))
@@ -259,6 +277,7 @@ func runChurn(ctx context.Context, cfg Config, tb *cluster.Cluster, client kuber
 		ch.Observed = len(r.observed)
 		slices.Sort(r.observed)
 		ch.ObservedP50, ch.ObservedP90, ch.ObservedP99 = Percentile(r.observed, 50), Percentile(r.observed, 90), Percentile(r.observed, 99)
+		ch.RSSSlope = slope(ch.RSSSamples)
 		cfg.Log("  churn %s: %d changes (%d failed) in %.1fs; programming p50 %.3fs p99 %.3fs (histogram, %d); observed p50 %.3fs p90 %.3fs p99 %.3fs (%d, %d not seen); %.0f q/s, lost %d; RSS idle %.1f, loaded %.1f, churn end %.1f max %.1f MB",
 			ch.Contender, ch.Changes, ch.Failed, ch.Seconds, ch.HistogramP50, ch.HistogramP99, ch.HistogramCount, ch.ObservedP50, ch.ObservedP90, ch.ObservedP99, ch.Observed, ch.NotObserved,
 			ch.DNSPerf.QPS, ch.DNSPerf.Lost, float64(ch.RSSStart)/1e6, float64(ch.RSSLoaded)/1e6, float64(ch.RSSEnd)/1e6, float64(ch.RSSMax)/1e6)
@@ -271,10 +290,59 @@ func runChurn(ctx context.Context, cfg Config, tb *cluster.Cluster, client kuber
 		restore = append(restore, change{svc: c.svc, pod: c.pod, ready: true})
 	}
 	if err := restoreReady(ctx, client, svcs, restore); err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
-	return out, nil
+	var pair *ChurnPair
+	if len(runs) == 2 {
+		pair = comparePairs(runs[0].ch.Contender, runs[1].ch.Contender, pairs)
+		cfg.Log("  churn %s - %s, change by change: p50 %+.3fs, p99 %+.3fs; %s later in %.0f%%, %s later in %.0f%% of %d",
+			pair.A, pair.B, pair.DiffP50, pair.DiffP99, pair.A, 100*pair.ALater, pair.B, 100*pair.BLater, pair.Changes)
+	}
+	return out, pair, exact, nil
 }
+
+// comparePairs sets two servers' times for the same changes side by side
+// (each pair: a's, b's).
+func comparePairs(a, b string, pairs [][]float64) *ChurnPair {
+	p := &ChurnPair{A: a, B: b, Changes: len(pairs)}
+	if len(pairs) == 0 {
+		return p
+	}
+	diffs := make([]float64, 0, len(pairs))
+	for _, pr := range pairs {
+		d := pr[0] - pr[1]
+		diffs = append(diffs, d)
+		switch {
+		case d >= 0.010:
+			p.ALater++
+		case d <= -0.010:
+			p.BLater++
+		}
+	}
+	slices.Sort(diffs)
+	p.DiffP50, p.DiffP99 = Percentile(diffs, 50), Percentile(diffs, 99)
+	p.ALater /= float64(len(pairs))
+	p.BLater /= float64(len(pairs))
+	return p
+}
+
+// slope is the least-squares trend of samples taken once a second, in
+// units per second; 0 for fewer than two.
+func slope(samples []int64) float64 {
+	n := float64(len(samples))
+	if n < 2 {
+		return 0
+	}
+	var sx, sy, sxx, sxy float64
+	for i, v := range samples {
+		x, y := float64(i), float64(v)
+		sx, sy, sxx, sxy = sx+x, sy+y, sxx+x*x, sxy+x*y
+	}
+	return (n*sxy - sx*sy) / (n*sxx - sx*sx)
+}
+
+// cmdline joins a command's arguments for the report.
+func cmdline(args []string) string { return strings.Join(args, " ") }
 
 // observeAnswer polls name until its answer shows the change: the pod's
 // address when ready, NXDOMAIN when not, and returns how long that took.

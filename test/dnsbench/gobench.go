@@ -26,11 +26,18 @@ type GoBench struct {
 // between the two servers, without the socket and the machine's noise.
 const PodABench = "BenchmarkPodAVsWhoami"
 
-// RunGoBench runs go test -bench for pattern in pkg (a package path
-// relative to dir, the module's root) count times, and returns the
-// median results.
-func RunGoBench(ctx context.Context, dir, pkg, pattern string, count int) ([]GoBench, string, error) {
-	args := []string{"test", "-run", "^$", "-bench", "^" + pattern + "$", "-count", strconv.Itoa(count), pkg}
+// GoBenches is every Go benchmark of plugin/headless the report uses: the
+// pod-A answer, the update goals (one endpoint in a 1,000-endpoint
+// service; one service in a cluster of 1,000 and of 100,000 endpoints)
+// and the memory per endpoint of the snapshot and of the informers'
+// cache at 100,000 endpoints.
+var GoBenches = []string{PodABench, "BenchmarkRebuildOneEndpoint1000", "BenchmarkRebuildOneService", "BenchmarkSnapshotMemory", "BenchmarkCacheMemory"}
+
+// RunGoBench runs go test -bench for the named benchmarks in pkg (a
+// package path relative to dir, the module's root) count times, and
+// returns the median results.
+func RunGoBench(ctx context.Context, dir, pkg string, names []string, count int) ([]GoBench, string, error) {
+	args := []string{"test", "-run", "^$", "-bench", "^(" + strings.Join(names, "|") + ")$", "-count", strconv.Itoa(count), pkg}
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = dir
 	var out bytes.Buffer

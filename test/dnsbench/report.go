@@ -74,7 +74,13 @@ func Markdown(r *Results, plots string) string {
 	if r.Settings.Repeat > 1 {
 		p("The contenders ran %d rounds, interleaved (h+k, k, whoami, h+k, ...), each a fresh process. Every goal is computed within each round, from runs less than two minutes apart, and the value is the median over the rounds; the goals table lists each round's value. On this machine (a VM whose cores are shared with other guests) the same server on the same queries moves by tens of percent between runs a minute apart, so a best or a worst round alone would measure the neighbours. The table of runs shows each contender's median round by mixed queries/s; `all_runs` in the JSON has every round. Latency percentiles come from the first round.\n\n", r.Settings.Repeat)
 	}
-	p("## Goals (issue 9)\n\nThroughput ratios are given twice: from queries/s, as the goals say, and from queries answered per CPU-second of CoreDNS (user + system time of all its threads during the run, from `/proc/PID/stat`), which is what the core would give if CoreDNS had it alone; on a shared machine the second is the steadier comparison.\n\n")
+	p("## Goals (issue 9)\n\nThroughput ratios are given twice: from queries/s, as the goals say, and from queries answered per CPU-second of CoreDNS (user + system time of all its threads during the run, from `/proc/PID/stat`), which is what the core would give if CoreDNS had it alone; on a shared machine the second is the steadier comparison. Per-pod A at 100 against 10 pods per service is measured two ways: across the two phases (1,000 and then 11,000 pods in the cluster, runs minutes apart), and in the last phase by the same server on the small services' pod-A file right after the large ones' (service size alone). Memory: headless's own cost is (RSS(headless+kubernetes) − RSS(kubernetes)) / pods, as headless keeps informers of its own beside the kubernetes plugin's; RSS after the runs, per round.")
+	if k, w := r.run(lastPods(r), Kubernetes), r.run(lastPods(r), Whoami); k != nil && w != nil && k.RSSAfter > 0 && w.RSSAfter > 0 {
+		if ph := r.phase(lastPods(r)); ph != nil && ph.TotalPods > 0 {
+			p(" For scale, the stock plugin's own cost, (RSS(kubernetes) − RSS(whoami)) / pods, was %.0f bytes per pod in the median round.", float64(k.RSSAfter-w.RSSAfter)/float64(ph.TotalPods))
+		}
+	}
+	p(" The churn's goals come from its one side-by-side run; the Go benchmarks' from their medians.\n\n")
 	p("| goal | measured | met | per CPU-second | met | target | rounds |\n| --- | --- | --- | --- | --- | --- | --- |\n")
 	yes := map[bool]string{true: "yes", false: "**no**"}
 	for _, rt := range r.Ratios {
@@ -95,8 +101,8 @@ func Markdown(r *Results, plots string) string {
 		p("| %s | %s | %s | %s | %s | %s | %s |\n", rt.Name, val, met, cpu, cpuMet, rt.Goal, strings.Join(rounds, ", "))
 	}
 	if len(r.GoBench) > 0 {
-		p("\n## A pod-A answer in process\n\n`%s` (`%s` in `plugin/headless`, before the testbed starts) calls each plugin's ServeDNS on one question and packs the answer into a reused buffer, as the server does before it writes: the part of a pod-A query that differs between headless and whoami, without the socket and the neighbours. whoami answers every name with the client's address and port (an A and an SRV record it builds each time); headless looks the name up in its snapshot. Medians of %d runs.\n\n",
-			r.GoBenchCommand, PodABench, r.GoBench[0].Runs)
+		p("\n## Go benchmarks\n\n`%s` (in `plugin/headless`, before the testbed starts; medians of %d runs). `%s` calls each plugin's ServeDNS on one question and packs the answer into a reused buffer, as the server does before it writes: the part of a pod-A query that differs between headless and whoami, without the socket and the neighbours (whoami builds an A and an SRV record for every name; headless looks the name up in its snapshot). The rebuild benchmarks flip one endpoint's readiness before each rebuild and fail if a rebuild publishes nothing; cpu-ns/op counts the collector's work on the other core too. The memory benchmarks report the live heap per endpoint at 100,000 endpoints: the snapshot, and the informers' slimmed objects.\n\n",
+			r.GoBenchCommand, r.GoBench[0].Runs, PodABench)
 		units := goBenchUnits(r.GoBench)
 		p("| benchmark | %s |\n|---|%s\n", strings.Join(units, " | "), strings.Repeat(" --- |", len(units)))
 		for _, gb := range r.GoBench {
@@ -113,16 +119,20 @@ func Markdown(r *Results, plots string) string {
 	}
 	p("\n## Queries/s, latency, memory\n\n")
 	p("![queries/s](%s/%s)\n![queries per CPU-second](%s/%s)\n![RSS](%s/%s)\n\n", plots, QPSSVG, plots, CPUSVG, plots, RSSSVG)
-	p("| pods/svc (pods) | contender | mixed q/s | pod-A q/s | mixed q/CPU-s | pod-A q/CPU-s | lost (mixed, pod A) | p50 / p90 / p99 / p99.9 ms | RSS warm → after MB | heap in use MB | rcodes (mixed) | load |\n")
-	p("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	p("| pods/svc (pods) | contender | mixed q/s | pod-A q/s | pod-A q/s, small services | mixed q/CPU-s | pod-A q/CPU-s | lost (mixed, pod A) | p50 / p90 / p99 / p99.9 ms | RSS warm → after MB | heap in use MB | rcodes (mixed) | load |\n")
+	p("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, ph := range r.Phases {
 		for _, run := range ph.Runs {
 			pct := "n/a"
 			if v := run.Verbose; v != nil && v.Answers > 0 {
 				pct = fmt.Sprintf("%.2f / %.2f / %.2f / %.2f", v.P50*1e3, v.P90*1e3, v.P99*1e3, v.P999*1e3)
 			}
-			p("| %d (%d) | %s | %s | %s | %s | %s | %s, %s | %s | %.1f → %.1f | %.1f | %s | %s |\n", ph.PodsPerService, ph.TotalPods, run.Contender,
-				qpsOf(run.Mixed), qpsOf(run.PodA), perCPU(run.Mixed, run.MixedCPU), perCPU(run.PodA, run.PodACPU), lostOf(run.Mixed), lostOf(run.PodA), pct,
+			small := ""
+			if run.PodASmall != nil {
+				small = qpsOf(run.PodASmall)
+			}
+			p("| %d (%d) | %s | %s | %s | %s | %s | %s | %s, %s | %s | %.1f → %.1f | %.1f | %s | %s |\n", ph.PodsPerService, ph.TotalPods, run.Contender,
+				qpsOf(run.Mixed), qpsOf(run.PodA), small, perCPU(run.Mixed, run.MixedCPU), perCPU(run.PodA, run.PodACPU), lostOf(run.Mixed), lostOf(run.PodA), pct,
 				float64(run.RSSWarm)/1e6, float64(run.RSSAfter)/1e6, float64(run.HeapInuse)/1e6, rcodes(run.Mixed), run.Load)
 		}
 	}
@@ -140,13 +150,21 @@ func Markdown(r *Results, plots string) string {
 		if n := r.Churn[0].SideBySide; n > 1 {
 			side = fmt.Sprintf(" The %d contenders run side by side through one churn, each its own server on CoreDNS's core and its own dnsperf: the same changes at the same moments through the same control plane, so their latencies compare change by change.", n)
 		}
-		p("%d readiness changes per second (a pod's Ready condition set False through the status subresource, and back True ten seconds later, as a readiness probe would, so half the changes take pods out and half bring them back; the EndpointSlice controller follows) for %.0f s, on the last phase's pods, while dnsperf sends the mixed file at full speed.%s CoreDNS and dnsperf run at nice %d: in a cluster the control plane has machines of its own, and here, at the same priority, it queued the changes for seconds behind two processes that take every cycle. **Programming** is the plugin's own `dns_programming_duration_seconds` histogram over the churn (from the EndpointSlice's `endpoints.kubernetes.io/last-change-trigger-time` to the new answer being served; bucket upper bounds, so the p99 is a power-of-two bound; the trigger time has one-second resolution in the API). **Observed** is from the status write returning to the changed answer, polled over DNS every 2 ms for the first second (every 20 ms after) on every fifth change. **RSS** is idle before the load, the most under load in the %.0f s before the first change, and the end and the most during the churn.\n\n",
+		p("%d readiness changes per second (a pod's Ready condition set False through the status subresource, and back True ten seconds later, as a readiness probe would, so half the changes take pods out and half bring them back; the EndpointSlice controller follows) for %.0f s, on the last phase's pods, while dnsperf sends the mixed file at full speed.%s CoreDNS and dnsperf run at nice %d: in a cluster the control plane has machines of its own, and here, at the same priority, it queued the changes for seconds behind two processes that take every cycle. **Programming** is the plugin's own `dns_programming_duration_seconds` histogram over the churn (from the EndpointSlice's `endpoints.kubernetes.io/last-change-trigger-time` to the new answer being served; bucket upper bounds, so the p99 is a power-of-two bound; the trigger time has one-second resolution in the API). **Observed** is from the status write returning to the changed answer, polled over DNS every 2 ms for the first second (every 20 ms after) on every fifth change. **RSS** is idle before the load, the most under load in the %.0f s before the first change, the end and the most during the churn, and the least-squares trend of the once-a-second samples during the churn. **Lost** counts dnsperf's lost queries and SERVFAIL answers.\n\n",
 			r.Settings.ChurnRate, r.Settings.ChurnSeconds, side, churnNice, churnPreload.Seconds())
-		p("| contender | changes (failed) in s | programming p50 / p99 s (count) | observed p50 / p90 / p99 s (n, not seen) | q/s | lost | RSS idle / loaded / end / max MB | load |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n")
+		p("| contender | changes (failed) in s | programming p50 / p99 s (count) | observed p50 / p90 / p99 s (n, not seen) | q/s | lost, SERVFAIL | RSS idle / loaded / end / max MB | RSS trend MB/min | load |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 		for _, c := range r.Churn {
-			p("| %s | %d (%d) in %.0f | %s / %s (%d) | %.3f / %.3f / %.3f (%d, %d) | %s | %s | %.1f / %.1f / %.1f / %.1f | %s |\n", c.Contender, c.Changes, c.Failed, c.Seconds,
+			servfail := "n/a"
+			if c.DNSPerf != nil {
+				servfail = fmt.Sprint(c.DNSPerf.RCodes["SERVFAIL"])
+			}
+			p("| %s | %d (%d) in %.0f | %s / %s (%d) | %.3f / %.3f / %.3f (%d, %d) | %s | %s, %s | %.1f / %.1f / %.1f / %.1f | %+.2f | %s |\n", c.Contender, c.Changes, c.Failed, c.Seconds,
 				trimFloat(c.HistogramP50), trimFloat(c.HistogramP99), c.HistogramCount, c.ObservedP50, c.ObservedP90, c.ObservedP99, c.Observed, c.NotObserved,
-				qpsOf(c.DNSPerf), lostOf(c.DNSPerf), float64(c.RSSStart)/1e6, float64(c.RSSLoaded)/1e6, float64(c.RSSEnd)/1e6, float64(c.RSSMax)/1e6, c.Load)
+				qpsOf(c.DNSPerf), lostOf(c.DNSPerf), servfail, float64(c.RSSStart)/1e6, float64(c.RSSLoaded)/1e6, float64(c.RSSEnd)/1e6, float64(c.RSSMax)/1e6, c.RSSSlope*60/1e6, c.Load)
+		}
+		if cp := r.ChurnPair; cp != nil && cp.Changes > 0 {
+			p("\nChange by change, over the %d observed changes both servers answered: %s's time minus %s's is %+.3f s at the median and %+.3f s at p99; %s answered at least 10 ms later in %.0f%% of them, %s in %.0f%%.\n",
+				cp.Changes, cp.A, cp.B, cp.DiffP50, cp.DiffP99, cp.A, 100*cp.ALater, cp.B, 100*cp.BLater)
 		}
 		p("\n")
 	}
@@ -158,7 +176,22 @@ func Markdown(r *Results, plots string) string {
 		p("%s\n", c)
 	}
 	p("```\n")
+	if len(r.Exact) > 0 {
+		p("\nAs it ran them (the first round of the first phase, then the churn; the paths are the run's work directory):\n\n```sh\n")
+		for _, c := range r.Exact {
+			p("%s\n", c)
+		}
+		p("```\n")
+	}
 	return b.String()
+}
+
+// lastPods is the last phase's pods per service, 0 with no phase.
+func lastPods(r *Results) int {
+	if len(r.Phases) == 0 {
+		return 0
+	}
+	return r.Phases[len(r.Phases)-1].PodsPerService
 }
 
 func qpsOf(d *DNSPerf) string {

@@ -14,7 +14,14 @@ type Results struct {
 	Machine  Machine  `json:"machine"`
 	Settings Settings `json:"settings"`
 	Commands []string `json:"commands"`
-	// GoBench is PodABench's medians, when it was run, and its command.
+	// ChurnPair compares the side-by-side churn's contenders change by
+	// change.
+	ChurnPair *ChurnPair `json:"churn_pair,omitempty"`
+	// Exact is the command lines of CoreDNS and dnsperf as the benchmark
+	// ran them (the first round of the first phase, and the churn).
+	Exact []string `json:"exact_commands,omitempty"`
+	// GoBench is the Go benchmarks' medians, when they ran, and their
+	// command.
 	GoBench        []GoBench `json:"go_bench,omitempty"`
 	GoBenchCommand string    `json:"go_bench_command,omitempty"`
 	Phases         []Phase   `json:"phases"`
@@ -59,7 +66,7 @@ type Phase struct {
 	Services       int     `json:"services"`
 	TotalPods      int     `json:"total_pods"`
 	SetupSeconds   float64 `json:"setup_seconds"`
-	// Runs is each contender's best round; AllRuns every round.
+	// Runs is each contender's median round; AllRuns every round.
 	Runs    []Run `json:"runs"`
 	AllRuns []Run `json:"all_runs,omitempty"`
 }
@@ -77,9 +84,14 @@ type Run struct {
 	// mixed and the pod-A run: queries answered per CPU-second is what
 	// the core would answer if CoreDNS had it to itself, which a shared
 	// machine's queries/s cannot show.
-	MixedCPU float64  `json:"mixed_cpu_s"`
-	PodACPU  float64  `json:"pod_a_cpu_s"`
-	Verbose  *DNSPerf `json:"verbose,omitempty"`
+	MixedCPU float64 `json:"mixed_cpu_s"`
+	PodACPU  float64 `json:"pod_a_cpu_s"`
+	// PodASmall is, in the last phase, the first phase's pod-A file (the
+	// pods of the small services) run right after PodA by the same
+	// server: service size alone, at one cluster size.
+	PodASmall    *DNSPerf `json:"pod_a_small,omitempty"`
+	PodASmallCPU float64  `json:"pod_a_small_cpu_s,omitempty"`
+	Verbose      *DNSPerf `json:"verbose,omitempty"`
 	// VmRSS of the CoreDNS process after the warm-up and after the runs,
 	// and go_memstats_heap_inuse_bytes after the runs, in bytes.
 	RSSWarm     int64   `json:"rss_warm_bytes"`
@@ -119,9 +131,24 @@ type Churn struct {
 	RSSLoaded int64 `json:"rss_loaded_bytes"`
 	RSSEnd    int64 `json:"rss_end_bytes"`
 	RSSMax    int64 `json:"rss_max_bytes"`
-	// RSSSamples is VmRSS once a second during the churn, in bytes.
+	// RSSSamples is VmRSS once a second during the churn, in bytes, and
+	// RSSSlope their least-squares trend in bytes per second.
 	RSSSamples []int64 `json:"rss_samples_bytes,omitempty"`
+	RSSSlope   float64 `json:"rss_slope_bytes_per_s"`
 	Load       string  `json:"load"`
+}
+
+// ChurnPair is the churn's observed changes that both servers answered,
+// compared one by one: A's time minus B's.
+type ChurnPair struct {
+	A, B    string
+	Changes int     `json:"changes"`
+	DiffP50 float64 `json:"diff_p50_s"`
+	DiffP99 float64 `json:"diff_p99_s"`
+	// ALater is the share of changes A showed at least 10 ms after B,
+	// BLater the other way round.
+	ALater float64 `json:"a_later"`
+	BLater float64 `json:"b_later"`
 }
 
 // Ratio is one of issue 9's goals, measured.
@@ -225,17 +252,17 @@ func ComputeRatios(r *Results, small, large int) []Ratio {
 	return append(out, churnRatios(r)...)
 }
 
-// inProcessRatios sets whoami's in-process cost of a pod-A answer over
-// headless's (PodABench, CPU ns per answer, plugin and packing), when
-// the Go benchmark ran: the pod-A goal measured without the socket and
-// the neighbours.
+// inProcessRatios is the goals the Go benchmarks measure, when they ran:
+// whoami's in-process cost of a pod-A answer over headless's
+// (PodABench: the pod-A goal without the socket and the neighbours), and
+// the update goals (CPU ns per rebuild).
 func inProcessRatios(r *Results, small, large int) []Ratio {
 	if len(r.GoBench) == 0 {
 		return nil
 	}
 	units := func(name string) map[string]float64 {
 		for _, b := range r.GoBench {
-			if b.Name == strings.TrimPrefix(PodABench, "Benchmark")+"/"+name {
+			if b.Name == name {
 				return b.Units
 			}
 		}
@@ -249,16 +276,36 @@ func inProcessRatios(r *Results, small, large int) []Ratio {
 		}
 		return a["ns/op"], b["ns/op"]
 	}
-	wu := units("whoami")
+	pa := strings.TrimPrefix(PodABench, "Benchmark") + "/"
+	wu := units(pa + "whoami")
 	var out []Ratio
 	for _, pods := range []int{small, large} {
 		rt := Ratio{Name: fmt.Sprintf("pod-A answer in process (plugin and packing), whoami CPU ns / headless CPU ns, %d pods per service", pods), Goal: ">= 1.0", Unit: "x", Min: 1}
-		w, h := cost(wu, units(fmt.Sprintf("headless/pods=%d", pods)))
+		w, h := cost(wu, units(fmt.Sprintf("%sheadless/pods=%d", pa, pods)))
 		if h <= 0 || w <= 0 {
 			rt.Missing = "no " + PodABench + " result"
 		} else {
 			rt.Value = round(w/h, 3)
 			rt.Met = rt.meets(w / h)
+		}
+		out = append(out, rt)
+	}
+	one := Ratio{Name: "one endpoint changing in a 1,000-endpoint service, rebuild CPU ns (BenchmarkRebuildOneEndpoint1000)", Goal: "< 1000000", Unit: "ns", Max: 999999}
+	if u := units("RebuildOneEndpoint1000"); u == nil {
+		one.Missing = "no BenchmarkRebuildOneEndpoint1000 result"
+	} else {
+		v, _ := cost(u, u)
+		one.Value, one.Met = math.Round(v), one.meets(v)
+	}
+	out = append(out, one)
+	for _, pods := range []int{10, 1000} {
+		rt := Ratio{Name: fmt.Sprintf("one service changing, 100,000 / 1,000 endpoints in the cluster, %d pods per service, rebuild CPU ns (BenchmarkRebuildOneService)", pods), Goal: "<= 1.2", Unit: "x", Max: 1.2}
+		big, small := units(fmt.Sprintf("RebuildOneService/pods=%d/endpoints=100000", pods)), units(fmt.Sprintf("RebuildOneService/pods=%d/endpoints=1000", pods))
+		if b, s := cost(big, small); b <= 0 || s <= 0 {
+			rt.Missing = "no BenchmarkRebuildOneService result"
+		} else {
+			rt.Value = round(b/s, 3)
+			rt.Met = rt.meets(b / s)
 		}
 		out = append(out, rt)
 	}
@@ -372,7 +419,20 @@ func roundRatios(v roundRuns, small, large int) []Ratio {
 	{
 		a, ca, ma := qps(large, HeadlessKubernetes, true)
 		b, cb, mb := qps(small, HeadlessKubernetes, true)
-		ratio(fmt.Sprintf("pod-A queries/s headless+kubernetes, %d / %d pods per service", large, small), ">= 0.95", 0.95, a, b, ca, cb, ma, mb)
+		ratio(fmt.Sprintf("pod-A queries/s headless+kubernetes, %d / %d pods per service (the two phases)", large, small), ">= 0.95", 0.95, a, b, ca, cb, ma, mb)
+	}
+	{
+		// The same server, one query file after the other.
+		var b, cb float64
+		mb := fmt.Sprintf("no %d-pod pod-A run in the %d-pod phase", small, large)
+		if run := v.run(large, HeadlessKubernetes); run != nil && run.PodASmall != nil && run.PodASmall.QPS > 0 {
+			b, mb = run.PodASmall.QPS, ""
+			if run.PodASmallCPU > 0 {
+				cb = float64(run.PodASmall.Completed) / run.PodASmallCPU
+			}
+		}
+		a, ca, ma := qps(large, HeadlessKubernetes, true)
+		ratio(fmt.Sprintf("pod-A queries/s headless+kubernetes, %d / %d pods per service (one server holding both)", large, small), ">= 0.95", 0.95, a, b, ca, cb, ma, mb)
 	}
 	hk, k := v.run(large, HeadlessKubernetes), v.run(large, Kubernetes)
 	pods := 0
@@ -409,7 +469,8 @@ func churnRatios(r *Results) []Ratio {
 		v := ch.ObservedP99 / ck.ObservedP99
 		obs.Value, obs.Met = round(v, 3), v <= 1.0 && ch.NotObserved <= ck.NotObserved
 	}
-	lost := Ratio{Name: "lost queries at full load during churn (headless+kubernetes)", Goal: "== 0", Unit: "queries"}
+	lost := Ratio{Name: "lost queries and SERVFAIL answers at full load during churn (headless+kubernetes)", Goal: "== 0", Unit: "queries"}
+	trend := Ratio{Name: "RSS trend during churn, growth over the churn / before the churn under the same load (headless+kubernetes)", Goal: "flat (<= 0.05)", Unit: "x"}
 	flat := Ratio{Name: "RSS during churn, max / before the churn under the same load (headless+kubernetes)", Goal: "flat (<= 1.10)", Unit: "x"}
 	switch {
 	case ch == nil || ck == nil:
@@ -422,17 +483,21 @@ func churnRatios(r *Results) []Ratio {
 	}
 	if ch == nil || ch.DNSPerf == nil {
 		lost.Missing = "no churn run of headless+kubernetes"
-		flat.Missing = lost.Missing
+		flat.Missing, trend.Missing = lost.Missing, lost.Missing
 	} else {
-		lost.Value, lost.Met = float64(ch.DNSPerf.Lost), ch.DNSPerf.Lost == 0
+		bad := ch.DNSPerf.Lost + ch.DNSPerf.RCodes["SERVFAIL"]
+		lost.Value, lost.Met = float64(bad), bad == 0
 		if ch.RSSLoaded > 0 && ch.RSSMax > 0 {
 			v := float64(ch.RSSMax) / float64(ch.RSSLoaded)
 			flat.Value, flat.Met = round(v, 3), v <= 1.10
+			g := ch.RSSSlope * ch.Seconds / float64(ch.RSSLoaded)
+			trend.Value, trend.Met = round(g, 3), g <= 0.05
 		} else {
 			flat.Missing = "no RSS samples"
+			trend.Missing = flat.Missing
 		}
 	}
-	out = append(out, p99, obs, lost, flat)
+	out = append(out, p99, obs, lost, flat, trend)
 	return out
 }
 

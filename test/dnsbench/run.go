@@ -53,7 +53,7 @@ type Config struct {
 	// ChurnDownFor is how long a pod stays not ready before it is made
 	// ready again (default 10s): long enough for the change to be seen.
 	ChurnDownFor time.Duration
-	// GoBenchCount, when above 0, first runs PodABench this many times in
+	// GoBenchCount, when above 0, first runs GoBenches this many times in
 	// ./plugin/headless of the module at GoBenchDir (the repository).
 	GoBenchCount int
 	GoBenchDir   string
@@ -84,8 +84,8 @@ func Bench(ctx context.Context, cfg Config) (*Results, error) {
 	}
 	if cfg.GoBenchCount > 0 {
 		// Before the testbed, on a machine as quiet as it gets.
-		cfg.Log("go test -bench %s, %d times", PodABench, cfg.GoBenchCount)
-		if res.GoBench, res.GoBenchCommand, err = RunGoBench(ctx, cfg.GoBenchDir, "./plugin/headless", PodABench, cfg.GoBenchCount); err != nil {
+		cfg.Log("go test -bench %s, %d times", strings.Join(GoBenches, ","), cfg.GoBenchCount)
+		if res.GoBench, res.GoBenchCommand, err = RunGoBench(ctx, cfg.GoBenchDir, "./plugin/headless", GoBenches, cfg.GoBenchCount); err != nil {
 			return nil, err
 		}
 	}
@@ -149,6 +149,11 @@ func Bench(ctx context.Context, cfg Config) (*Results, error) {
 			"mixed": filepath.Join(cfg.Work, fmt.Sprintf("queries-%d-mixed.txt", pods)),
 			"pod-a": filepath.Join(cfg.Work, fmt.Sprintf("queries-%d-pod-a.txt", pods)),
 		}
+		if pods != cfg.PodsPerService[0] {
+			// The first phase's pods are still there: their file, run by
+			// the same server, is service size alone.
+			files["pod-a-small"] = filepath.Join(cfg.Work, fmt.Sprintf("queries-%d-pod-a.txt", cfg.PodsPerService[0]))
+		}
 		if err := WriteQueryFile(files["mixed"], mixed); err != nil {
 			return res, err
 		}
@@ -157,7 +162,11 @@ func Bench(ctx context.Context, cfg Config) (*Results, error) {
 		}
 		for rep := range max(1, cfg.Repeat) {
 			for _, c := range Contenders {
-				run, err := runContender(ctx, cfg, tb, string(shipped), c, pods, svcs, files, rep == 0)
+				var exact *[]string
+				if rep == 0 && pods == cfg.PodsPerService[0] {
+					exact = &res.Exact
+				}
+				run, err := runContender(ctx, cfg, tb, string(shipped), c, pods, svcs, files, rep == 0, exact)
 				if err != nil {
 					return res, fmt.Errorf("%s at %d pods per service: %w", c, pods, err)
 				}
@@ -182,11 +191,12 @@ func Bench(ctx context.Context, cfg Config) (*Results, error) {
 		}
 		pods := cfg.PodsPerService[len(cfg.PodsPerService)-1]
 		mixedFile := filepath.Join(cfg.Work, fmt.Sprintf("queries-%d-mixed.txt", pods))
-		ch, err := runChurn(ctx, cfg, tb, client, string(shipped), []string{HeadlessKubernetes, Kubernetes}, last, mixedFile)
+		ch, pair, exact, err := runChurn(ctx, cfg, tb, client, string(shipped), []string{HeadlessKubernetes, Kubernetes}, last, mixedFile)
 		if err != nil {
 			return res, fmt.Errorf("churn: %w", err)
 		}
-		res.Churn = ch
+		res.Churn, res.ChurnPair = ch, pair
+		res.Exact = append(res.Exact, exact...)
 	}
 	res.Machine.LoadEnd = LoadAvg()
 	if n := len(cfg.PodsPerService); n >= 2 {
@@ -196,9 +206,11 @@ func Bench(ctx context.Context, cfg Config) (*Results, error) {
 }
 
 // runContender serves one phase with one contender: warm-up, the mixed
-// and the pod-A file at full speed, then, when verbose (the first round),
-// the verbose run.
-func runContender(ctx context.Context, cfg Config, tb *cluster.Cluster, shipped, contender string, pods int, svcs []Service, files map[string]string, verbose bool) (*Run, error) {
+// and the pod-A file at full speed (for headless+kubernetes, then the
+// small services' pod-A file when there is one), then, when verbose (the
+// first round), the verbose run. Unless exact is nil, the command lines
+// are appended to it.
+func runContender(ctx context.Context, cfg Config, tb *cluster.Cluster, shipped, contender string, pods int, svcs []Service, files map[string]string, verbose bool, exact *[]string) (*Run, error) {
 	dir := filepath.Join(cfg.Work, fmt.Sprintf("phase-%d", pods))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
@@ -216,6 +228,14 @@ func runContender(ctx context.Context, cfg Config, tb *cluster.Cluster, shipped,
 	}
 	cfg.Log("  %s ready in %.1fs (pid %d, %s)", contender, run.SyncSeconds, srv.PID(), srv.Addr())
 	opts := DNSPerfOptions{Addr: srv.Addr(), Clients: cfg.Clients, Outstanding: cfg.Outstanding, MaxQPS: cfg.MaxQPS, CPU: cfg.PerfCPU}
+	if exact != nil {
+		o := opts
+		o.File, o.Duration = files["mixed"], cfg.Duration
+		*exact = append(*exact, cmdline(srv.cmd.Args))
+		if args, err := o.Args(); err == nil {
+			*exact = append(*exact, cmdline(args))
+		}
+	}
 	if cfg.Warmup > 0 {
 		o := opts
 		o.File, o.Duration = files["mixed"], cfg.Warmup
@@ -235,6 +255,12 @@ func runContender(ctx context.Context, cfg Config, tb *cluster.Cluster, shipped,
 	o.File = files["pod-a"]
 	if run.PodA, run.PodACPU, err = measure(ctx, o, srv.PID()); err != nil {
 		return nil, err
+	}
+	if f := files["pod-a-small"]; f != "" && contender == HeadlessKubernetes {
+		o.File = f
+		if run.PodASmall, run.PodASmallCPU, err = measure(ctx, o, srv.PID()); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.Verbose > 0 && verbose {
 		o.File, o.Duration, o.Verbose = files["mixed"], cfg.Verbose, true

@@ -64,6 +64,12 @@ func TestDNSBenchSmoke(t *testing.T) {
 					t.Errorf("%d/%s %s: rcodes %v", ph.PodsPerService, run.Contender, what, d.RCodes)
 				}
 			}
+			// In the second phase headless+kubernetes also answers the
+			// first phase's pod-A file.
+			if second := ph.PodsPerService == 4 && run.Contender == dnsbench.HeadlessKubernetes; second != (run.PodASmall != nil) ||
+				(second && (run.PodASmall.Completed == 0 || run.PodASmall.Lost != 0 || run.PodASmall.RCodes["NOERROR"] != run.PodASmall.Completed)) {
+				t.Errorf("%d/%s small services' pod A: %+v", ph.PodsPerService, run.Contender, run.PodASmall)
+			}
 			if run.Verbose.Answers != run.Verbose.Completed || run.RSSAfter <= 0 || run.HeapInuse <= 0 {
 				t.Errorf("%d/%s: %d verbose answers of %d, RSS %d, heap %d", ph.PodsPerService, run.Contender,
 					run.Verbose.Answers, run.Verbose.Completed, run.RSSAfter, run.HeapInuse)
@@ -85,7 +91,7 @@ func TestDNSBenchSmoke(t *testing.T) {
 			t.Errorf("churn %s: side by side %d, RSS loaded %d, %d samples, max %d", c.Contender, c.SideBySide, c.RSSLoaded, len(c.RSSSamples), c.RSSMax)
 		}
 	}
-	if len(res.Ratios) != 11 {
+	if len(res.Ratios) != 13 {
 		t.Errorf("%d ratios", len(res.Ratios))
 	}
 
