@@ -38,9 +38,10 @@ type Config struct {
 	Clients        int
 	Outstanding    int
 	MaxQPS         int // 0: full speed (the benchmark); the smoke test limits it
-	// Repeat runs the contenders this many rounds, interleaved; each goal
-	// is computed within every round and the median over rounds is kept,
-	// and the tables show each contender's median round.
+	// Repeat is the rounds of each phase: every contender's runs, short
+	// and interleaved (runPhase); each goal is computed within every round
+	// and the median over rounds is kept, and the tables show each
+	// contender's median round.
 	Repeat    int
 	NoCache   bool
 	ServerCPU string // taskset CPU list for CoreDNS
@@ -61,7 +62,7 @@ type Config struct {
 }
 
 // Bench brings the testbed up (unless given), creates each phase's
-// services and pods, and runs every contender on it, one after another.
+// services and pods, and measures every contender on it (runPhase).
 func Bench(ctx context.Context, cfg Config) (*Results, error) {
 	if cfg.Log == nil {
 		cfg.Log = func(string, ...any) {}
@@ -160,21 +161,19 @@ func Bench(ctx context.Context, cfg Config) (*Results, error) {
 		if err := WriteQueryFile(files["pod-a"], podA); err != nil {
 			return res, err
 		}
-		for rep := range max(1, cfg.Repeat) {
-			for _, c := range Contenders {
-				var exact *[]string
-				if rep == 0 && pods == cfg.PodsPerService[0] {
-					exact = &res.Exact
-				}
-				run, err := runContender(ctx, cfg, tb, string(shipped), c, pods, svcs, files, rep == 0, exact)
-				if err != nil {
-					return res, fmt.Errorf("%s at %d pods per service: %w", c, pods, err)
-				}
-				run.Round = rep + 1
-				ph.AllRuns = append(ph.AllRuns, *run)
-			}
+		var exact *[]string
+		if pods == cfg.PodsPerService[0] {
+			exact = &res.Exact
 		}
+		all, verbose, err := runPhase(ctx, cfg, tb, string(shipped), pods, svcs, files, exact)
+		if err != nil {
+			return res, fmt.Errorf("%d pods per service: %w", pods, err)
+		}
+		ph.AllRuns = all
 		ph.Runs = MedianRuns(ph.AllRuns)
+		for i := range ph.Runs {
+			ph.Runs[i].Verbose = verbose[ph.Runs[i].Contender]
+		}
 		res.Phases = append(res.Phases, ph)
 		last = svcs
 	}
@@ -205,80 +204,132 @@ func Bench(ctx context.Context, cfg Config) (*Results, error) {
 	return res, nil
 }
 
-// runContender serves one phase with one contender: warm-up, the mixed
-// and the pod-A file at full speed (for headless+kubernetes, then the
-// small services' pod-A file when there is one), then, when verbose (the
-// first round), the verbose run. Unless exact is nil, the command lines
-// are appended to it.
-func runContender(ctx context.Context, cfg Config, tb *cluster.Cluster, shipped, contender string, pods int, svcs []Service, files map[string]string, verbose bool, exact *[]string) (*Run, error) {
+// live is one contender's server during a phase.
+type live struct {
+	contender string
+	srv       *Server
+	sync      float64 // seconds to ready
+}
+
+// runPhase serves one phase with every contender at once, each its own
+// server pinned to ServerCPU (the ones not being measured idle), and
+// measures them in short runs interleaved: every round runs each
+// contender's mixed file, then each one's pod-A file (and, for
+// headless+kubernetes, the small services' pod-A file when there is
+// one), in an order that rotates from round to round. A contender's
+// runs that a goal compares are then seconds apart, not minutes, and no
+// contender always goes first. It returns every round's runs, and each
+// contender's verbose run (once, after the rounds). Unless exact is nil,
+// the command lines are appended to it.
+func runPhase(ctx context.Context, cfg Config, tb *cluster.Cluster, shipped string, pods int, svcs []Service, files map[string]string, exact *[]string) ([]Run, map[string]*DNSPerf, error) {
 	dir := filepath.Join(cfg.Work, fmt.Sprintf("phase-%d", pods))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	start := time.Now()
-	srv, err := StartServer(ctx, ServerOptions{Bin: cfg.CoreDNS, Shipped: shipped, Dir: dir, Kubeconfig: tb.Kubeconfig,
-		Contender: contender, CPU: cfg.ServerCPU, NoCache: cfg.NoCache, Timeout: 3 * time.Minute})
-	if err != nil {
-		return nil, err
+	var servers []*live
+	defer func() {
+		for _, l := range servers {
+			l.srv.Stop()
+		}
+	}()
+	opts := func(l *live, file string, d time.Duration) DNSPerfOptions {
+		return DNSPerfOptions{Addr: l.srv.Addr(), File: file, Duration: d, Clients: cfg.Clients, Outstanding: cfg.Outstanding, MaxQPS: cfg.MaxQPS, CPU: cfg.PerfCPU}
 	}
-	defer srv.Stop()
-	run := &Run{Contender: contender, SyncSeconds: time.Since(start).Seconds()}
-	if err := CheckAnswers(srv.Addr(), contender, svcs); err != nil {
-		return nil, err
-	}
-	cfg.Log("  %s ready in %.1fs (pid %d, %s)", contender, run.SyncSeconds, srv.PID(), srv.Addr())
-	opts := DNSPerfOptions{Addr: srv.Addr(), Clients: cfg.Clients, Outstanding: cfg.Outstanding, MaxQPS: cfg.MaxQPS, CPU: cfg.PerfCPU}
-	if exact != nil {
-		o := opts
-		o.File, o.Duration = files["mixed"], cfg.Duration
-		*exact = append(*exact, cmdline(srv.cmd.Args))
-		if args, err := o.Args(); err == nil {
-			*exact = append(*exact, cmdline(args))
+	for _, c := range Contenders {
+		start := time.Now()
+		srv, err := StartServer(ctx, ServerOptions{Bin: cfg.CoreDNS, Shipped: shipped, Dir: dir, Kubeconfig: tb.Kubeconfig,
+			Contender: c, CPU: cfg.ServerCPU, NoCache: cfg.NoCache, Timeout: 3 * time.Minute})
+		if err != nil {
+			return nil, nil, err
+		}
+		l := &live{contender: c, srv: srv, sync: time.Since(start).Seconds()}
+		servers = append(servers, l)
+		if err := CheckAnswers(srv.Addr(), c, svcs); err != nil {
+			return nil, nil, err
+		}
+		cfg.Log("  %s ready in %.1fs (pid %d, %s)", c, l.sync, srv.PID(), srv.Addr())
+		if exact != nil {
+			*exact = append(*exact, cmdline(srv.cmd.Args))
+			if args, err := opts(l, files["mixed"], cfg.Duration).Args(); err == nil {
+				*exact = append(*exact, cmdline(args))
+			}
 		}
 	}
-	if cfg.Warmup > 0 {
-		o := opts
-		o.File, o.Duration = files["mixed"], cfg.Warmup
-		if _, err := RunDNSPerf(ctx, o); err != nil {
-			return nil, fmt.Errorf("warm-up: %w", err)
+	for _, l := range servers {
+		if cfg.Warmup > 0 {
+			if _, err := RunDNSPerf(ctx, opts(l, files["mixed"], cfg.Warmup)); err != nil {
+				return nil, nil, fmt.Errorf("%s warm-up: %w", l.contender, err)
+			}
 		}
 	}
-	if run.RSSWarm, err = VmRSS(srv.PID()); err != nil {
-		return nil, err
-	}
-	run.Load = LoadAvg()
-	o := opts
-	o.File, o.Duration = files["mixed"], cfg.Duration
-	if run.Mixed, run.MixedCPU, err = measure(ctx, o, srv.PID()); err != nil {
-		return nil, err
-	}
-	o.File = files["pod-a"]
-	if run.PodA, run.PodACPU, err = measure(ctx, o, srv.PID()); err != nil {
-		return nil, err
-	}
-	if f := files["pod-a-small"]; f != "" && contender == HeadlessKubernetes {
-		o.File = f
-		if run.PodASmall, run.PodASmallCPU, err = measure(ctx, o, srv.PID()); err != nil {
-			return nil, err
+	var all []Run
+	for rep := range max(1, cfg.Repeat) {
+		k := rep % len(servers)
+		order := append(slices.Clone(servers[k:]), servers[:k]...)
+		runs := map[string]*Run{}
+		for _, l := range order {
+			r := &Run{Contender: l.contender, Round: rep + 1, SyncSeconds: l.sync, Load: LoadAvg()}
+			var err error
+			if r.RSSWarm, err = VmRSS(l.srv.PID()); err != nil {
+				return nil, nil, err
+			}
+			runs[l.contender] = r
+		}
+		for _, kind := range []string{"mixed", "pod-a", "pod-a-small"} {
+			for _, l := range order {
+				if files[kind] == "" || (kind == "pod-a-small" && l.contender != HeadlessKubernetes) {
+					continue
+				}
+				d, cpu, err := measure(ctx, opts(l, files[kind], cfg.Duration), l.srv.PID())
+				if err != nil {
+					return nil, nil, fmt.Errorf("%s %s: %w", l.contender, kind, err)
+				}
+				r := runs[l.contender]
+				switch kind {
+				case "mixed":
+					r.Mixed, r.MixedCPU = d, cpu
+				case "pod-a":
+					r.PodA, r.PodACPU = d, cpu
+				default:
+					r.PodASmall, r.PodASmallCPU = d, cpu
+				}
+			}
+		}
+		for _, c := range Contenders {
+			l := servers[slices.IndexFunc(servers, func(l *live) bool { return l.contender == c })]
+			r := runs[c]
+			var err error
+			if r.RSSAfter, err = VmRSS(l.srv.PID()); err != nil {
+				return nil, nil, err
+			}
+			m, err := Scrape(l.srv.MetricsURL())
+			if err != nil {
+				return nil, nil, err
+			}
+			r.HeapInuse = int64(m["go_memstats_heap_inuse_bytes"])
+			small := ""
+			if r.PodASmall != nil {
+				small = fmt.Sprintf(", small services' pod A %.0f q/s (lost %d)", r.PodASmall.QPS, r.PodASmall.Lost)
+			}
+			cfg.Log("  round %d %s: mixed %.0f q/s (lost %d, %.0f per CPU-s), pod A %.0f q/s (lost %d, %.0f per CPU-s)%s, RSS %.1f MB -> %.1f MB, heap in use %.1f MB, load %s",
+				rep+1, c, r.Mixed.QPS, r.Mixed.Lost, float64(r.Mixed.Completed)/r.MixedCPU, r.PodA.QPS, r.PodA.Lost, float64(r.PodA.Completed)/r.PodACPU, small,
+				float64(r.RSSWarm)/1e6, float64(r.RSSAfter)/1e6, float64(r.HeapInuse)/1e6, r.Load)
+			all = append(all, *r)
 		}
 	}
-	if cfg.Verbose > 0 && verbose {
-		o.File, o.Duration, o.Verbose = files["mixed"], cfg.Verbose, true
-		if run.Verbose, err = RunDNSPerf(ctx, o); err != nil {
-			return nil, err
+	verbose := map[string]*DNSPerf{}
+	if cfg.Verbose > 0 {
+		for _, l := range servers {
+			o := opts(l, files["mixed"], cfg.Verbose)
+			o.Verbose = true
+			d, err := RunDNSPerf(ctx, o)
+			if err != nil {
+				return nil, nil, fmt.Errorf("%s verbose: %w", l.contender, err)
+			}
+			verbose[l.contender] = d
 		}
 	}
-	if run.RSSAfter, err = VmRSS(srv.PID()); err != nil {
-		return nil, err
-	}
-	if m, err := Scrape(srv.MetricsURL()); err == nil {
-		run.HeapInuse = int64(m["go_memstats_heap_inuse_bytes"])
-	} else {
-		return nil, err
-	}
-	cfg.Log("  %s: mixed %.0f q/s (lost %d, %.0f per CPU-s), pod A %.0f q/s (lost %d, %.0f per CPU-s), RSS %.1f MB -> %.1f MB, heap in use %.1f MB, load %s",
-		contender, run.Mixed.QPS, run.Mixed.Lost, float64(run.Mixed.Completed)/run.MixedCPU, run.PodA.QPS, run.PodA.Lost, float64(run.PodA.Completed)/run.PodACPU, float64(run.RSSWarm)/1e6, float64(run.RSSAfter)/1e6, float64(run.HeapInuse)/1e6, run.Load)
-	return run, nil
+	return all, verbose, nil
 }
 
 // CheckAnswers asks a few names before a contender is measured, so a
