@@ -70,6 +70,10 @@ func main() {
 		LeaderElection:          *leaderElect,
 		LeaderElectionID:        "ordinal-controller.petset.dev",
 		LeaderElectionNamespace: *leaderElectNS,
+		// On SIGTERM the manager stops every controller and then gives
+		// the lease up, so a rollout's new pod leads at once instead of
+		// after the lease expires; nothing acts after the release.
+		LeaderElectionReleaseOnCancel: true,
 	})
 	if err != nil {
 		fail(err)

@@ -30,20 +30,8 @@ func TestPetSetLeaderElection(t *testing.T) {
 		}
 		return *l.Spec.HolderIdentity
 	}
-	// Wait for the first one to lead, then start the second. A controller
-	// killed by an earlier test may still hold the lease until it expires;
-	// a live leader is one whose renewals keep coming.
-	var first string
-	for deadline := time.Now().Add(60 * time.Second); first == ""; {
-		h1, r1 := holder()
-		time.Sleep(3 * time.Second)
-		if h2, r2 := holder(); h2 != "" && h2 == h1 && r2.After(r1) {
-			first = h2
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no live leader")
-		}
-	}
+	// Wait for the first one to lead, then start the second.
+	first := liveLeader(t)
 	runController(t)
 
 	ns := tb.Namespace(t, "leader")
@@ -75,6 +63,23 @@ func TestPetSetLeaderElection(t *testing.T) {
 	}
 }
 
+// liveLeader waits for a controller to lead and returns its identity. A
+// controller killed by an earlier test may still hold the lease until it
+// expires; a live leader is one whose renewals keep coming.
+func liveLeader(t *testing.T) string {
+	t.Helper()
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		h1, r1 := holder()
+		time.Sleep(3 * time.Second)
+		if h2, r2 := holder(); h2 != "" && h2 == h1 && r2.After(r1) {
+			return h2
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no live leader")
+		}
+	}
+}
+
 // holder returns the lease's holder and its last renewal.
 func holder() (string, time.Time) {
 	l, err := tb.Client.CoordinationV1().Leases("default").Get(ctx, "ordinal-controller.petset.dev", metav1.GetOptions{})
@@ -82,4 +87,24 @@ func holder() (string, time.Time) {
 		return "", time.Time{}
 	}
 	return *l.Spec.HolderIdentity, l.Spec.RenewTime.Time
+}
+
+// A controller stopped the way a rollout stops it (SIGTERM) gives up its
+// lease on the way out, so its successor leads at once instead of after
+// the lease's 15 seconds.
+func TestPetSetLeaseReleasedOnStop(t *testing.T) {
+	installCRD(t)
+	_, term := controllerProcess(t)
+	leader := liveLeader(t)
+	term()
+	if h, _ := holder(); h != "" {
+		t.Fatalf("lease still held by %q after the leader stopped (it was %q)", h, leader)
+	}
+	// The next one takes it within a retry period (2 s), not a lease
+	// duration.
+	runController(t)
+	pollUntil(t, 10*time.Second, "a new leader", func() (bool, string) {
+		h, _ := holder()
+		return h != "" && h != leader, "holder " + h
+	})
 }

@@ -85,8 +85,19 @@ func startController(t *testing.T) (client.Client, func()) {
 var buildController sync.Once
 
 // runController starts cmd/ordinal-controller (built once) with leader
-// election on, and returns a function that kills it with SIGKILL.
+// election on, and returns a function that kills it with SIGKILL. When
+// the test ends it is stopped as a Deployment would stop it (SIGTERM),
+// so it gives up its lease and the next test's controller need not wait
+// for the lease to expire.
 func runController(t *testing.T) func() {
+	kill, _ := controllerProcess(t)
+	return kill
+}
+
+// controllerProcess starts cmd/ordinal-controller and returns functions
+// that kill it (SIGKILL) and that stop it (SIGTERM, then SIGKILL after
+// 30 s); each waits for it to exit, and only the first call acts.
+func controllerProcess(t *testing.T) (kill, term func()) {
 	t.Helper()
 	bin := filepath.Join(tb.Dir, "ordinal-controller")
 	var buildErr error
@@ -109,12 +120,26 @@ func runController(t *testing.T) func() {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); logf.Close(); close(exited) }()
 	var once sync.Once
-	kill := func() {
-		once.Do(func() { cmd.Process.Signal(syscall.SIGKILL); cmd.Wait(); logf.Close() })
+	kill = func() {
+		once.Do(func() { cmd.Process.Signal(syscall.SIGKILL); <-exited })
 	}
-	t.Cleanup(kill)
-	return kill
+	term = func() {
+		once.Do(func() {
+			cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-exited:
+			case <-time.After(30 * time.Second):
+				t.Errorf("ordinal-controller still running 30s after SIGTERM; killed")
+				cmd.Process.Signal(syscall.SIGKILL)
+				<-exited
+			}
+		})
+	}
+	t.Cleanup(term)
+	return kill, term
 }
 
 func newPetSet(ns, name, service string, replicas int32) *v1alpha1.PetSet {
