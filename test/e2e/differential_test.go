@@ -237,24 +237,35 @@ func TestDifferentialKubernetes(t *testing.T) {
 	}
 
 	// The answers that differ on purpose, by variant ("" both, "pods"
-	// only with endpoint_pod_names, "addr" only without), with the reason.
-	type why struct{ variant, reason string }
+	// only with endpoint_pod_names, "addr" only without), with the reason
+	// and the answer headless must give instead.
+	type why struct {
+		variant, reason string
+		expect          func(got string) error
+	}
+	srvPort0 := srvAnswers(func(port, target string) error {
+		if port != "0" {
+			return fmt.Errorf("SRV port %s, want 0", port)
+		}
+		return nil
+	})
 	differs := map[diffQuery]why{
-		{at("_http", "_tcp", "web"), dns.TypeA}:                {"", "only SRV records at _port._proto names (spec 1.1.0): headless answers NODATA, kubernetes the addresses"},
-		{at("_db", "_tcp", "v6"), dns.TypeAAAA}:                {"", "only SRV records at _port._proto names (spec 1.1.0)"},
-		{at("noports"), dns.TypeSRV}:                           {"", "headless answers the port-less SRV form with port 0 for a service without ports, so that peer-finder finds its members; kubernetes has no SRV records (NODATA)"},
-		{at(dashed("test-name"), "noports"), dns.TypeSRV}:      {"addr", "port-less SRV form with port 0"},
-		{at("test-name", "noports"), dns.TypeSRV}:              {"pods", "port-less SRV form with port 0"},
-		{mustReverse(pods["web-0"].Status.PodIP), dns.TypePTR}: {"", "one PTR per headless service for an endpoint with a hostname (spec 1.1.0); kubernetes adds a PTR for every service whose endpoints hold the address (web-lb, noports)"},
+		{at("_http", "_tcp", "web"), dns.TypeA}:           {"", "only SRV records at _port._proto names (spec 1.1.0): headless answers NODATA, kubernetes the addresses", noData},
+		{at("_db", "_tcp", "v6"), dns.TypeAAAA}:           {"", "only SRV records at _port._proto names (spec 1.1.0)", noData},
+		{at("noports"), dns.TypeSRV}:                      {"", "headless answers the port-less SRV form with port 0 for a service without ports, so that peer-finder finds its members; kubernetes has no SRV records (NODATA)", srvPort0},
+		{at(dashed("test-name"), "noports"), dns.TypeSRV}: {"addr", "port-less SRV form with port 0", srvPort0},
+		{at("test-name", "noports"), dns.TypeSRV}:         {"pods", "port-less SRV form with port 0", srvPort0},
+		{mustReverse(pods["web-0"].Status.PodIP), dns.TypePTR}: {"", "one PTR per headless service for an endpoint with a hostname (spec 1.1.0); kubernetes adds a PTR for every service whose endpoints hold the address (web-lb, noports)",
+			exactly("answer", "\tPTR\t"+at("web-0", "web"))},
 		// Pod "a.b": kubernetes names it a.b.web... in SRV targets, PTR
 		// and AXFR, but its own queries for that name fail; headless
 		// answers it, with the empty name b.web... above it.
-		{at("a", "b", "web"), dns.TypeA}:    {"pods", "headless answers the name kubernetes gives pod a.b"},
-		{at("a", "b", "web"), dns.TypeAAAA}: {"pods", "the name kubernetes gives pod a.b exists (NODATA, not NXDOMAIN)"},
-		{at("a", "b", "web"), dns.TypeSRV}:  {"pods", "headless answers the name kubernetes gives pod a.b"},
-		{at("b", "web"), dns.TypeA}:         {"pods", "empty non-terminal above a.b (NODATA, not NXDOMAIN)"},
-		{at("b", "web"), dns.TypeAAAA}:      {"pods", "empty non-terminal above a.b (NODATA, not NXDOMAIN)"},
-		{at("b", "web"), dns.TypeSRV}:       {"pods", "empty non-terminal above a.b (NODATA, not NXDOMAIN)"},
+		{at("a", "b", "web"), dns.TypeA}:    {"pods", "headless answers the name kubernetes gives pod a.b", exactly("answer", "\tA\t"+pods["a.b"].Status.PodIP)},
+		{at("a", "b", "web"), dns.TypeAAAA}: {"pods", "the name kubernetes gives pod a.b exists (NODATA, not NXDOMAIN)", noData},
+		{at("a", "b", "web"), dns.TypeSRV}:  {"pods", "headless answers the name kubernetes gives pod a.b", notNXDomain},
+		{at("b", "web"), dns.TypeA}:         {"pods", "empty non-terminal above a.b (NODATA, not NXDOMAIN)", noData},
+		{at("b", "web"), dns.TypeAAAA}:      {"pods", "empty non-terminal above a.b (NODATA, not NXDOMAIN)", noData},
+		{at("b", "web"), dns.TypeSRV}:       {"pods", "empty non-terminal above a.b (NODATA, not NXDOMAIN)", noData},
 	}
 
 	compare := func(variant, h, s string) []string {
@@ -273,6 +284,8 @@ func TestDifferentialKubernetes(t *testing.T) {
 			if w, ok := differs[q]; ok && (w.variant == "" || w.variant == variant) {
 				if got == want {
 					bad = append(bad, fmt.Sprintf("%s (%s): listed as different (%s), but both answer\n%s", q, variant, w.reason, got))
+				} else if err := w.expect(got); err != nil {
+					bad = append(bad, fmt.Sprintf("%s (%s): %s: %v; %s answers\n%s", q, variant, w.reason, err, h, got))
 				}
 				continue
 			}
@@ -334,6 +347,69 @@ func TestDifferentialKubernetes(t *testing.T) {
 	got, _ = query(servers["headless-pods"], at("v6-pod", "v6"), dns.TypeAAAA)
 	if !strings.Contains(got, "fd00:10:244::8") {
 		t.Errorf("v6-pod.v6 with endpoint_pod_names: %s", got)
+	}
+}
+
+// noData checks a normalized answer (query's) for NODATA: NOERROR, no
+// answer records, the zone's SOA in the authority section.
+func noData(got string) error {
+	if !strings.HasPrefix(got, "rcode NOERROR aa=true\n") || strings.Contains(got, "\nanswer ") || !strings.Contains(got, "\tSOA\t") {
+		return fmt.Errorf("want NODATA (authoritative NOERROR, no answer, SOA)")
+	}
+	return nil
+}
+
+// notNXDomain checks that the name exists: authoritative NOERROR.
+func notNXDomain(got string) error {
+	if !strings.HasPrefix(got, "rcode NOERROR aa=true\n") {
+		return fmt.Errorf("want an authoritative NOERROR")
+	}
+	return nil
+}
+
+// exactly checks for an authoritative NOERROR whose section has exactly
+// one record, one containing part.
+func exactly(section, part string) func(string) error {
+	return func(got string) error {
+		var recs []string
+		for _, l := range strings.Split(got, "\n") {
+			if strings.HasPrefix(l, section+" ") {
+				recs = append(recs, l)
+			}
+		}
+		if !strings.HasPrefix(got, "rcode NOERROR aa=true\n") || len(recs) != 1 || !strings.Contains(recs[0], part) {
+			return fmt.Errorf("want exactly one %s record with %q", section, part)
+		}
+		return nil
+	}
+}
+
+// srvAnswers checks for an authoritative NOERROR with SRV answers only,
+// each passing check(port, target).
+func srvAnswers(check func(port, target string) error) func(string) error {
+	return func(got string) error {
+		if !strings.HasPrefix(got, "rcode NOERROR aa=true\n") {
+			return fmt.Errorf("want an authoritative NOERROR")
+		}
+		n := 0
+		for _, l := range strings.Split(got, "\n") {
+			f := strings.Fields(l)
+			if len(f) == 0 || f[0] != "answer" {
+				continue
+			}
+			// answer name ttl IN SRV priority weight port target
+			if len(f) != 9 || f[4] != "SRV" {
+				return fmt.Errorf("not an SRV answer: %s", l)
+			}
+			if err := check(f[7], f[8]); err != nil {
+				return err
+			}
+			n++
+		}
+		if n == 0 {
+			return fmt.Errorf("no SRV answers")
+		}
+		return nil
 	}
 }
 
