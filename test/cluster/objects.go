@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"testing"
 	"time"
 
@@ -30,7 +31,9 @@ func (c *Cluster) addNode(ctx context.Context) error {
 		ObjectMeta: metav1.ObjectMeta{
 			Name:        NodeName,
 			Annotations: map[string]string{"kwok.x-k8s.io/node": "fake"},
-			Labels:      map[string]string{"type": "kwok", corev1.LabelHostname: NodeName},
+			// The labels a kubelet puts on its node (the CoreDNS
+			// Deployment's nodeSelector wants the OS one).
+			Labels: map[string]string{"type": "kwok", corev1.LabelHostname: NodeName, corev1.LabelOSStable: "linux", corev1.LabelArchStable: runtime.GOARCH},
 		},
 		Status: corev1.NodeStatus{Capacity: big, Allocatable: big},
 	}

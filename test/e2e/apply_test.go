@@ -75,11 +75,6 @@ func TestApplyDeploy(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &v); err != nil || v.Client.GitVersion == "" || v.Client.GitVersion != v.Server.GitVersion {
 		t.Fatalf("kubectl %q against API server %q (%v): want the same version", v.Client.GitVersion, v.Server.GitVersion, err)
 	}
-	// A kubelet labels its node with its OS; kwok's node needs it for
-	// the CoreDNS Deployment's nodeSelector.
-	if _, err := kubectl(t, "label", "--overwrite", "node", cluster.NodeName, "kubernetes.io/os=linux"); err != nil {
-		t.Fatal(err)
-	}
 	deleted := false
 	t.Cleanup(func() {
 		if !deleted {
