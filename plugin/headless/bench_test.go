@@ -11,6 +11,7 @@ import (
 	"github.com/coredns/coredns/plugin"
 	"github.com/coredns/coredns/plugin/test"
 	"github.com/coredns/coredns/plugin/whoami"
+	"github.com/coredns/coredns/request"
 	"github.com/miekg/dns"
 	corev1 "k8s.io/api/core/v1"
 	discovery "k8s.io/api/discovery/v1"
@@ -280,4 +281,35 @@ func BenchmarkPodAVsWhoami(b *testing.B) {
 		b.Run(fmt.Sprintf("headless/pods=%d", pods), func(b *testing.B) { run(b, h, name) })
 	}
 	b.Run("whoami", func(b *testing.B) { run(b, whoami.Whoami{}, "set42-7.set42.bench.svc.cluster.local.") })
+}
+
+// BenchmarkSRVScrubbed is a big service's SRV answer as the server sends
+// it: through the ScrubWriter that truncates it to the client's buffer
+// (512 bytes over UDP without EDNS0, everything over TCP), then packed.
+// Both forms, the service's name and a named port, for 10 and 100 pods.
+func BenchmarkSRVScrubbed(b *testing.B) {
+	for _, pods := range []int{10, 100} {
+		h := newTest(b, cluster(100, pods), true)
+		for _, name := range []string{"set42.bench.svc.cluster.local.", "_http._tcp.set42.bench.svc.cluster.local."} {
+			for _, tcp := range []bool{false, true} {
+				proto := "udp512"
+				if tcp {
+					proto = "tcp"
+				}
+				m := new(dns.Msg)
+				m.SetQuestion(name, dns.TypeSRV)
+				b.Run(fmt.Sprintf("pods=%d/%s/%s", pods, proto, name), func(b *testing.B) {
+					p := &packer{ResponseWriter: test.ResponseWriter{TCP: tcp}, buf: make([]byte, 0, 512)}
+					w := request.NewScrubWriter(m, p)
+					ctx := context.Background()
+					b.ReportAllocs()
+					cpu := cpuTime()
+					for b.Loop() {
+						h.ServeDNS(ctx, w, m)
+					}
+					reportCPU(b, cpu)
+				})
+			}
+		}
+	}
 }

@@ -54,7 +54,7 @@ func dump(z *names, t *table) string {
 		}
 		var rrs, glue []dns.RR
 		for _, qtype := range []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeSRV, dns.TypePTR} {
-			answer, extra := z.records(t, x, qtype, name)
+			answer, extra, _ := z.records(t, x, qtype, name, 0)
 			rrs = append(rrs, answer...)
 			glue = append(glue, extra...)
 		}

@@ -4,6 +4,8 @@ import (
 	"context"
 
 	"github.com/coredns/coredns/plugin"
+	"github.com/coredns/coredns/plugin/tsig"
+	"github.com/coredns/coredns/request"
 	"github.com/miekg/dns"
 )
 
@@ -44,7 +46,7 @@ func (h *Headless) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 		if q.Qtype == dns.TypeAXFR || q.Qtype == dns.TypeIXFR {
 			return dns.RcodeRefused, nil
 		}
-		return h.answer(w, r, snap, x, zi)
+		return h.answer(ctx, w, r, snap, x, zi)
 	case x.kind == hitEmpty, x.kind == hitNone && under:
 		return h.negative(w, r, dns.RcodeNameError, zi, snap.serial)
 	}
@@ -55,19 +57,43 @@ func (h *Headless) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 func (h *Headless) Name() string { return pluginName }
 
 // answer writes the records of x that the question asks for.
-func (h *Headless) answer(w dns.ResponseWriter, r *dns.Msg, snap *snapshot, x hit, zi int) (int, error) {
+func (h *Headless) answer(ctx context.Context, w dns.ResponseWriter, r *dns.Msg, snap *snapshot, x hit, zi int) (int, error) {
+	w.WriteMsg(h.reply(r, snap, x, zi, srvLimit(ctx, w, r)))
+	return dns.RcodeSuccess, nil
+}
+
+// reply is the answer to r from x: all of it with limit 0, or for SRV,
+// no more than a reply truncated to limit bytes can keep (see records).
+func (h *Headless) reply(r *dns.Msg, snap *snapshot, x hit, zi, limit int) *dns.Msg {
 	q := r.Question[0]
 	m := new(dns.Msg)
 	m.SetReply(r)
 	m.Authoritative = true
 	// The answer keeps the query's case.
-	m.Answer, m.Extra = h.names.records(snap.names, x, q.Qtype, q.Name)
+	m.Answer, m.Extra, m.Truncated = h.names.records(snap.names, x, q.Qtype, q.Name, limit)
 	if len(m.Answer) == 0 {
-		m.Answer, m.Extra = nil, nil
+		m.Answer, m.Extra, m.Truncated = nil, nil, false
 		m.Ns = h.soaRR(zi, snap.serial) // NODATA
 	}
-	w.WriteMsg(m)
-	return dns.RcodeSuccess, nil
+	return m
+}
+
+// srvLimit returns the size CoreDNS's ScrubWriter will truncate the reply
+// to r to, for SRV questions, so that srvRecords builds no more than can
+// be sent; 0 (no limit) for other questions, which pay nothing for it.
+// A reply signed by the tsig plugin is never truncated (dns.Msg.Truncate
+// skips messages with a TSIG record), so it gets no limit either. The
+// limit is read from the query as headless sees it; the plugins before it
+// that change the buffer size (bufsize, rewrite's edns0) change the
+// query the ScrubWriter reads, and the cache plugin's copy only raises it.
+func srvLimit(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) int {
+	if r.Question[0].Qtype != dns.TypeSRV {
+		return 0
+	}
+	if _, signed := tsig.ValidatedKeyName(ctx); signed {
+		return 0
+	}
+	return (&request.Request{W: w, Req: r}).Size()
 }
 
 // negative writes NXDOMAIN or NODATA (rcode success) with the zone's SOA.

@@ -207,22 +207,27 @@ func (x *svcIndex) lookup(rel []byte) hit {
 // targets are read from it). Each call makes new records: nothing the
 // caller does to them reaches the snapshot. Addresses share the snapshot's
 // bytes, which no one writes.
-func (z *names) records(t *table, x hit, qtype uint16, owner string) (answer, extra []dns.RR) {
+//
+// limit is the size the reply will be truncated to (request.Request.Size),
+// or 0 for no limit; only SRV answers use it (see srvRecords). truncated
+// reports that records were left out that the truncation would have
+// removed: the caller sets TC.
+func (z *names) records(t *table, x hit, qtype uint16, owner string, limit int) (answer, extra []dns.RR, truncated bool) {
 	switch qtype {
 	case dns.TypeA, dns.TypeAAAA:
-		return z.addrRecords(nil, x, qtype, owner), nil
+		return z.addrRecords(nil, x, qtype, owner), nil, false
 	case dns.TypeSRV:
-		return z.srvRecords(x, owner)
+		return z.srvRecords(x, owner, limit)
 	case dns.TypePTR:
-		return z.ptrRecords(nil, t, x, owner), nil
+		return z.ptrRecords(nil, t, x, owner), nil, false
 	case dns.TypeANY:
 		answer = z.addrRecords(nil, x, dns.TypeA, owner)
 		answer = z.addrRecords(answer, x, dns.TypeAAAA, owner)
-		srv, _ := z.srvRecords(x, owner)
+		srv, _, _ := z.srvRecords(x, owner, 0)
 		answer = append(answer, srv...)
-		return z.ptrRecords(answer, t, x, owner), nil
+		return z.ptrRecords(answer, t, x, owner), nil, false
 	}
-	return nil, nil
+	return nil, nil, false
 }
 
 // addrRecords appends x's A or AAAA records.
@@ -304,10 +309,45 @@ func grow(dst []dns.RR, n int) []dns.RR {
 	return slices.Grow(dst, n)
 }
 
+// minSRVLen is the fewest bytes an SRV record takes in a message, however
+// it is compressed: an owner name of at least 1 byte (the root; a
+// compression pointer takes 2, any other name more), type, class, TTL and
+// rdlength (10), priority, weight and port (6), and a target of at least 1
+// byte (miekg/dns never compresses it; were it compressed, 2). 18 holds
+// even if a plugin between headless and the server rewrites the names.
+const minSRVLen = 1 + 10 + 6 + 1
+
+// srvKeep returns how many SRV records at most can stay in the Answer of
+// a reply truncated to limit bytes by dns.Msg.Truncate, the way CoreDNS's
+// ScrubWriter truncates every reply: it counts the 12-byte header (and the
+// question, and takes the OPT record's length off the limit: both only
+// lower the count), then keeps the Answer's longest prefix whose
+// compressed length fits. Record i (from 0) fits only if
+// 12 + minSRVLen*(i+1) <= limit. 0 means no limit.
+func srvKeep(limit int) int {
+	if limit <= 0 {
+		return -1
+	}
+	// Truncate treats less than 512 as 512.
+	return (max(limit, dns.MinMsgSize) - 12) / minSRVLen
+}
+
 // srvRecords returns x's SRV records, sorted by target and port, with the
 // weight spread evenly, and the targets' addresses (A, then AAAA) as glue.
 // It allocates a fixed number of times, whatever the number of targets.
-func (z *names) srvRecords(x hit, owner string) (answer, extra []dns.RR) {
+//
+// With a limit (see records), when the SRV records are more than srvKeep
+// allows, it builds only the first srvKeep+1 of them, and no glue, and
+// reports truncated. What the server's truncation makes of that reply is
+// exactly what it makes of the full one: the records are the full
+// answer's first ones, in the same order, with the same weight (computed
+// from the full count); the full reply's truncation keeps a prefix of
+// them no longer than srvKeep, runs out of room inside the Answer, so it
+// keeps nothing of Authority or Additional (no glue) and sets TC; the short
+// reply still holds record srvKeep, which cannot fit, so its truncation
+// takes the same path (compressed, not the early return for a reply that
+// fits uncompressed), keeps the same prefix, and drops the same sections.
+func (z *names) srvRecords(x hit, owner string, limit int) (answer, extra []dns.RR, truncated bool) {
 	d := x.idx
 	var (
 		from, to int // the members that may be targets
@@ -324,7 +364,11 @@ func (z *names) srvRecords(x hit, owner string) (answer, extra []dns.RR) {
 		np = &d.named[x.i]
 		from, to, count = 0, len(d.members), np.srvs
 	default:
-		return nil, nil
+		return nil, nil, false
+	}
+	build := count // SRV records to build
+	if keep := srvKeep(limit); keep >= 0 && count > keep {
+		build, truncated = keep+1, true
 	}
 	// The numbers each port set gives: all of them, or the named port's.
 	var one [1][]uint16
@@ -346,22 +390,27 @@ func (z *names) srvRecords(x hit, owner string) (answer, extra []dns.RR) {
 		nums = append(nums, ns)
 	}
 	var targetsLen, n4, n6 int
-	for i := from; i < to; i++ {
+	for i, left := from, build; i < to && left > 0; i++ {
 		m := &d.members[i]
 		if len(nums[m.set]) > 0 {
 			targetsLen += len(m.label) + 1 + len(d.apex)
 			n4 += int(m.n4)
 			n6 += int(m.n6)
+			left -= len(nums[m.set])
 		}
+	}
+	if truncated {
+		n4, n6 = 0, 0 // the truncation would drop all the glue
 	}
 	// Every target is carved from one string.
 	var tb strings.Builder
 	tb.Grow(targetsLen)
-	srvs := make([]dns.SRV, 0, count)
+	srvs := make([]dns.SRV, 0, build)
 	glue4 := make([]dns.A, 0, n4)
 	glue6 := make([]dns.AAAA, 0, n6)
+	// The weight is the full answer's, whatever is built.
 	weight := uint16(max(1, 100/max(1, count)))
-	for i := from; i < to; i++ {
+	for i := from; i < to && len(srvs) < build; i++ {
 		m := &d.members[i]
 		if len(nums[m.set]) == 0 {
 			continue
@@ -373,7 +422,13 @@ func (z *names) srvRecords(x hit, owner string) (answer, extra []dns.RR) {
 		// tb's bytes never move: it was grown to the full length.
 		target := tb.String()[start:]
 		for _, num := range nums[m.set] {
+			if len(srvs) == build {
+				break
+			}
 			srvs = append(srvs, dns.SRV{Hdr: z.hdr(owner, dns.TypeSRV), Weight: weight, Port: num, Target: target})
+		}
+		if truncated {
+			continue
 		}
 		v4, v6 := m.v4(d.svcData), m.v6(d.svcData)
 		for j := 0; j < len(v4); j += 4 {
@@ -387,6 +442,9 @@ func (z *names) srvRecords(x hit, owner string) (answer, extra []dns.RR) {
 	for i := range srvs {
 		answer[i] = &srvs[i]
 	}
+	if truncated {
+		return answer, nil, true
+	}
 	extra = make([]dns.RR, 0, len(glue4)+len(glue6))
 	for i := range glue4 {
 		extra = append(extra, &glue4[i])
@@ -394,7 +452,7 @@ func (z *names) srvRecords(x hit, owner string) (answer, extra []dns.RR) {
 	for i := range glue6 {
 		extra = append(extra, &glue6[i])
 	}
-	return answer, extra
+	return answer, extra, false
 }
 
 // ptrRecords appends x's PTR records: one per headless service that names

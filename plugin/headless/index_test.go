@@ -113,7 +113,7 @@ func TestLookupPrefixLabels(t *testing.T) {
 		if tc.addr == "" {
 			continue
 		}
-		rrs, _ := z.records(snap.names, x, 1, tc.rel+".web.ns.svc.cluster.local.")
+		rrs, _, _ := z.records(snap.names, x, 1, tc.rel+".web.ns.svc.cluster.local.", 0)
 		if len(rrs) != 1 || !strings.HasSuffix(rrs[0].String(), "\t"+tc.addr) {
 			t.Errorf("%s: %v, want %s", tc.rel, rrs, tc.addr)
 		}
