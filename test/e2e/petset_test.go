@@ -82,7 +82,26 @@ func startController(t *testing.T) (client.Client, func()) {
 	return c, runController(t)
 }
 
-var buildController sync.Once
+var (
+	buildController sync.Once
+	buildErr        error
+)
+
+// controllerBinary builds cmd/ordinal-controller into the testbed's
+// directory, once for the whole suite, and returns its path.
+func controllerBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(tb.Dir, "ordinal-controller")
+	buildController.Do(func() {
+		build := exec.Command("go", "build", "-o", bin, "petset.dev/petset/cmd/ordinal-controller")
+		build.Stderr = os.Stderr
+		buildErr = build.Run()
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return bin
+}
 
 // runController starts cmd/ordinal-controller (built once) with leader
 // election on, and returns a function that kills it with SIGKILL. When
@@ -99,16 +118,7 @@ func runController(t *testing.T) func() {
 // 30 s); each waits for it to exit, and only the first call acts.
 func controllerProcess(t *testing.T) (kill, term func()) {
 	t.Helper()
-	bin := filepath.Join(tb.Dir, "ordinal-controller")
-	var buildErr error
-	buildController.Do(func() {
-		build := exec.Command("go", "build", "-o", bin, "petset.dev/petset/cmd/ordinal-controller")
-		build.Stderr = os.Stderr
-		buildErr = build.Run()
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
+	bin := controllerBinary(t)
 	logf, err := os.OpenFile(filepath.Join(tb.Dir, "logs", "ordinal-controller.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		t.Fatal(err)

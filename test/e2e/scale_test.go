@@ -44,16 +44,7 @@ func startMeasuredController(t *testing.T) *controllerProc {
 	t.Helper()
 	bin := os.Getenv("PETSET_CONTROLLER_BIN")
 	if bin == "" {
-		bin = filepath.Join(tb.Dir, "ordinal-controller")
-		var buildErr error
-		buildController.Do(func() {
-			build := exec.Command("go", "build", "-o", bin, "petset.dev/petset/cmd/ordinal-controller")
-			build.Stderr = os.Stderr
-			buildErr = build.Run()
-		})
-		if buildErr != nil {
-			t.Fatal(buildErr)
-		}
+		bin = controllerBinary(t)
 	}
 	port, err := freeTCP()
 	if err != nil {
