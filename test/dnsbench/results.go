@@ -270,11 +270,17 @@ func inProcessRatios(r *Results, small, large int) []Ratio {
 	}
 	// CPU ns when both have them (they count the collector's work on
 	// the other core too), wall ns otherwise.
-	cost := func(a, b map[string]float64) (float64, float64) {
-		if a["cpu-ns/op"] > 0 && b["cpu-ns/op"] > 0 {
-			return a["cpu-ns/op"], b["cpu-ns/op"]
+	unit := func(us ...map[string]float64) string {
+		for _, u := range us {
+			if u["cpu-ns/op"] <= 0 {
+				return "ns/op"
+			}
 		}
-		return a["ns/op"], b["ns/op"]
+		return "cpu-ns/op"
+	}
+	cost := func(a, b map[string]float64) (float64, float64) {
+		u := unit(a, b)
+		return a[u], b[u]
 	}
 	pa := strings.TrimPrefix(PodABench, "Benchmark") + "/"
 	wu := units(pa + "whoami")
@@ -294,7 +300,7 @@ func inProcessRatios(r *Results, small, large int) []Ratio {
 	if u := units("RebuildOneEndpoint1000"); u == nil {
 		one.Missing = "no BenchmarkRebuildOneEndpoint1000 result"
 	} else {
-		v, _ := cost(u, u)
+		v := u[unit(u)]
 		one.Value, one.Met = math.Round(v), one.meets(v)
 	}
 	out = append(out, one)

@@ -295,9 +295,8 @@ func runPhase(ctx context.Context, cfg Config, tb *cluster.Cluster, shipped stri
 				}
 			}
 		}
-		for _, c := range Contenders {
-			l := servers[slices.IndexFunc(servers, func(l *live) bool { return l.contender == c })]
-			r := runs[c]
+		for _, l := range servers { // in Contenders' order
+			c, r := l.contender, runs[l.contender]
 			var err error
 			if r.RSSAfter, err = VmRSS(l.srv.PID()); err != nil {
 				return nil, nil, err
