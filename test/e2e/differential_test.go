@@ -223,12 +223,22 @@ func TestDifferentialKubernetes(t *testing.T) {
 		`web\.` + ns + `.svc.cluster.local.`,
 		`web-0.web.` + ns + `.svc.cluster\.local.`,
 		`foo\.cluster.local.`,
+		// Names under services that do not exist, which headless answers
+		// for the kubernetes plugin (kubeNX): a missing service, below
+		// one, a search-path expansion, a missing namespace, the
+		// question's case.
+		at("nx"), at("web-0", "nx"), at("_http", "_tcp", "nx"), at("api", "example", "com"),
+		"nx.nope-" + ns + ".svc.cluster.local.", "NX." + ns + ".SVC.Cluster.LOCAL.",
 	}
 	var questions []diffQuery
 	for _, n := range names {
 		for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeSRV} {
 			questions = append(questions, diffQuery{n, qt})
 		}
+	}
+	// The types headless leaves to the kubernetes plugin even there.
+	for _, qt := range []uint16{dns.TypeTXT, dns.TypeSOA, dns.TypeMX} {
+		questions = append(questions, diffQuery{at("nx"), qt})
 	}
 	for _, a := range []string{pods["web-0"].Status.PodIP, pods["test-name"].Status.PodIP, pods["a.b"].Status.PodIP,
 		"fd00:10:244::", "fd00:10:244::7", "fd00:10:244::8"} {
@@ -329,6 +339,35 @@ func TestDifferentialKubernetes(t *testing.T) {
 		t.Logf("%s: %d questions, %d listed differences, %d unexpected", v.variant, len(questions), len(differs), len(bad))
 	}
 
+	// headless answers the missing services for the kubernetes plugin in
+	// both shipped arrangements, with that plugin's SOA serial: the same
+	// as in the kubernetes plugin's own NODATA (web-lb has no IPv6
+	// address) from the same server.
+	for _, label := range []string{"headless", "headless-pods"} {
+		b, err := os.ReadFile(filepath.Join(tb.Dir, "logs", "coredns-"+label+".log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), "Answering NXDOMAIN for services the kubernetes plugin does not have") {
+			t.Errorf("%s: headless does not answer for the kubernetes plugin; log:\n%s", label, b)
+		}
+		// The serial is the time of the cluster's last service change,
+		// which other tests move: compare within a window where the
+		// NXDOMAIN's serial stayed the same.
+		for try := 0; ; try++ {
+			before := soaSerial(t, servers[label], at("nx"), dns.TypeA)
+			nodata := soaSerial(t, servers[label], at("web-lb"), dns.TypeAAAA)
+			after := soaSerial(t, servers[label], at("nx"), dns.TypeA)
+			if before != after && try < 20 {
+				continue
+			}
+			if before != after || nodata != before {
+				t.Errorf("%s: NXDOMAIN for a missing service has SOA serial %d then %d, the kubernetes plugin's NODATA %d", label, before, after, nodata)
+			}
+			break
+		}
+	}
+
 	// The server's own zone transfer and PTR answers name only records that
 	// its A, AAAA and SRV queries give out: the inconsistency that naming
 	// endpoints unlike the kubernetes plugin caused.
@@ -348,6 +387,26 @@ func TestDifferentialKubernetes(t *testing.T) {
 	if !strings.Contains(got, "fd00:10:244::8") {
 		t.Errorf("v6-pod.v6 with endpoint_pod_names: %s", got)
 	}
+}
+
+// soaSerial returns the serial of the SOA in server's authority section
+// for name and qtype.
+func soaSerial(t *testing.T, server, name string, qtype uint16) uint32 {
+	t.Helper()
+	m := new(dns.Msg)
+	m.SetQuestion(name, qtype)
+	r, _, err := (&dns.Client{Timeout: 3 * time.Second}).Exchange(m, server)
+	if err != nil {
+		t.Fatalf("%s %s: %v", name, dns.TypeToString[qtype], err)
+	}
+	if len(r.Ns) != 1 {
+		t.Fatalf("%s %s: want one SOA, got\n%v", name, dns.TypeToString[qtype], r)
+	}
+	soa, ok := r.Ns[0].(*dns.SOA)
+	if !ok {
+		t.Fatalf("%s %s: want one SOA, got\n%v", name, dns.TypeToString[qtype], r)
+	}
+	return soa.Serial
 }
 
 // noData checks a normalized answer (query's) for NODATA: NOERROR, no

@@ -1,0 +1,209 @@
+package headless
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/coredns/caddy"
+	"github.com/coredns/coredns/plugin/kubernetes"
+	"github.com/coredns/coredns/plugin/kubernetes/object"
+	"github.com/coredns/coredns/plugin/pkg/dnstest"
+	"github.com/miekg/dns"
+	api "k8s.io/api/core/v1"
+)
+
+// kubeConn is the kubernetes plugin's view of the cluster in these tests:
+// the services it has, keyed as its index keys them, and its namespaces.
+type kubeConn struct {
+	svcs     map[string][]*object.Service // "<name>.<namespace>"
+	ns       map[string]bool
+	unsynced bool
+}
+
+func (c *kubeConn) ServiceList() []*object.Service             { return nil }
+func (c *kubeConn) EndpointsList() []*object.Endpoints         { return nil }
+func (c *kubeConn) ServiceImportList() []*object.ServiceImport { return nil }
+func (c *kubeConn) SvcIndex(k string) []*object.Service        { return c.svcs[k] }
+func (c *kubeConn) SvcIndexReverse(string) []*object.Service   { return nil }
+func (c *kubeConn) SvcExtIndexReverse(string) []*object.Service {
+	return nil
+}
+func (c *kubeConn) SvcImportIndex(string) []*object.ServiceImport { return nil }
+func (c *kubeConn) PodIndex(string) []*object.Pod                 { return nil }
+func (c *kubeConn) EpIndex(string) []*object.Endpoints            { return nil }
+func (c *kubeConn) EpIndexReverse(string) []*object.Endpoints     { return nil }
+func (c *kubeConn) McEpIndex(string) []*object.MultiClusterEndpoints {
+	return nil
+}
+func (c *kubeConn) GetNodeByName(context.Context, string) (*api.Node, error) {
+	return nil, errors.New("no nodes")
+}
+func (c *kubeConn) GetNamespaceByName(n string) (*object.Namespace, error) {
+	if !c.ns[n] {
+		return nil, errors.New("no such namespace")
+	}
+	return &object.Namespace{Name: n}, nil
+}
+func (c *kubeConn) Run()                                   {}
+func (c *kubeConn) HasSynced() bool                        { return !c.unsynced }
+func (c *kubeConn) Stop() error                            { return nil }
+func (c *kubeConn) Modified(kubernetes.ModifiedMode) int64 { return 1700000042 }
+
+// newKube parses a kubernetes stanza as CoreDNS would and gives it conn.
+func newKube(t *testing.T, stanza string, conn *kubeConn) *kubernetes.Kubernetes {
+	t.Helper()
+	k, err := kubernetes.ParseStanza(caddy.NewTestController("dns", stanza))
+	if err != nil {
+		t.Fatalf("%q: %v", stanza, err)
+	}
+	k.APIConn = conn
+	k.Next = nextHandler
+	return k
+}
+
+func defaultConn() *kubeConn {
+	return &kubeConn{
+		svcs: map[string][]*object.Service{
+			"api.default": {{Name: "api", Namespace: "default", ClusterIPs: []string{"10.96.0.10"}, Type: api.ServiceTypeClusterIP}},
+		},
+		ns: map[string]bool{"default": true, "bench": true},
+	}
+}
+
+// TestKubeNX checks each question headless answers for the kubernetes
+// plugin behind it, and each it must leave to it, against that plugin's
+// own answer to the same question.
+func TestKubeNX(t *testing.T) {
+	const stanza = "kubernetes cluster.local in-addr.arpa ip6.arpa {\n ttl 30\n fallthrough in-addr.arpa ip6.arpa\n}"
+	tests := []struct {
+		name     string
+		qname    string
+		qtype    uint16
+		stanza   string            // default: stanza
+		conn     func(c *kubeConn) // changes to defaultConn
+		headless bool              // headless answers it for the kubernetes plugin
+	}{
+		{name: "missing service", qname: "nx.default.svc.cluster.local.", qtype: dns.TypeA, headless: true},
+		{name: "AAAA", qname: "nx.default.svc.cluster.local.", qtype: dns.TypeAAAA, headless: true},
+		{name: "SRV, named port", qname: "_http._tcp.nx.default.svc.cluster.local.", qtype: dns.TypeSRV, headless: true},
+		{name: "endpoint of a missing service", qname: "web-0.nx.default.svc.cluster.local.", qtype: dns.TypeA, headless: true},
+		{name: "search-path expansion", qname: "api.example.com.default.svc.cluster.local.", qtype: dns.TypeA, headless: true},
+		{name: "missing namespace", qname: "nx.nope.svc.cluster.local.", qtype: dns.TypeA, headless: true},
+		{name: "missing service in headless's namespace", qname: "nx.bench.svc.cluster.local.", qtype: dns.TypeA, headless: true},
+		{name: "question's case", qname: "NX.Default.SVC.Cluster.LOCAL.", qtype: dns.TypeA, headless: true},
+		{name: "ttl above 300", qname: "nx.default.svc.cluster.local.", qtype: dns.TypeA, headless: true,
+			stanza: "kubernetes cluster.local {\n ttl 3600\n}"},
+		{name: "ClusterIP service", qname: "api.default.svc.cluster.local.", qtype: dns.TypeA},
+		{name: "ClusterIP service, AAAA", qname: "api.default.svc.cluster.local.", qtype: dns.TypeAAAA},
+		{name: "port of a ClusterIP service", qname: "_http._tcp.api.default.svc.cluster.local.", qtype: dns.TypeSRV},
+		{name: "SOA below the apex is NODATA", qname: "nx.default.svc.cluster.local.", qtype: dns.TypeSOA},
+		{name: "TXT", qname: "nx.default.svc.cluster.local.", qtype: dns.TypeTXT},
+		{name: "MX", qname: "nx.default.svc.cluster.local.", qtype: dns.TypeMX},
+		{name: "namespace", qname: "default.svc.cluster.local.", qtype: dns.TypeA},
+		{name: "pod name", qname: "10-244-0-1.default.pod.cluster.local.", qtype: dns.TypeA},
+		{name: "escaped dot", qname: `nx\.x.default.svc.cluster.local.`, qtype: dns.TypeA},
+		{name: "not synced", qname: "nx.default.svc.cluster.local.", qtype: dns.TypeA,
+			conn: func(c *kubeConn) { c.unsynced = true }},
+		{name: "kubernetes falls through", qname: "nx.default.svc.cluster.local.", qtype: dns.TypeA,
+			stanza: "kubernetes cluster.local {\n fallthrough\n}"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			conn := defaultConn()
+			if tc.conn != nil {
+				tc.conn(conn)
+			}
+			st := stanza
+			if tc.stanza != "" {
+				st = tc.stanza
+			}
+			k := newKube(t, st, conn)
+			h := newTest(t, cluster(2, 3), true)
+			h.Next = k
+			h.kube = newKubeNX(h.Next, h.zones, h.reverse, h.flat)
+			if h.kube == nil {
+				t.Fatal("no kubeNX for the kubernetes plugin right after headless")
+			}
+			r := new(dns.Msg)
+			r.SetQuestion(tc.qname, tc.qtype)
+
+			// The decision alone.
+			var buf [maxName]byte
+			key, _, _ := fold(&buf, tc.qname)
+			zi := h.zoneOf(key)
+			direct := dnstest.NewRecorder(&discard{})
+			if got := h.kube.answer(direct, r, key, zi); got != tc.headless {
+				t.Fatalf("headless answers it: %v, want %v", got, tc.headless)
+			}
+			// Through the plugins, headless's reply must be the kubernetes
+			// plugin's, whoever writes it.
+			viaHeadless := dnstest.NewRecorder(&discard{})
+			h.ServeDNS(context.Background(), viaHeadless, r)
+			viaKube := dnstest.NewRecorder(&discard{})
+			k.ServeDNS(context.Background(), viaKube, r)
+			if viaKube.Msg == nil {
+				t.Fatalf("the kubernetes plugin wrote nothing (rcode %d)", viaKube.Rcode)
+			}
+			if viaHeadless.Msg == nil || viaHeadless.Msg.String() != viaKube.Msg.String() {
+				t.Errorf("through headless:\n%v\nthe kubernetes plugin:\n%v", viaHeadless.Msg, viaKube.Msg)
+			}
+			if tc.headless {
+				if direct.Msg.String() != viaKube.Msg.String() {
+					t.Errorf("headless:\n%v\nthe kubernetes plugin:\n%v", direct.Msg, viaKube.Msg)
+				}
+				if direct.Msg.Rcode != dns.RcodeNameError || len(direct.Msg.Ns) != 1 {
+					t.Errorf("want NXDOMAIN with one SOA, got\n%v", direct.Msg)
+				}
+			}
+		})
+	}
+}
+
+// TestNewKubeNX checks when headless answers for the kubernetes plugin at
+// all: only when it is the next plugin, and only in the zones whose names
+// reach it with the same zone, outside multicluster zones.
+func TestNewKubeNX(t *testing.T) {
+	tests := []struct {
+		name   string
+		zones  []string
+		stanza string // "" : the next plugin is not kubernetes
+		want   []bool // per zone; nil: no kubeNX
+	}{
+		{name: "not kubernetes", zones: []string{"cluster.local."}},
+		{name: "same zones", zones: []string{"cluster.local.", "in-addr.arpa."},
+			stanza: "kubernetes cluster.local in-addr.arpa", want: []bool{true, false}},
+		{name: "other zone", zones: []string{"cluster.local."}, stanza: "kubernetes example.org"},
+		{name: "kubernetes zone above", zones: []string{"cluster.local."}, stanza: "kubernetes local"},
+		{name: "kubernetes zone below", zones: []string{"cluster.local."}, stanza: "kubernetes cluster.local sub.cluster.local"},
+		{name: "multicluster zone", zones: []string{"cluster.local.", "clusterset.local."},
+			stanza: "kubernetes cluster.local clusterset.local {\n multicluster clusterset.local\n}", want: []bool{true, false}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := &Headless{}
+			if err := h.configure(tc.zones, 5, 3); err != nil {
+				t.Fatal(err)
+			}
+			h.Next = nextHandler
+			if tc.stanza != "" {
+				h.Next = newKube(t, tc.stanza, defaultConn())
+			}
+			x := newKubeNX(h.Next, h.zones, h.reverse, h.flat)
+			if tc.want == nil {
+				if x != nil {
+					t.Fatalf("got a kubeNX for zones %v", x.zones)
+				}
+				return
+			}
+			if x == nil {
+				t.Fatal("no kubeNX")
+			}
+			for i, w := range tc.want {
+				if x.zones[i].ok != w {
+					t.Errorf("zone %s: %v, want %v", h.zones[i], x.zones[i].ok, w)
+				}
+			}
+		})
+	}
+}
