@@ -90,6 +90,7 @@ func TestKubeNX(t *testing.T) {
 		{name: "SRV, named port", qname: "_http._tcp.nx.default.svc.cluster.local.", qtype: dns.TypeSRV, headless: true},
 		{name: "endpoint of a missing service", qname: "web-0.nx.default.svc.cluster.local.", qtype: dns.TypeA, headless: true},
 		{name: "search-path expansion", qname: "api.example.com.default.svc.cluster.local.", qtype: dns.TypeA, headless: true},
+		{name: "search-path expansion, second try", qname: "api.example.com.svc.cluster.local.", qtype: dns.TypeA, headless: true},
 		{name: "missing namespace", qname: "nx.nope.svc.cluster.local.", qtype: dns.TypeA, headless: true},
 		{name: "missing service in headless's namespace", qname: "nx.bench.svc.cluster.local.", qtype: dns.TypeA, headless: true},
 		{name: "question's case", qname: "NX.Default.SVC.Cluster.LOCAL.", qtype: dns.TypeA, headless: true},

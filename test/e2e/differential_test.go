@@ -227,7 +227,7 @@ func TestDifferentialKubernetes(t *testing.T) {
 		// for the kubernetes plugin (kubeNX): a missing service, below
 		// one, a search-path expansion, a missing namespace, the
 		// question's case.
-		at("nx"), at("web-0", "nx"), at("_http", "_tcp", "nx"), at("api", "example", "com"),
+		at("nx"), at("web-0", "nx"), at("_http", "_tcp", "nx"), at("api", "example", "com"), "api.example.com.svc.cluster.local.",
 		"nx.nope-" + ns + ".svc.cluster.local.", "NX." + ns + ".SVC.Cluster.LOCAL.",
 	}
 	var questions []diffQuery
