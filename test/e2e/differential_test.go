@@ -195,6 +195,20 @@ func TestDifferentialKubernetes(t *testing.T) {
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// An IPv4 slice holding an IPv4-mapped IPv6 address: the API server
+	// takes it (with a warning that a later release will not), and the
+	// kubernetes plugin makes a label with colons of it.
+	headlessService(t, ns, "mapped", nil, false, svcPort{"http", 80, corev1.ProtocolTCP})
+	httpName := "http"
+	httpPort := int32(80)
+	if _, err := tb.Client.DiscoveryV1().EndpointSlices(ns).Create(ctx, &discovery.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Name: "mapped-1", Labels: map[string]string{discovery.LabelServiceName: "mapped"}},
+		AddressType: discovery.AddressTypeIPv4,
+		Ports:       []discovery.EndpointPort{{Name: &httpName, Protocol: &proto, Port: &httpPort}},
+		Endpoints:   []discovery.Endpoint{{Addresses: []string{"::ffff:10.244.200.9"}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	pods := waitPods(t, ns, "web", 3)
 	dashed := func(pod string) string { return strings.ReplaceAll(pods[pod].Status.PodIP, ".", "-") }
 
@@ -227,6 +241,7 @@ func TestDifferentialKubernetes(t *testing.T) {
 		// for the kubernetes plugin (kubeNX): a missing service, below
 		// one, a search-path expansion, a missing namespace, the
 		// question's case.
+		at("mapped"), at("_http", "_tcp", "mapped"), at("10-244-200-9", "mapped"), at("::ffff:10-244-200-9", "mapped"),
 		at("nx"), at("web-0", "nx"), at("_http", "_tcp", "nx"), at("api", "example", "com"), "api.example.com.svc.cluster.local.",
 		"nx.nope-" + ns + ".svc.cluster.local.", "NX." + ns + ".SVC.Cluster.LOCAL.",
 	}
@@ -259,6 +274,12 @@ func TestDifferentialKubernetes(t *testing.T) {
 		}
 		return nil
 	})
+	mappedTarget := srvAnswers(func(port, target string) error {
+		if target != at("10-244-200-9", "mapped") {
+			return fmt.Errorf("SRV target %s, want %s", target, at("10-244-200-9", "mapped"))
+		}
+		return nil
+	})
 	differs := map[diffQuery]why{
 		{at("_http", "_tcp", "web"), dns.TypeA}:           {"", "only SRV records at _port._proto names (spec 1.1.0): headless answers NODATA, kubernetes the addresses", noData},
 		{at("_db", "_tcp", "v6"), dns.TypeAAAA}:           {"", "only SRV records at _port._proto names (spec 1.1.0)", noData},
@@ -274,8 +295,20 @@ func TestDifferentialKubernetes(t *testing.T) {
 		{at("a", "b", "web"), dns.TypeAAAA}: {"pods", "the name kubernetes gives pod a.b exists (NODATA, not NXDOMAIN)", noData},
 		{at("a", "b", "web"), dns.TypeSRV}:  {"pods", "headless answers the name kubernetes gives pod a.b", notNXDomain},
 		{at("b", "web"), dns.TypeA}:         {"pods", "empty non-terminal above a.b (NODATA, not NXDOMAIN)", noData},
-		{at("b", "web"), dns.TypeAAAA}:      {"pods", "empty non-terminal above a.b (NODATA, not NXDOMAIN)", noData},
-		{at("b", "web"), dns.TypeSRV}:       {"pods", "empty non-terminal above a.b (NODATA, not NXDOMAIN)", noData},
+		// The IPv4-mapped address: headless names the endpoint after the
+		// IPv4 address it stands for; kubernetes after its text, colons
+		// and all, which is no host name.
+		{at("_http", "_tcp", "mapped"), dns.TypeSRV}:        {"", "an IPv4-mapped IPv6 address in an IPv4 slice is named after its IPv4 address, not with colons", mappedTarget},
+		{at("mapped"), dns.TypeSRV}:                         {"", "the IPv4-mapped endpoint's name in the port-less SRV form", mappedTarget},
+		{at("_http", "_tcp", "mapped"), dns.TypeA}:          {"", "only SRV records at _port._proto names (spec 1.1.0)", noData},
+		{at("10-244-200-9", "mapped"), dns.TypeA}:           {"", "the IPv4-mapped endpoint's name", exactly("answer", "\tA\t10.244.200.9")},
+		{at("10-244-200-9", "mapped"), dns.TypeAAAA}:        {"", "the IPv4-mapped endpoint's name exists (NODATA)", noData},
+		{at("10-244-200-9", "mapped"), dns.TypeSRV}:         {"", "the IPv4-mapped endpoint's name has the port-less SRV", notNXDomain},
+		{at("::ffff:10-244-200-9", "mapped"), dns.TypeA}:    {"", "the name with colons is not given out", nxDomain},
+		{at("::ffff:10-244-200-9", "mapped"), dns.TypeAAAA}: {"", "the name with colons is not given out", nxDomain},
+		{at("::ffff:10-244-200-9", "mapped"), dns.TypeSRV}:  {"", "the name with colons is not given out", nxDomain},
+		{at("b", "web"), dns.TypeAAAA}:                      {"pods", "empty non-terminal above a.b (NODATA, not NXDOMAIN)", noData},
+		{at("b", "web"), dns.TypeSRV}:                       {"pods", "empty non-terminal above a.b (NODATA, not NXDOMAIN)", noData},
 	}
 
 	compare := func(variant, h, s string) []string {
@@ -414,6 +447,14 @@ func soaSerial(t *testing.T, server, name string, qtype uint16) uint32 {
 func noData(got string) error {
 	if !strings.HasPrefix(got, "rcode NOERROR aa=true\n") || strings.Contains(got, "\nanswer ") || !strings.Contains(got, "\tSOA\t") {
 		return fmt.Errorf("want NODATA (authoritative NOERROR, no answer, SOA)")
+	}
+	return nil
+}
+
+// nxDomain checks for an authoritative NXDOMAIN with the zone's SOA.
+func nxDomain(got string) error {
+	if !strings.HasPrefix(got, "rcode NXDOMAIN aa=true\n") || !strings.Contains(got, "\tSOA\t") {
+		return fmt.Errorf("want NXDOMAIN with the SOA")
 	}
 	return nil
 }
