@@ -2,6 +2,7 @@ package headless
 
 import (
 	"reflect"
+	"sync/atomic"
 
 	"github.com/coredns/coredns/plugin"
 	"github.com/coredns/coredns/plugin/kubernetes"
@@ -32,6 +33,20 @@ type kubeNX struct {
 	// kubernetes plugin with that same zone, and if so the SOA names it
 	// gives (for the lowercased zone).
 	zones []kubeZone
+	// hasSynced is set once the kubernetes plugin has synced.
+	hasSynced atomic.Bool
+}
+
+// synced reports whether the kubernetes plugin has synced.
+func (x *kubeNX) synced() bool {
+	if x.hasSynced.Load() {
+		return true
+	}
+	if !x.k.APIConn.HasSynced() {
+		return false
+	}
+	x.hasSynced.Store(true)
+	return true
 }
 
 type kubeZone struct {
@@ -120,7 +135,10 @@ func (x *kubeNX) answer(w dns.ResponseWriter, r *dns.Msg, key []byte, zi int) bo
 	// The kubernetes plugin's service index is keyed "<name>.<namespace>",
 	// which is prefix[s:] without its ".svc.".
 	svcKey := prefix[s : len(prefix)-len(".svc.")]
-	if x.k.Fall.Through(q.Name) || !x.k.APIConn.HasSynced() || len(x.k.APIConn.SvcIndex(string(svcKey))) > 0 {
+	// The kubernetes plugin's own order: its fallthrough, then its index,
+	// and only for a service it does not have, whether it has synced
+	// (informers never unsync, so that is asked until it says yes).
+	if x.k.Fall.Through(q.Name) || len(x.k.APIConn.SvcIndex(string(svcKey))) > 0 || !x.synced() {
 		return false
 	}
 	// The zone as the question spells it, as the kubernetes plugin keeps it.
@@ -144,6 +162,7 @@ func (x *kubeNX) answer(w dns.ResponseWriter, r *dns.Msg, key []byte, zi int) bo
 		Expire:  86400,
 		Minttl:  ttl,
 	}}
+	kubeNXDomain.Inc() // before the client can see the answer
 	w.WriteMsg(m)
 	return true
 }

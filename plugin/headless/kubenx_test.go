@@ -20,12 +20,22 @@ type kubeConn struct {
 	svcs     map[string][]*object.Service // "<name>.<namespace>"
 	ns       map[string]bool
 	unsynced bool
+	// calls counts the calls of the methods the kubernetes plugin asks
+	// on its way to an NXDOMAIN.
+	calls map[string]int
+}
+
+func (c *kubeConn) call(m string) {
+	if c.calls == nil {
+		c.calls = map[string]int{}
+	}
+	c.calls[m]++
 }
 
 func (c *kubeConn) ServiceList() []*object.Service             { return nil }
 func (c *kubeConn) EndpointsList() []*object.Endpoints         { return nil }
 func (c *kubeConn) ServiceImportList() []*object.ServiceImport { return nil }
-func (c *kubeConn) SvcIndex(k string) []*object.Service        { return c.svcs[k] }
+func (c *kubeConn) SvcIndex(k string) []*object.Service        { c.call("SvcIndex"); return c.svcs[k] }
 func (c *kubeConn) SvcIndexReverse(string) []*object.Service   { return nil }
 func (c *kubeConn) SvcExtIndexReverse(string) []*object.Service {
 	return nil
@@ -41,15 +51,19 @@ func (c *kubeConn) GetNodeByName(context.Context, string) (*api.Node, error) {
 	return nil, errors.New("no nodes")
 }
 func (c *kubeConn) GetNamespaceByName(n string) (*object.Namespace, error) {
+	c.call("GetNamespaceByName")
 	if !c.ns[n] {
 		return nil, errors.New("no such namespace")
 	}
 	return &object.Namespace{Name: n}, nil
 }
-func (c *kubeConn) Run()                                   {}
-func (c *kubeConn) HasSynced() bool                        { return !c.unsynced }
-func (c *kubeConn) Stop() error                            { return nil }
-func (c *kubeConn) Modified(kubernetes.ModifiedMode) int64 { return 1700000042 }
+func (c *kubeConn) Run()            {}
+func (c *kubeConn) HasSynced() bool { return !c.unsynced }
+func (c *kubeConn) Stop() error     { return nil }
+
+// Modified gives each mode its own time, so that a serial read in the
+// wrong mode shows.
+func (c *kubeConn) Modified(m kubernetes.ModifiedMode) int64 { return 1700000042 + int64(m) }
 
 // newKube parses a kubernetes stanza as CoreDNS would and gives it conn.
 func newKube(t testing.TB, stanza string, conn *kubeConn) *kubernetes.Kubernetes {
@@ -109,6 +123,10 @@ func TestKubeNX(t *testing.T) {
 			conn: func(c *kubeConn) { c.unsynced = true }},
 		{name: "kubernetes falls through", qname: "nx.default.svc.cluster.local.", qtype: dns.TypeA,
 			stanza: "kubernetes cluster.local {\n fallthrough\n}"},
+		{name: "kubernetes falls through there", qname: "nx.default.svc.cluster.local.", qtype: dns.TypeA,
+			stanza: "kubernetes cluster.local {\n fallthrough default.svc.cluster.local\n}"},
+		{name: "kubernetes falls through elsewhere", qname: "nx.bench.svc.cluster.local.", qtype: dns.TypeA, headless: true,
+			stanza: "kubernetes cluster.local {\n fallthrough default.svc.cluster.local\n}"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -139,11 +157,21 @@ func TestKubeNX(t *testing.T) {
 				t.Fatalf("headless answers it: %v, want %v", got, tc.headless)
 			}
 			// Through the plugins, headless's reply must be the kubernetes
-			// plugin's, whoever writes it.
+			// plugin's, whoever writes it; and when headless answers, the
+			// kubernetes plugin must not have been asked: it checks
+			// whether it has synced before every NXDOMAIN, headless only
+			// until it has.
+			conn.calls = nil
 			viaHeadless := dnstest.NewRecorder(&discard{})
-			h.ServeDNS(context.Background(), viaHeadless, r)
+			hrc, herr := h.ServeDNS(context.Background(), viaHeadless, r)
+			if tc.headless && (conn.calls["HasSynced"] != 0 || conn.calls["GetNamespaceByName"] != 0 || conn.calls["SvcIndex"] != 1) {
+				t.Errorf("the kubernetes plugin answered, not headless: calls %v", conn.calls)
+			}
 			viaKube := dnstest.NewRecorder(&discard{})
-			k.ServeDNS(context.Background(), viaKube, r)
+			krc, kerr := k.ServeDNS(context.Background(), viaKube, r)
+			if hrc != krc || (herr == nil) != (kerr == nil) {
+				t.Errorf("ServeDNS returned %d, %v through headless; %d, %v from the kubernetes plugin", hrc, herr, krc, kerr)
+			}
 			if viaKube.Msg == nil {
 				t.Fatalf("the kubernetes plugin wrote nothing (rcode %d)", viaKube.Rcode)
 			}
@@ -159,6 +187,31 @@ func TestKubeNX(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestKubeNXOwnAuthority checks that headless without fallthrough answers
+// as its zones' authority, with its own SOA, even with the kubernetes
+// plugin after it: nothing reaches that plugin, so headless never answers
+// for it.
+func TestKubeNXOwnAuthority(t *testing.T) {
+	k := newKube(t, "kubernetes cluster.local {\n ttl 30\n}", defaultConn())
+	h := newTest(t, cluster(2, 3), false)
+	h.Next = k
+	h.kube = newKubeNX(h.Next, h.zones, h.reverse, h.flat)
+	if h.kube == nil {
+		t.Fatal("no kubeNX")
+	}
+	r := new(dns.Msg)
+	r.SetQuestion("nx.default.svc.cluster.local.", dns.TypeA)
+	rec := dnstest.NewRecorder(&discard{})
+	h.ServeDNS(context.Background(), rec, r)
+	if rec.Msg == nil || rec.Msg.Rcode != dns.RcodeNameError || len(rec.Msg.Ns) != 1 {
+		t.Fatalf("want NXDOMAIN with the SOA, got\n%v", rec.Msg)
+	}
+	soa := rec.Msg.Ns[0].(*dns.SOA)
+	if own := h.soa[0]; soa.Minttl != own.Minttl || soa.Hdr.Ttl != own.Hdr.Ttl || soa.Serial == uint32(1700000042) {
+		t.Errorf("want headless's own SOA (TTL %d, its serial), got %v", own.Minttl, soa)
 	}
 }
 
@@ -178,6 +231,8 @@ func TestNewKubeNX(t *testing.T) {
 		{name: "other zone", zones: []string{"cluster.local."}, stanza: "kubernetes example.org"},
 		{name: "kubernetes zone above", zones: []string{"cluster.local."}, stanza: "kubernetes local"},
 		{name: "kubernetes zone below", zones: []string{"cluster.local."}, stanza: "kubernetes cluster.local sub.cluster.local"},
+		{name: "multicluster zone above", zones: []string{"cluster.local."},
+			stanza: "kubernetes cluster.local local {\n multicluster local\n}"},
 		{name: "multicluster zone", zones: []string{"cluster.local.", "clusterset.local."},
 			stanza: "kubernetes cluster.local clusterset.local {\n multicluster clusterset.local\n}", want: []bool{true, false}},
 	}
@@ -212,8 +267,9 @@ func TestNewKubeNX(t *testing.T) {
 
 // BenchmarkKubeNX is a missing service's NXDOMAIN (a search-path
 // expansion) answered by headless for the kubernetes plugin, beside the
-// same answer from the kubernetes plugin, reached through headless as
-// before, and packed as the server packs it.
+// same answer from the kubernetes plugin reached through headless as
+// before; and what headless's check adds to a name the kubernetes plugin
+// answers (a ClusterIP service). Answers packed as the server packs them.
 func BenchmarkKubeNX(b *testing.B) {
 	k, err := kubernetes.ParseStanza(caddy.NewTestController("dns", "kubernetes cluster.local {\n ttl 30\n}"))
 	if err != nil {
@@ -222,15 +278,20 @@ func BenchmarkKubeNX(b *testing.B) {
 	k.APIConn = defaultConn()
 	h := newTest(b, cluster(100, 10), true)
 	h.Next = k
-	m := new(dns.Msg)
-	m.SetQuestion("api.example.com.default.svc.cluster.local.", dns.TypeA)
-	for _, on := range []bool{true, false} {
-		h.kube = nil
-		if on {
-			h.kube = newKubeNX(h.Next, h.zones, h.reverse, h.flat)
+	for _, q := range []struct{ what, name string }{
+		{"missing", "api.example.com.default.svc.cluster.local."},
+		{"clusterip", "api.default.svc.cluster.local."},
+	} {
+		m := new(dns.Msg)
+		m.SetQuestion(q.name, dns.TypeA)
+		for _, on := range []bool{true, false} {
+			h.kube = nil
+			if on {
+				h.kube = newKubeNX(h.Next, h.zones, h.reverse, h.flat)
+			}
+			b.Run(fmt.Sprintf("%s/headless=%v", q.what, on), func(b *testing.B) {
+				serveLoop(b, h, &packer{buf: make([]byte, 0, 512)}, m)
+			})
 		}
-		b.Run(fmt.Sprintf("headless=%v", on), func(b *testing.B) {
-			serveLoop(b, h, &packer{buf: make([]byte, 0, 512)}, m)
-		})
 	}
 }

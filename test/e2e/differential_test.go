@@ -4,11 +4,13 @@ package e2e
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -212,9 +214,13 @@ func TestDifferentialKubernetes(t *testing.T) {
 	pods := waitPods(t, ns, "web", 3)
 	dashed := func(pod string) string { return strings.ReplaceAll(pods[pod].Status.PodIP, ".", "-") }
 
+	metricsPort, err := freeUDPTCPPort()
+	if err != nil {
+		t.Fatal(err)
+	}
 	servers := map[string]string{}
 	for _, v := range []struct{ label, body string }{
-		{"headless", diffTransfer + fmt.Sprintf(diffHeadless, kc) + fmt.Sprintf(diffKubernetes, kc, "")},
+		{"headless", "    prometheus 127.0.0.1:" + metricsPort + "\n" + diffTransfer + fmt.Sprintf(diffHeadless, kc) + fmt.Sprintf(diffKubernetes, kc, "")},
 		{"stock", fmt.Sprintf(diffKubernetes, kc, "")},
 		{"headless-pods", diffTransfer + fmt.Sprintf(diffHeadless, kc) + fmt.Sprintf(diffKubernetes, kc, "        endpoint_pod_names\n")},
 		{"stock-pods", fmt.Sprintf(diffKubernetes, kc, "        endpoint_pod_names\n")},
@@ -376,6 +382,31 @@ func TestDifferentialKubernetes(t *testing.T) {
 	// both shipped arrangements, with that plugin's SOA serial: the same
 	// as in the kubernetes plugin's own NODATA (web-lb has no IPv6
 	// address) from the same server.
+	// It is headless that writes those answers, and only those: it
+	// counts them.
+	metricsURL := "http://127.0.0.1:" + metricsPort + "/metrics"
+	for _, c := range []struct {
+		q    diffQuery
+		mine bool
+	}{
+		{diffQuery{at("nx"), dns.TypeA}, true},
+		{diffQuery{"api.example.com.svc.cluster.local.", dns.TypeSRV}, true},
+		{diffQuery{at("web-lb"), dns.TypeA}, false},
+		{diffQuery{at("nx"), dns.TypeTXT}, false},
+	} {
+		before := metricValue(t, metricsURL, "coredns_headless_kubernetes_nxdomain_total")
+		if _, err := query(servers["headless"], c.q.name, c.q.qtype); err != nil {
+			t.Fatal(err)
+		}
+		want := before
+		if c.mine {
+			want++
+		}
+		if n := metricValue(t, metricsURL, "coredns_headless_kubernetes_nxdomain_total"); n != want {
+			t.Errorf("%s: coredns_headless_kubernetes_nxdomain_total went from %v to %v, want %v", c.q, before, n, want)
+		}
+	}
+
 	for _, label := range []string{"headless", "headless-pods"} {
 		b, err := os.ReadFile(filepath.Join(tb.Dir, "logs", "coredns-"+label+".log"))
 		if err != nil {
@@ -420,6 +451,31 @@ func TestDifferentialKubernetes(t *testing.T) {
 	if !strings.Contains(got, "fd00:10:244::8") {
 		t.Errorf("v6-pod.v6 with endpoint_pod_names: %s", got)
 	}
+}
+
+// metricValue reads one sample without labels from a Prometheus
+// endpoint; 0 when it is not there.
+func metricValue(t *testing.T, url, name string) float64 {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) == 2 && f[0] == name {
+			v, err := strconv.ParseFloat(f[1], 64)
+			if err != nil {
+				t.Fatalf("%s: %v", l, err)
+			}
+			return v
+		}
+	}
+	return 0
 }
 
 // soaSerial returns the serial of the SOA in server's authority section
