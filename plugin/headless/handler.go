@@ -113,6 +113,9 @@ func (h *Headless) negative(w dns.ResponseWriter, r *dns.Msg, rcode, zi int, ser
 func (h *Headless) notOurs(ctx context.Context, w dns.ResponseWriter, r *dns.Msg, exists bool, key []byte, zi int, serial uint32) (int, error) {
 	q := r.Question[0]
 	if h.Fall.Through(q.Name) {
+		if h.kube.answer(w, r, key, zi) {
+			return dns.RcodeSuccess, nil
+		}
 		return plugin.NextOrFailure(h.Name(), h.Next, ctx, w, r)
 	}
 	if q.Qtype == dns.TypeAXFR || q.Qtype == dns.TypeIXFR {

@@ -35,6 +35,11 @@ type Headless struct {
 	negTTL  uint32
 	soa     []dns.SOA // one template per zone; ServeDNS fills in the serial
 
+	// kube answers, for the kubernetes plugin after this one, its
+	// NXDOMAIN for services it does not have (see kubeNX); nil when the
+	// next plugin is not the kubernetes plugin.
+	kube *kubeNX
+
 	src     source
 	builder *builder
 	snap    atomic.Pointer[snapshot]

@@ -37,6 +37,15 @@ var (
 		Buckets:   prometheus.ExponentialBuckets(0.001, 2, 16), // 1ms .. ~33s
 	})
 
+	// kubeNXDomain counts the NXDOMAIN answers given for the kubernetes
+	// plugin (see kubeNX).
+	kubeNXDomain = promauto.NewCounter(prometheus.CounterOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: pluginName,
+		Name:      "kubernetes_nxdomain_total",
+		Help:      "NXDOMAIN answers given for the kubernetes plugin after this one, for names under services it does not have.",
+	})
+
 	// sourceErrors counts failed loads and lost watches, by source:
 	// manifests or kubernetes.
 	sourceErrors = promauto.NewCounterVec(prometheus.CounterOpts{

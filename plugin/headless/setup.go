@@ -53,6 +53,9 @@ func setup(c *caddy.Controller) error {
 			h.setPodNames()
 			log.Infof("Naming endpoints without a hostname after their pods, as the kubernetes plugin's endpoint_pod_names does")
 		}
+		if h.kube = newKubeNX(h.Next, h.zones, h.reverse, h.flat); h.kube != nil {
+			log.Infof("Answering NXDOMAIN for services the kubernetes plugin does not have, as it would")
+		}
 		if ks, ok := h.src.(*kubeSource); ok {
 			ks.podNames = h.names.podNames
 		}

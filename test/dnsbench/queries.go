@@ -62,8 +62,10 @@ func (s Service) ServiceName() string { return s.Name + "." + s.Namespace + ".sv
 // the per-pod-A file. Names are drawn uniformly: a random service, then a
 // random pod of it. Names that do not exist are, alternately, a pod that
 // a service does not have (<svc>-nx<k>.<svc>...) and a service that its
-// namespace does not have (nx-<k>.<ns>.svc...), so both plugins answer
-// NXDOMAIN for them and only the first kind stays in headless.
+// namespace does not have (nx-<k>.<ns>.svc...). Both plugins answer
+// NXDOMAIN for both kinds; headless answers the second for the kubernetes
+// plugin behind it, with that plugin's SOA (see kubenx.go in
+// plugin/headless), as it does for a pod's search-path expansions.
 func Queries(svcs []Service, n int, seed uint64) (mixed, podA []Query, err error) {
 	if len(svcs) == 0 || n <= 0 {
 		return nil, nil, fmt.Errorf("queries: need services and a positive count (have %d services, n=%d)", len(svcs), n)

@@ -4,11 +4,13 @@ package e2e
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -195,12 +197,30 @@ func TestDifferentialKubernetes(t *testing.T) {
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// An IPv4 slice holding an IPv4-mapped IPv6 address: the API server
+	// takes it (with a warning that a later release will not), and the
+	// kubernetes plugin makes a label with colons of it.
+	headlessService(t, ns, "mapped", nil, false, svcPort{"http", 80, corev1.ProtocolTCP})
+	httpName := "http"
+	httpPort := int32(80)
+	if _, err := tb.Client.DiscoveryV1().EndpointSlices(ns).Create(ctx, &discovery.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Name: "mapped-1", Labels: map[string]string{discovery.LabelServiceName: "mapped"}},
+		AddressType: discovery.AddressTypeIPv4,
+		Ports:       []discovery.EndpointPort{{Name: &httpName, Protocol: &proto, Port: &httpPort}},
+		Endpoints:   []discovery.Endpoint{{Addresses: []string{"::ffff:10.244.200.9"}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	pods := waitPods(t, ns, "web", 3)
 	dashed := func(pod string) string { return strings.ReplaceAll(pods[pod].Status.PodIP, ".", "-") }
 
+	metricsPort, err := freeUDPTCPPort()
+	if err != nil {
+		t.Fatal(err)
+	}
 	servers := map[string]string{}
 	for _, v := range []struct{ label, body string }{
-		{"headless", diffTransfer + fmt.Sprintf(diffHeadless, kc) + fmt.Sprintf(diffKubernetes, kc, "")},
+		{"headless", "    prometheus 127.0.0.1:" + metricsPort + "\n" + diffTransfer + fmt.Sprintf(diffHeadless, kc) + fmt.Sprintf(diffKubernetes, kc, "")},
 		{"stock", fmt.Sprintf(diffKubernetes, kc, "")},
 		{"headless-pods", diffTransfer + fmt.Sprintf(diffHeadless, kc) + fmt.Sprintf(diffKubernetes, kc, "        endpoint_pod_names\n")},
 		{"stock-pods", fmt.Sprintf(diffKubernetes, kc, "        endpoint_pod_names\n")},
@@ -223,12 +243,23 @@ func TestDifferentialKubernetes(t *testing.T) {
 		`web\.` + ns + `.svc.cluster.local.`,
 		`web-0.web.` + ns + `.svc.cluster\.local.`,
 		`foo\.cluster.local.`,
+		// Names under services that do not exist, which headless answers
+		// for the kubernetes plugin (kubeNX): a missing service, below
+		// one, a search-path expansion, a missing namespace, the
+		// question's case.
+		at("mapped"), at("_http", "_tcp", "mapped"), at("10-244-200-9", "mapped"), at("::ffff:10-244-200-9", "mapped"),
+		at("nx"), at("web-0", "nx"), at("_http", "_tcp", "nx"), at("api", "example", "com"), "api.example.com.svc.cluster.local.",
+		"nx.nope-" + ns + ".svc.cluster.local.", "NX." + ns + ".SVC.Cluster.LOCAL.",
 	}
 	var questions []diffQuery
 	for _, n := range names {
 		for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeSRV} {
 			questions = append(questions, diffQuery{n, qt})
 		}
+	}
+	// The types headless leaves to the kubernetes plugin even there.
+	for _, qt := range []uint16{dns.TypeTXT, dns.TypeSOA, dns.TypeMX} {
+		questions = append(questions, diffQuery{at("nx"), qt})
 	}
 	for _, a := range []string{pods["web-0"].Status.PodIP, pods["test-name"].Status.PodIP, pods["a.b"].Status.PodIP,
 		"fd00:10:244::", "fd00:10:244::7", "fd00:10:244::8"} {
@@ -249,6 +280,12 @@ func TestDifferentialKubernetes(t *testing.T) {
 		}
 		return nil
 	})
+	mappedTarget := srvAnswers(func(port, target string) error {
+		if target != at("10-244-200-9", "mapped") {
+			return fmt.Errorf("SRV target %s, want %s", target, at("10-244-200-9", "mapped"))
+		}
+		return nil
+	})
 	differs := map[diffQuery]why{
 		{at("_http", "_tcp", "web"), dns.TypeA}:           {"", "only SRV records at _port._proto names (spec 1.1.0): headless answers NODATA, kubernetes the addresses", noData},
 		{at("_db", "_tcp", "v6"), dns.TypeAAAA}:           {"", "only SRV records at _port._proto names (spec 1.1.0)", noData},
@@ -264,8 +301,20 @@ func TestDifferentialKubernetes(t *testing.T) {
 		{at("a", "b", "web"), dns.TypeAAAA}: {"pods", "the name kubernetes gives pod a.b exists (NODATA, not NXDOMAIN)", noData},
 		{at("a", "b", "web"), dns.TypeSRV}:  {"pods", "headless answers the name kubernetes gives pod a.b", notNXDomain},
 		{at("b", "web"), dns.TypeA}:         {"pods", "empty non-terminal above a.b (NODATA, not NXDOMAIN)", noData},
-		{at("b", "web"), dns.TypeAAAA}:      {"pods", "empty non-terminal above a.b (NODATA, not NXDOMAIN)", noData},
-		{at("b", "web"), dns.TypeSRV}:       {"pods", "empty non-terminal above a.b (NODATA, not NXDOMAIN)", noData},
+		// The IPv4-mapped address: headless names the endpoint after the
+		// IPv4 address it stands for; kubernetes after its text, colons
+		// and all, which is no host name.
+		{at("_http", "_tcp", "mapped"), dns.TypeSRV}:        {"", "an IPv4-mapped IPv6 address in an IPv4 slice is named after its IPv4 address, not with colons", mappedTarget},
+		{at("mapped"), dns.TypeSRV}:                         {"", "the IPv4-mapped endpoint's name in the port-less SRV form", mappedTarget},
+		{at("_http", "_tcp", "mapped"), dns.TypeA}:          {"", "only SRV records at _port._proto names (spec 1.1.0)", noData},
+		{at("10-244-200-9", "mapped"), dns.TypeA}:           {"", "the IPv4-mapped endpoint's name", exactly("answer", "\tA\t10.244.200.9")},
+		{at("10-244-200-9", "mapped"), dns.TypeAAAA}:        {"", "the IPv4-mapped endpoint's name exists (NODATA)", noData},
+		{at("10-244-200-9", "mapped"), dns.TypeSRV}:         {"", "the IPv4-mapped endpoint's name has the port-less SRV", notNXDomain},
+		{at("::ffff:10-244-200-9", "mapped"), dns.TypeA}:    {"", "the name with colons is not given out", nxDomain},
+		{at("::ffff:10-244-200-9", "mapped"), dns.TypeAAAA}: {"", "the name with colons is not given out", nxDomain},
+		{at("::ffff:10-244-200-9", "mapped"), dns.TypeSRV}:  {"", "the name with colons is not given out", nxDomain},
+		{at("b", "web"), dns.TypeAAAA}:                      {"pods", "empty non-terminal above a.b (NODATA, not NXDOMAIN)", noData},
+		{at("b", "web"), dns.TypeSRV}:                       {"pods", "empty non-terminal above a.b (NODATA, not NXDOMAIN)", noData},
 	}
 
 	compare := func(variant, h, s string) []string {
@@ -329,6 +378,60 @@ func TestDifferentialKubernetes(t *testing.T) {
 		t.Logf("%s: %d questions, %d listed differences, %d unexpected", v.variant, len(questions), len(differs), len(bad))
 	}
 
+	// headless answers the missing services for the kubernetes plugin in
+	// both shipped arrangements, with that plugin's SOA serial: the same
+	// as in the kubernetes plugin's own NODATA (web-lb has no IPv6
+	// address) from the same server.
+	// It is headless that writes those answers, and only those: it
+	// counts them.
+	metricsURL := "http://127.0.0.1:" + metricsPort + "/metrics"
+	for _, c := range []struct {
+		q    diffQuery
+		mine bool
+	}{
+		{diffQuery{at("nx"), dns.TypeA}, true},
+		{diffQuery{"api.example.com.svc.cluster.local.", dns.TypeSRV}, true},
+		{diffQuery{at("web-lb"), dns.TypeA}, false},
+		{diffQuery{at("nx"), dns.TypeTXT}, false},
+	} {
+		before := metricValue(t, metricsURL, "coredns_headless_kubernetes_nxdomain_total")
+		if _, err := query(servers["headless"], c.q.name, c.q.qtype); err != nil {
+			t.Fatal(err)
+		}
+		want := before
+		if c.mine {
+			want++
+		}
+		if n := metricValue(t, metricsURL, "coredns_headless_kubernetes_nxdomain_total"); n != want {
+			t.Errorf("%s: coredns_headless_kubernetes_nxdomain_total went from %v to %v, want %v", c.q, before, n, want)
+		}
+	}
+
+	for _, label := range []string{"headless", "headless-pods"} {
+		b, err := os.ReadFile(filepath.Join(tb.Dir, "logs", "coredns-"+label+".log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), "Answering NXDOMAIN for services the kubernetes plugin does not have") {
+			t.Errorf("%s: headless does not answer for the kubernetes plugin; log:\n%s", label, b)
+		}
+		// The serial is the time of the cluster's last service change,
+		// which other tests move: compare within a window where the
+		// NXDOMAIN's serial stayed the same.
+		for try := 0; ; try++ {
+			before := soaSerial(t, servers[label], at("nx"), dns.TypeA)
+			nodata := soaSerial(t, servers[label], at("web-lb"), dns.TypeAAAA)
+			after := soaSerial(t, servers[label], at("nx"), dns.TypeA)
+			if before != after && try < 20 {
+				continue
+			}
+			if before != after || nodata != before {
+				t.Errorf("%s: NXDOMAIN for a missing service has SOA serial %d then %d, the kubernetes plugin's NODATA %d", label, before, after, nodata)
+			}
+			break
+		}
+	}
+
 	// The server's own zone transfer and PTR answers name only records that
 	// its A, AAAA and SRV queries give out: the inconsistency that naming
 	// endpoints unlike the kubernetes plugin caused.
@@ -350,11 +453,64 @@ func TestDifferentialKubernetes(t *testing.T) {
 	}
 }
 
+// metricValue reads one sample without labels from a Prometheus
+// endpoint; 0 when it is not there.
+func metricValue(t *testing.T, url, name string) float64 {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) == 2 && f[0] == name {
+			v, err := strconv.ParseFloat(f[1], 64)
+			if err != nil {
+				t.Fatalf("%s: %v", l, err)
+			}
+			return v
+		}
+	}
+	return 0
+}
+
+// soaSerial returns the serial of the SOA in server's authority section
+// for name and qtype.
+func soaSerial(t *testing.T, server, name string, qtype uint16) uint32 {
+	t.Helper()
+	m := new(dns.Msg)
+	m.SetQuestion(name, qtype)
+	r, _, err := (&dns.Client{Timeout: 3 * time.Second}).Exchange(m, server)
+	if err != nil {
+		t.Fatalf("%s %s: %v", name, dns.TypeToString[qtype], err)
+	}
+	if len(r.Ns) != 1 {
+		t.Fatalf("%s %s: want one SOA, got\n%v", name, dns.TypeToString[qtype], r)
+	}
+	soa, ok := r.Ns[0].(*dns.SOA)
+	if !ok {
+		t.Fatalf("%s %s: want one SOA, got\n%v", name, dns.TypeToString[qtype], r)
+	}
+	return soa.Serial
+}
+
 // noData checks a normalized answer (query's) for NODATA: NOERROR, no
 // answer records, the zone's SOA in the authority section.
 func noData(got string) error {
 	if !strings.HasPrefix(got, "rcode NOERROR aa=true\n") || strings.Contains(got, "\nanswer ") || !strings.Contains(got, "\tSOA\t") {
 		return fmt.Errorf("want NODATA (authoritative NOERROR, no answer, SOA)")
+	}
+	return nil
+}
+
+// nxDomain checks for an authoritative NXDOMAIN with the zone's SOA.
+func nxDomain(got string) error {
+	if !strings.HasPrefix(got, "rcode NXDOMAIN aa=true\n") || !strings.Contains(got, "\tSOA\t") {
+		return fmt.Errorf("want NXDOMAIN with the SOA")
 	}
 	return nil
 }
