@@ -466,7 +466,7 @@ func labelKey(s string) uint64 {
 }
 
 func slicePorts(in []discovery.EndpointPort) []port {
-	var out []port
+	out := make([]port, 0, len(in))
 	for _, p := range in {
 		if p.Port == nil || *p.Port < 0 || *p.Port > 65535 {
 			continue // a nil port means "all ports": nothing to put in an SRV record
