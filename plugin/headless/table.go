@@ -1,18 +1,23 @@
 package headless
 
-// fanout is the width of each of the three levels over which a table
-// splits its services and reverse names: 16 by 16 by 16, 4,096 leaves. A
-// change copies the small arrays on the way to the leaves it touches, and
-// those leaves, so what it copies stays small however many names the
-// cluster has.
-const fanout = 16
+// fanout is the width of each of the four levels over which a table
+// splits its services and reverse names: 8 by 8 by 8 by 8, 4,096 leaves.
+// A change copies the small arrays on the way to the leaves it touches
+// (three arrays of 8 pointers and one of 8 leaves, 384 bytes), and those
+// leaves, so what it copies stays small however many names the cluster
+// has.
+const fanout = 8
 
-// sharded is a map split over fanout^3 leaves by a hash of the key that
-// the caller computes: the hash's low 12 bits pick the leaf. A leaf is a
-// slice of entries sorted by hash, found by binary search; copying one is
-// one allocation and a memmove, and it is smaller than a Go map of the same
-// keys. Arrays and leaves are nil until something is put in them.
-type sharded[K comparable, V any] [fanout]*[fanout]*[fanout]leaf[K, V]
+// bits has a bit for each of fanout arrays or leaves.
+type bits = uint8
+
+// sharded is a map split over fanout^4 leaves by a hash of the key that
+// the caller computes: the hash's low 12 bits pick the leaf, 3 bits a
+// level. A leaf is a slice of entries sorted by hash, found by binary
+// search; copying one is one allocation and a memmove, and it is smaller
+// than a Go map of the same keys. Arrays and leaves are nil until
+// something is put in them.
+type sharded[K comparable, V any] [fanout]*[fanout]*[fanout]*[fanout]leaf[K, V]
 
 // leaf is the entries of one shard, sorted by hash; entries with the same
 // hash are in no order.
@@ -39,7 +44,11 @@ func (s *sharded[K, V]) shard(h uint32) leaf[K, V] {
 	if b == nil {
 		return nil
 	}
-	return b[h/(fanout*fanout)%fanout]
+	c := b[h/(fanout*fanout)%fanout]
+	if c == nil {
+		return nil
+	}
+	return c[h/(fanout*fanout*fanout)%fanout]
 }
 
 // get returns the value of key, of hash h, and whether it is there.
@@ -180,9 +189,14 @@ func eachShard[K comparable, V any](s *sharded[K, V], f func(K, V)) {
 			if b == nil {
 				continue
 			}
-			for _, l := range b {
-				for _, e := range l {
-					f(e.key, e.v)
+			for _, c := range b {
+				if c == nil {
+					continue
+				}
+				for _, l := range c {
+					for _, e := range l {
+						f(e.key, e.v)
+					}
 				}
 			}
 		}
@@ -193,12 +207,13 @@ func eachShard[K comparable, V any](s *sharded[K, V], f func(K, V)) {
 // copying an array or a leaf the first time a change touches it. A leaf it
 // has copied is its own, changed in place afterwards.
 type cow[K, V comparable] struct {
-	next    **sharded[K, V] // in the next table
-	top     bool            // *next copied
-	mid     uint16          // bit i: (*next)[i] copied
-	low     [fanout]uint16  // bit j of low[i]: (*next)[i][j] copied
-	leaves  [fanout * fanout]uint16
-	slack   bool // a leaf it owns may have spare capacity
+	next    **sharded[K, V]                // in the next table
+	top     bool                           // *next copied
+	l1      bits                           // bit i: (*next)[i] copied
+	l2      [fanout]bits                   // bit j of l2[i]: (*next)[i][j] copied
+	l3      [fanout * fanout]bits          // bit k of l3[i*fanout+j]: (*next)[i][j][k] copied
+	leaves  [fanout * fanout * fanout]bits // bit m of leaves[(i*fanout+j)*fanout+k]: that leaf copied
+	slack   bool                           // a leaf it owns may have spare capacity
 	changed bool
 	delta   int // keys added less keys removed
 }
@@ -217,21 +232,25 @@ func (c *cow[K, V]) put(h uint32, key K, v V) {
 		*c.next = copied(*c.next)
 	}
 	s := *c.next
-	i, j, k := h%fanout, h/fanout%fanout, h/(fanout*fanout)%fanout
-	if c.mid&(1<<i) == 0 {
-		c.mid |= 1 << i
+	i, j, k, m := h%fanout, h/fanout%fanout, h/(fanout*fanout)%fanout, h/(fanout*fanout*fanout)%fanout
+	if c.l1&(1<<i) == 0 {
+		c.l1 |= 1 << i
 		s[i] = copied(s[i])
 	}
-	if c.low[i]&(1<<j) == 0 {
-		c.low[i] |= 1 << j
+	if c.l2[i]&(1<<j) == 0 {
+		c.l2[i] |= 1 << j
 		s[i][j] = copied(s[i][j])
 	}
-	leaves := s[i][j]
+	if c.l3[i*fanout+j]&(1<<k) == 0 {
+		c.l3[i*fanout+j] |= 1 << k
+		s[i][j][k] = copied(s[i][j][k])
+	}
+	leaves := s[i][j][k]
 	e := entry[K, V]{h: h, key: key, v: v}
-	if c.leaves[i*fanout+j]&(1<<k) == 0 {
+	if owned := &c.leaves[(i*fanout+j)*fanout+k]; *owned&(1<<m) == 0 {
 		// The first change to this leaf: a copy with the change made, of
 		// exactly the size it needs.
-		c.leaves[i*fanout+j] |= 1 << k
+		*owned |= 1 << m
 		var l leaf[K, V]
 		switch {
 		case v == zero:
@@ -250,9 +269,9 @@ func (c *cow[K, V]) put(h uint32, key K, v V) {
 			copy(l, src)
 			l[at] = e
 		}
-		leaves[k] = l
+		leaves[m] = l
 	} else {
-		l := leaves[k]
+		l := leaves[m]
 		switch {
 		case v == zero:
 			l = append(l[:at], l[at+1:]...)
@@ -270,7 +289,7 @@ func (c *cow[K, V]) put(h uint32, key K, v V) {
 		if cap(l) != len(l) {
 			c.slack = true
 		}
-		leaves[k] = l
+		leaves[m] = l
 	}
 	if v == zero {
 		c.delta--
@@ -290,13 +309,15 @@ func (c *cow[K, V]) trim() {
 	s := *c.next
 	for i := range fanout {
 		for j := range fanout {
-			owned := c.leaves[i*fanout+j]
-			if owned == 0 {
-				continue
-			}
 			for k := range fanout {
-				if l := s[i][j][k]; owned&(1<<k) != 0 && cap(l) != len(l) {
-					s[i][j][k] = append(make(leaf[K, V], 0, len(l)), l...)
+				owned := c.leaves[(i*fanout+j)*fanout+k]
+				if owned == 0 {
+					continue
+				}
+				for m, l := range s[i][j][k] {
+					if owned&(1<<m) != 0 && cap(l) != len(l) {
+						s[i][j][k][m] = append(make(leaf[K, V], 0, len(l)), l...)
+					}
 				}
 			}
 		}
