@@ -102,8 +102,15 @@ func boolByte(b bool) byte {
 // the same data.
 func (z *names) build(drafts []*draft) *svcData {
 	d := &svcData{}
-	var all4 []uint32
+	n4, n6 := 0, 0
+	for _, m := range drafts {
+		n4, n6 = n4+len(m.v4), n6+len(m.v6)
+	}
+	all4 := make([]uint32, 0, n4)
 	var all6 []netip.Addr
+	if n6 > 0 {
+		all6 = make([]netip.Addr, 0, n6)
+	}
 	for _, m := range drafts {
 		for _, a := range m.v4 {
 			all4 = append(all4, be32(a.AsSlice()))

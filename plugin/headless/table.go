@@ -3,7 +3,7 @@ package headless
 // fanout is the width of each of the four levels over which a table
 // splits its services and reverse names: 8 by 8 by 8 by 8, 4,096 leaves.
 // A change copies the small arrays on the way to the leaves it touches
-// (three arrays of 8 pointers and one of 8 leaves, 384 bytes), and those
+// (three arrays of 8 pointers and one of 8 leaves: 384 bytes), and those
 // leaves, so what it copies stays small however many names the cluster
 // has.
 const fanout = 8
@@ -111,8 +111,9 @@ func (l leaf[K, V]) find(h uint32, key K) (int, bool) {
 // service that changes touches only the addresses it gained or lost. The
 // names above services (svc.<zone>., <ns>.svc.<zone>.) are in ancestors.
 // Keys of svcs and ancestors are lowercased names. Each sharded map, and
-// each of its arrays and leaves, is nil until something is put in it, and a
-// new table shares those a change leaves alone. A published table is never written to again.
+// each of its arrays and leaves, is nil until something is put in it, and
+// a new table shares those a change leaves alone. A published table is
+// never written to again.
 type table struct {
 	svcs      *sharded[string, *svcIndex] // by service name; hash: svcHash
 	ancestors *sharded[string, bool]      // hash: of the name
