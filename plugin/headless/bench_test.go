@@ -233,6 +233,42 @@ func BenchmarkSnapshotMemory(b *testing.B) {
 	b.ReportMetric(perEndpoint, "B/endpoint")
 }
 
+// BenchmarkTableLookup is the cost of the table lookups on ServeDNS's
+// path, alone: a service's index by its name (present and missing) and
+// an IPv4 address's namers, in clusters of 1,000 and 100,000 endpoints.
+func BenchmarkTableLookup(b *testing.B) {
+	for _, endpoints := range []int{1000, 100000} {
+		l := cluster(endpoints/10, 10)
+		zones := names{forward: []string{"cluster.local."}, reverse: []string{"in-addr.arpa."}, ttl: 5}
+		t := newBuilder(zones).apply(l, l.keys()).names
+		apex := []byte("set42.bench.svc.cluster.local.")
+		missing := []byte("nope42.bench.svc.cluster.local.")
+		const zone = len("cluster.local.")
+		addr := []byte{10, 0, 1, 7} // the 263rd endpoint's
+		b.Run(fmt.Sprintf("endpoints=%d/service", endpoints), func(b *testing.B) {
+			for b.Loop() {
+				if t.service(apex, apex[:len(apex)-zone]) == nil {
+					b.Fatal("no service")
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("endpoints=%d/missing", endpoints), func(b *testing.B) {
+			for b.Loop() {
+				if t.service(missing, missing[:len(missing)-zone]) != nil {
+					b.Fatal("found a missing service")
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("endpoints=%d/namers", endpoints), func(b *testing.B) {
+			for b.Loop() {
+				if t.namers(addr) == nil {
+					b.Fatal("no namers")
+				}
+			}
+		})
+	}
+}
+
 // cpuTime is the CPU time the process has used, garbage collection
 // included. On a machine shared with other work it measures a rebuild more
 // truly than the wall clock.
