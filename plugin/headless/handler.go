@@ -207,7 +207,7 @@ func (h *Headless) exact(t *table, key []byte, hsh uint32) hit {
 			}
 		}
 	}
-	if t.ancestors.shard(hsh)[string(key)] {
+	if getBytes(t.ancestors, hsh, key) {
 		return hit{kind: hitAncestor}
 	}
 	for i, z := range h.zones {

@@ -102,8 +102,15 @@ func boolByte(b bool) byte {
 // the same data.
 func (z *names) build(drafts []*draft) *svcData {
 	d := &svcData{}
-	var all4 []uint32
+	n4, n6 := 0, 0
+	for _, m := range drafts {
+		n4, n6 = n4+len(m.v4), n6+len(m.v6)
+	}
+	all4 := make([]uint32, 0, n4)
 	var all6 []netip.Addr
+	if n6 > 0 {
+		all6 = make([]netip.Addr, 0, n6)
+	}
 	for _, m := range drafts {
 		for _, a := range m.v4 {
 			all4 = append(all4, be32(a.AsSlice()))
@@ -466,7 +473,7 @@ func labelKey(s string) uint64 {
 }
 
 func slicePorts(in []discovery.EndpointPort) []port {
-	var out []port
+	out := make([]port, 0, len(in))
 	for _, p := range in {
 		if p.Port == nil || *p.Port < 0 || *p.Port > 65535 {
 			continue // a nil port means "all ports": nothing to put in an SRV record

@@ -127,19 +127,21 @@ func (b *builder) apply(l lister, keys []svcKey) *snapshot {
 	return b.cur
 }
 
+// none stands for a service that serves nothing. It is shared and never
+// written to.
+var none = &served{data: &svcData{}}
+
 // replace swaps what service k served (old, nil: nothing) for s (nil:
 // nothing).
 func (b *builder) replace(w *tableWriter, k svcKey, old, s *served) {
 	ns, name := strings.ToLower(k.Namespace), strings.ToLower(k.Name)
 	primary := name + "." + ns + ".svc." + b.names.forward[0]
-	var none served
-	none.data = &svcData{}
 	if old == nil {
-		old = &none
+		old = none
 	}
 	next := s
 	if next == nil {
-		next = &none
+		next = none
 	} else {
 		next.solo, next.ancestors = old.solo, old.ancestors // the same service
 		if next.solo == nil {
@@ -161,7 +163,7 @@ func (b *builder) replace(w *tableWriter, k svcKey, old, s *served) {
 			idx = &svcIndex{apex: apex, svcData: next.data}
 			b.indexed += idx.names()
 		}
-		if old != &none {
+		if old != none {
 			b.indexed -= (&svcIndex{svcData: old.data}).names()
 		}
 		w.putService(apex, apex[:len(apex)-len(zone)], idx)

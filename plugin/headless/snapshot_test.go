@@ -117,7 +117,9 @@ func incrementalEqualsFull(t *testing.T, zones names) {
 			for _, zone := range zones.forward {
 				apex := strings.ToLower(k.Name+"."+k.Namespace) + ".svc." + zone
 				pre := apex[:len(apex)-len(zone)]
-				if a, b := prev.names.svcs.shard(svcHash(pre))[apex], snap.names.svcs.shard(svcHash(pre))[apex]; a != b {
+				a, _ := prev.names.svcs.get(svcHash(pre), apex)
+				b, _ := snap.names.svcs.get(svcHash(pre), apex)
+				if a != b {
 					t.Fatalf("step %d: rebuilding %v replaced the index of %s", step, keys, apex)
 				}
 			}

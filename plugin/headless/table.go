@@ -1,19 +1,38 @@
 package headless
 
-// fanout is the width of each of the three levels over which a table
-// splits its services and reverse names: 16 by 16 by 16, 4,096 maps. A
-// change copies the small arrays on the way to the maps it touches, and
-// those maps, so what it copies stays small however many names the
-// cluster has.
-const fanout = 16
+// fanout is the width of each of the four levels over which a table
+// splits its services and reverse names: 8 by 8 by 8 by 8, 4,096 leaves.
+// A change copies the small arrays on the way to the leaves it touches
+// (three arrays of 8 pointers and one of 8 leaves: 384 bytes), and those
+// leaves, so what it copies stays small however many names the cluster
+// has.
+const fanout = 8
 
-// sharded is a map split over fanout^3 maps by a hash of the key that the
-// caller computes. Arrays and maps are nil until something is put in them.
-type sharded[K comparable, V any] [fanout]*[fanout]*[fanout]map[K]V
+// bits has a bit for each of fanout arrays or leaves.
+type bits = uint8
 
-// shard returns the map that holds the keys of hash h, or nil. A nil s
+// sharded is a map split over fanout^4 leaves by a hash of the key that
+// the caller computes: the hash's low 12 bits pick the leaf, 3 bits a
+// level. A leaf is a slice of entries sorted by hash, found by binary
+// search; copying one is one allocation and a memmove, and it is smaller
+// than a Go map of the same keys. Arrays and leaves are nil until
+// something is put in them.
+type sharded[K comparable, V any] [fanout]*[fanout]*[fanout]*[fanout]leaf[K, V]
+
+// leaf is the entries of one shard, sorted by hash; entries with the same
+// hash are in no order.
+type leaf[K comparable, V any] []entry[K, V]
+
+// entry is one key of a sharded map, with its hash and value.
+type entry[K comparable, V any] struct {
+	h   uint32
+	key K
+	v   V
+}
+
+// shard returns the leaf that holds the keys of hash h, or nil. A nil s
 // is empty.
-func (s *sharded[K, V]) shard(h uint32) map[K]V {
+func (s *sharded[K, V]) shard(h uint32) leaf[K, V] {
 	if s == nil {
 		return nil
 	}
@@ -25,7 +44,62 @@ func (s *sharded[K, V]) shard(h uint32) map[K]V {
 	if b == nil {
 		return nil
 	}
-	return b[h/(fanout*fanout)%fanout]
+	c := b[h/(fanout*fanout)%fanout]
+	if c == nil {
+		return nil
+	}
+	return c[h/(fanout*fanout*fanout)%fanout]
+}
+
+// get returns the value of key, of hash h, and whether it is there.
+func (s *sharded[K, V]) get(h uint32, key K) (V, bool) {
+	l := s.shard(h)
+	for i := l.search(h); i < len(l) && l[i].h == h; i++ {
+		if l[i].key == key {
+			return l[i].v, true
+		}
+	}
+	var zero V
+	return zero, false
+}
+
+// getBytes is get for a string key given as bytes; it does not convert
+// key to a string, so it does not allocate.
+func getBytes[V any](s *sharded[string, V], h uint32, key []byte) V {
+	l := s.shard(h)
+	for i := l.search(h); i < len(l) && l[i].h == h; i++ {
+		if l[i].key == string(key) {
+			return l[i].v
+		}
+	}
+	var zero V
+	return zero
+}
+
+// search returns the index of the first entry whose hash is h or more.
+func (l leaf[K, V]) search(h uint32) int {
+	i, j := 0, len(l)
+	for i < j {
+		m := int(uint(i+j) >> 1)
+		if l[m].h < h {
+			i = m + 1
+		} else {
+			j = m
+		}
+	}
+	return i
+}
+
+// find returns the index of key, of hash h, and true; or, when key is not
+// in l, the index where it goes and false.
+func (l leaf[K, V]) find(h uint32, key K) (int, bool) {
+	i := l.search(h)
+	for ; i < len(l) && l[i].h == h; i++ {
+		if l[i].key == key {
+			return i, true
+		}
+	}
+	return i, false
 }
 
 // table is what a snapshot serves. Forward names live in one index per
@@ -36,9 +110,10 @@ func (s *sharded[K, V]) shard(h uint32) map[K]V {
 // the name itself is read from the service's index when asked, so a
 // service that changes touches only the addresses it gained or lost. The
 // names above services (svc.<zone>., <ns>.svc.<zone>.) are in ancestors.
-// Keys of svcs and ancestors are lowercased names. Each map is nil until
-// something is put in it, and a new table shares those a change leaves
-// alone. A published table is never written to again.
+// Keys of svcs and ancestors are lowercased names. Each sharded map, and
+// each of its arrays and leaves, is nil until something is put in it, and
+// a new table shares those a change leaves alone. A published table is
+// never written to again.
 type table struct {
 	svcs      *sharded[string, *svcIndex] // by service name; hash: svcHash
 	ancestors *sharded[string, bool]      // hash: of the name
@@ -62,18 +137,20 @@ func hash4(a uint32) uint32 {
 // service returns the index of the service called apex, a folded name, or
 // nil. nameNsSvc is apex without its zone.
 func (t *table) service(apex, nameNsSvc []byte) *svcIndex {
-	return t.svcs.shard(svcHash(nameNsSvc))[string(apex)]
+	return getBytes(t.svcs, svcHash(nameNsSvc), apex)
 }
 
 // namers returns who names address a (4 or 16 bytes), or nil.
 func (t *table) namers(a []byte) *ptrSet {
 	if len(a) == 4 {
 		v := be32(a)
-		return t.ptr4.shard(hash4(v))[v]
+		s, _ := t.ptr4.get(hash4(v), v)
+		return s
 	}
 	var k [16]byte
 	copy(k[:], a)
-	return t.ptr6.shard(hash(a))[k]
+	s, _ := t.ptr6.get(hash(a), k)
+	return s
 }
 
 func be32(a []byte) uint32 {
@@ -113,9 +190,14 @@ func eachShard[K comparable, V any](s *sharded[K, V], f func(K, V)) {
 			if b == nil {
 				continue
 			}
-			for _, m := range b {
-				for k, v := range m {
-					f(k, v)
+			for _, c := range b {
+				if c == nil {
+					continue
+				}
+				for _, l := range c {
+					for _, e := range l {
+						f(e.key, e.v)
+					}
 				}
 			}
 		}
@@ -123,13 +205,16 @@ func eachShard[K comparable, V any](s *sharded[K, V], f func(K, V)) {
 }
 
 // cow makes the next version of a sharded map from the current one,
-// copying an array or a map the first time a change touches it.
+// copying an array or a leaf the first time a change touches it. A leaf it
+// has copied is its own, changed in place afterwards.
 type cow[K, V comparable] struct {
-	next    **sharded[K, V] // in the next table
-	top     bool            // *next copied
-	mid     uint16          // bit i: (*next)[i] copied
-	low     [fanout]uint16  // bit j of low[i]: (*next)[i][j] copied
-	maps    [fanout * fanout]uint16
+	next    **sharded[K, V]                // in the next table
+	top     bool                           // *next copied
+	l1      bits                           // bit i: (*next)[i] copied
+	l2      [fanout]bits                   // bit j of l2[i]: (*next)[i][j] copied
+	l3      [fanout * fanout]bits          // bit k of l3[i*fanout+j]: (*next)[i][j][k] copied
+	leaves  [fanout * fanout * fanout]bits // bit m of leaves[(i*fanout+j)*fanout+k]: that leaf copied
+	slack   bool                           // a leaf it owns may have spare capacity
 	changed bool
 	delta   int // keys added less keys removed
 }
@@ -138,8 +223,9 @@ type cow[K, V comparable] struct {
 // there already changes nothing.
 func (c *cow[K, V]) put(h uint32, key K, v V) {
 	var zero V
-	have, ok := (*c.next).shard(h)[key]
-	if v == zero && !ok || ok && have == v {
+	src := (*c.next).shard(h)
+	at, ok := src.find(h, key)
+	if v == zero && !ok || ok && src[at].v == v {
 		return
 	}
 	if !c.top {
@@ -147,36 +233,96 @@ func (c *cow[K, V]) put(h uint32, key K, v V) {
 		*c.next = copied(*c.next)
 	}
 	s := *c.next
-	i, j, k := h%fanout, h/fanout%fanout, h/(fanout*fanout)%fanout
-	if c.mid&(1<<i) == 0 {
-		c.mid |= 1 << i
+	i, j, k, m := h%fanout, h/fanout%fanout, h/(fanout*fanout)%fanout, h/(fanout*fanout*fanout)%fanout
+	if c.l1&(1<<i) == 0 {
+		c.l1 |= 1 << i
 		s[i] = copied(s[i])
 	}
-	if c.low[i]&(1<<j) == 0 {
-		c.low[i] |= 1 << j
+	if c.l2[i]&(1<<j) == 0 {
+		c.l2[i] |= 1 << j
 		s[i][j] = copied(s[i][j])
 	}
-	leaf := s[i][j]
-	if c.maps[i*fanout+j]&(1<<k) == 0 {
-		c.maps[i*fanout+j] |= 1 << k
-		src := leaf[k]
-		m := make(map[K]V, len(src)+1)
-		for key, x := range src {
-			m[key] = x
-		}
-		leaf[k] = m
+	if c.l3[i*fanout+j]&(1<<k) == 0 {
+		c.l3[i*fanout+j] |= 1 << k
+		s[i][j][k] = copied(s[i][j][k])
 	}
-	switch {
-	case v == zero:
-		delete(leaf[k], key)
+	leaves := s[i][j][k]
+	e := entry[K, V]{h: h, key: key, v: v}
+	if owned := &c.leaves[(i*fanout+j)*fanout+k]; *owned&(1<<m) == 0 {
+		// The first change to this leaf: a copy with the change made, of
+		// exactly the size it needs.
+		*owned |= 1 << m
+		var l leaf[K, V]
+		switch {
+		case v == zero:
+			if len(src) > 1 {
+				l = make(leaf[K, V], len(src)-1)
+				copy(l, src[:at])
+				copy(l[at:], src[at+1:])
+			}
+		case !ok:
+			l = make(leaf[K, V], len(src)+1)
+			copy(l, src[:at])
+			l[at] = e
+			copy(l[at+1:], src[at:])
+		default:
+			l = make(leaf[K, V], len(src))
+			copy(l, src)
+			l[at] = e
+		}
+		leaves[m] = l
+	} else {
+		l := leaves[m]
+		switch {
+		case v == zero:
+			l = append(l[:at], l[at+1:]...)
+			l[:len(l)+1][len(l)] = entry[K, V]{} // let go of what it held
+			if len(l) == 0 {
+				l = nil
+			}
+		case !ok:
+			l = append(l, entry[K, V]{})
+			copy(l[at+1:], l[at:])
+			l[at] = e
+		default:
+			l[at] = e
+		}
+		if cap(l) != len(l) {
+			c.slack = true
+		}
+		leaves[m] = l
+	}
+	if v == zero {
 		c.delta--
-	case !ok:
+	} else if !ok {
 		c.delta++
-		fallthrough
-	default:
-		leaf[k][key] = v
 	}
 	c.changed = true
+}
+
+// trim copies every leaf c owns that has spare capacity into one of its
+// size, so that a published table holds no more than its entries.
+func (c *cow[K, V]) trim() {
+	if !c.slack {
+		return
+	}
+	c.slack = false
+	s := *c.next
+	for i := range fanout {
+		for j := range fanout {
+			for k := range fanout {
+				owned := c.leaves[(i*fanout+j)*fanout+k]
+				if owned == 0 {
+					continue
+				}
+				for m, l := range s[i][j][k] {
+					if owned&(1<<m) != 0 && cap(l) != len(l) {
+						s[i][j][k][m] = append(make(leaf[K, V], 0, len(l)), l...)
+					}
+				}
+			}
+		}
+	}
 }
 
 // copied returns a new copy of *a, or a new zero array when a is nil.
@@ -241,4 +387,10 @@ func (w *tableWriter) changed() bool {
 func (w *tableWriter) delta() int { return w.ancestors.delta + w.ptr4.delta + w.ptr6.delta }
 
 // done returns the new table; w must not be used afterwards.
-func (w *tableWriter) done() *table { return w.next }
+func (w *tableWriter) done() *table {
+	w.svcs.trim()
+	w.ancestors.trim()
+	w.ptr4.trim()
+	w.ptr6.trim()
+	return w.next
+}
