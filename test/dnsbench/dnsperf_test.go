@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -160,7 +161,8 @@ ok  	petset.dev/petset/plugin/headless	11.296s
 		t.Fatalf("%+v", got)
 	}
 	h, w := got[0], got[1]
-	if h.Name != "PodAVsWhoami/headless/pods=10" || h.Runs != 3 || h.Units["ns/op"] != 1195 || h.Units["cpu-ns/op"] != 1431 || h.Units["allocs/op"] != 3 {
+	if h.Name != "PodAVsWhoami/headless/pods=10" || h.Runs != 3 || h.Units["ns/op"] != 1195 || h.Units["cpu-ns/op"] != 1431 || h.Units["allocs/op"] != 3 ||
+		!slices.Equal(h.Values["ns/op"], []float64{1234, 1109, 1195}) {
 		t.Errorf("headless: %+v", h)
 	}
 	// Two runs: the mean of the middle two.

@@ -13,12 +13,14 @@ import (
 	"strings"
 )
 
-// GoBench is one Go sub-benchmark over several -count runs: the median
-// of each unit it reports (ns/op, cpu-ns/op, B/op, allocs/op, ...).
+// GoBench is one Go sub-benchmark over several runs: the median of each
+// unit it reports (ns/op, cpu-ns/op, B/op, allocs/op, ...), and each run's
+// value in the order they ran.
 type GoBench struct {
-	Name  string             `json:"name"` // without the Benchmark prefix and the -GOMAXPROCS suffix
-	Runs  int                `json:"runs"`
-	Units map[string]float64 `json:"units"`
+	Name   string               `json:"name"` // without the Benchmark prefix and the -GOMAXPROCS suffix
+	Runs   int                  `json:"runs"`
+	Units  map[string]float64   `json:"units"`
+	Values map[string][]float64 `json:"values,omitempty"`
 }
 
 // PodABench is the Go benchmark that sets headless's per-pod A answer
@@ -34,21 +36,30 @@ const PodABench = "BenchmarkPodAVsWhoami"
 var GoBenches = []string{PodABench, "BenchmarkRebuildOneEndpoint1000", "BenchmarkRebuildOneService", "BenchmarkSnapshotMemory", "BenchmarkCacheMemory"}
 
 // RunGoBench runs go test -bench for the named benchmarks in pkg (a
-// package path relative to dir, the module's root) count times, and
-// returns the median results.
-func RunGoBench(ctx context.Context, dir, pkg string, names []string, count int) ([]GoBench, string, error) {
-	args := []string{"test", "-run", "^$", "-bench", "^(" + strings.Join(names, "|") + ")$", "-count", strconv.Itoa(count), pkg}
-	cmd := exec.CommandContext(ctx, "go", args...)
-	cmd.Dir = dir
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+// package path relative to dir, the module's root) in rounds times, each
+// run once in every round, and returns the median results with each
+// round's values. The rounds are what the goals compare in: two sizes of
+// one benchmark run seconds apart in a round, while with -count the runs
+// of one size would all come before the other's, minutes apart on a
+// machine whose speed drifts.
+func RunGoBench(ctx context.Context, dir, pkg string, names []string, rounds int) ([]GoBench, string, error) {
+	args := []string{"test", "-run", "^$", "-bench", "^(" + strings.Join(names, "|") + ")$", "-count", "1", pkg}
 	line := "go " + strings.Join(args, " ")
-	if err := cmd.Run(); err != nil {
-		return nil, line, fmt.Errorf("%s: %w\n%s", line, err, out.String())
+	var all bytes.Buffer
+	for range rounds {
+		cmd := exec.CommandContext(ctx, "go", args...)
+		cmd.Dir = dir
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Run(); err != nil {
+			return nil, line, fmt.Errorf("%s: %w\n%s", line, err, out.String())
+		}
+		all.Write(out.Bytes())
 	}
-	bs, err := ParseGoBench(&out)
+	line = fmt.Sprintf("%s, %d times", line, rounds)
+	bs, err := ParseGoBench(&all)
 	if err == nil && len(bs) == 0 {
-		err = fmt.Errorf("%s: no benchmark results:\n%s", line, out.String())
+		err = fmt.Errorf("%s: no benchmark results:\n%s", line, all.String())
 	}
 	return bs, line, err
 }
@@ -104,7 +115,7 @@ func ParseGoBench(r io.Reader) ([]GoBench, error) {
 	}
 	out := make([]GoBench, 0, len(order))
 	for _, name := range order {
-		b := GoBench{Name: name, Runs: runs[name], Units: map[string]float64{}}
+		b := GoBench{Name: name, Runs: runs[name], Units: map[string]float64{}, Values: vals[name]}
 		for u, vs := range vals[name] {
 			b.Units[u] = median(vs)
 		}

@@ -260,10 +260,10 @@ func inProcessRatios(r *Results, small, large int) []Ratio {
 	if len(r.GoBench) == 0 {
 		return nil
 	}
-	units := func(name string) map[string]float64 {
-		for _, b := range r.GoBench {
-			if b.Name == name {
-				return b.Units
+	bench := func(name string) *GoBench {
+		for i := range r.GoBench {
+			if r.GoBench[i].Name == name {
+				return &r.GoBench[i]
 			}
 		}
 		return nil
@@ -278,40 +278,54 @@ func inProcessRatios(r *Results, small, large int) []Ratio {
 		}
 		return "cpu-ns/op"
 	}
-	cost := func(a, b map[string]float64) (float64, float64) {
-		u := unit(a, b)
-		return a[u], b[u]
+	// ratio sets rt to a / b, two benchmarks' costs: the median of the
+	// ratios of the runs that ran in the same round when both have one
+	// value per round, the ratio of their medians otherwise.
+	ratio := func(rt *Ratio, a, b string) bool {
+		ga, gb := bench(a), bench(b)
+		if ga == nil || gb == nil {
+			return false
+		}
+		u := unit(ga.Units, gb.Units)
+		if va, vb := ga.Values[u], gb.Values[u]; len(va) > 0 && len(va) == len(vb) {
+			for i := range va {
+				if va[i] <= 0 || vb[i] <= 0 {
+					return false
+				}
+				rt.Rounds = append(rt.Rounds, round(va[i]/vb[i], 3))
+			}
+			v := median(rt.Rounds)
+			rt.Value, rt.Met = round(v, 3), rt.meets(v)
+			return true
+		}
+		x, y := ga.Units[u], gb.Units[u]
+		if x <= 0 || y <= 0 {
+			return false
+		}
+		rt.Value, rt.Met = round(x/y, 3), rt.meets(x/y)
+		return true
 	}
 	pa := strings.TrimPrefix(PodABench, "Benchmark") + "/"
-	wu := units(pa + "whoami")
 	var out []Ratio
 	for _, pods := range []int{small, large} {
 		rt := Ratio{Name: fmt.Sprintf("pod-A answer in process (plugin and packing), whoami CPU ns / headless CPU ns, %d pods per service", pods), Goal: ">= 1.0", Unit: "x", Min: 1}
-		w, h := cost(wu, units(fmt.Sprintf("%sheadless/pods=%d", pa, pods)))
-		if h <= 0 || w <= 0 {
+		if !ratio(&rt, pa+"whoami", fmt.Sprintf("%sheadless/pods=%d", pa, pods)) {
 			rt.Missing = "no " + PodABench + " result"
-		} else {
-			rt.Value = round(w/h, 3)
-			rt.Met = rt.meets(w / h)
 		}
 		out = append(out, rt)
 	}
 	one := Ratio{Name: "one endpoint changing in a 1,000-endpoint service, rebuild CPU ns (BenchmarkRebuildOneEndpoint1000)", Goal: "< 1000000", Unit: "ns", Max: 999999}
-	if u := units("RebuildOneEndpoint1000"); u == nil {
+	if b := bench("RebuildOneEndpoint1000"); b == nil {
 		one.Missing = "no BenchmarkRebuildOneEndpoint1000 result"
 	} else {
-		v := u[unit(u)]
+		v := b.Units[unit(b.Units)]
 		one.Value, one.Met = math.Round(v), one.meets(v)
 	}
 	out = append(out, one)
 	for _, pods := range []int{10, 1000} {
 		rt := Ratio{Name: fmt.Sprintf("one service changing, 100,000 / 1,000 endpoints in the cluster, %d pods per service, rebuild CPU ns (BenchmarkRebuildOneService)", pods), Goal: "<= 1.2", Unit: "x", Max: 1.2}
-		big, small := units(fmt.Sprintf("RebuildOneService/pods=%d/endpoints=100000", pods)), units(fmt.Sprintf("RebuildOneService/pods=%d/endpoints=1000", pods))
-		if b, s := cost(big, small); b <= 0 || s <= 0 {
+		if !ratio(&rt, fmt.Sprintf("RebuildOneService/pods=%d/endpoints=100000", pods), fmt.Sprintf("RebuildOneService/pods=%d/endpoints=1000", pods)) {
 			rt.Missing = "no BenchmarkRebuildOneService result"
-		} else {
-			rt.Value = round(b/s, 3)
-			rt.Met = rt.meets(b / s)
 		}
 		out = append(out, rt)
 	}

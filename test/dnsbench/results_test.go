@@ -4,6 +4,7 @@ import (
 	"encoding/xml"
 	"io"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -129,6 +130,19 @@ func TestInProcessRatios(t *testing.T) {
 	md := Markdown(r, "results")
 	if !strings.Contains(md, "| PodAVsWhoami/whoami | 4000 | 4800 |") {
 		t.Errorf("report lacks the in-process table:\n%s", md)
+	}
+	// With each round's values, a goal is the median of the rounds'
+	// ratios, not the ratio of the medians: rounds 1.0, 1.1 and 1.5 give
+	// 1.1, where the medians (12000 / 10000) would give 1.2.
+	r.GoBench[4].Values = map[string][]float64{"cpu-ns/op": {10000, 10000, 8000}}
+	r.GoBench[5].Values = map[string][]float64{"cpu-ns/op": {10000, 11000, 12000}}
+	if rt := ComputeRatios(r, 10, 100)[11]; rt.Value != 1.1 || !rt.Met || !slices.Equal(rt.Rounds, []float64{1, 1.1, 1.5}) {
+		t.Errorf("%+v", rt)
+	}
+	// A benchmark missing from a round: the medians again.
+	r.GoBench[5].Values["cpu-ns/op"] = r.GoBench[5].Values["cpu-ns/op"][:2]
+	if rt := ComputeRatios(r, 10, 100)[11]; rt.Value != 1.1 || len(rt.Rounds) != 0 {
+		t.Errorf("%+v", rt)
 	}
 	r.GoBench = r.GoBench[:1]
 	if rt := ComputeRatios(r, 10, 100)[8]; rt.Missing == "" {

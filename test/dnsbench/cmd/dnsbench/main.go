@@ -41,7 +41,7 @@ func main() {
 		perfCPU   = flag.String("perf-cpu", "1", "taskset CPU list for dnsperf")
 		churnRate = flag.Int("churn-rate", 50, "readiness changes per second in the churn run (0: no churn run)")
 		churnDur  = flag.Duration("churn", 60*time.Second, "length of each churn run")
-		goBench   = flag.Int("gobench", 5, "runs of the in-process Go benchmark "+dnsbench.PodABench+" in ./plugin/headless, before the testbed (0: none)")
+		goBench   = flag.Int("gobench", 5, "rounds of the in-process Go benchmarks ("+dnsbench.PodABench+", the rebuilds, the memory) in ./plugin/headless, before the testbed; each goal is the median of its per-round ratios (0: none)")
 	)
 	flag.Parse()
 	var phases []int
