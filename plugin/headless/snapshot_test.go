@@ -1,10 +1,15 @@
 package headless
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"testing"
+
+	"github.com/coredns/coredns/plugin/pkg/dnstest"
+	"github.com/miekg/dns"
 
 	corev1 "k8s.io/api/core/v1"
 	discovery "k8s.io/api/discovery/v1"
@@ -135,4 +140,75 @@ func containsKey(keys []svcKey, k svcKey) bool {
 		}
 	}
 	return false
+}
+
+// TestPublishWhileServing answers questions from several goroutines while
+// one publishes change after change, as the source and the server do:
+// under -race it shows that ServeDNS reads published snapshots that no
+// writer touches. A service no change touches answers the same all along.
+func TestPublishWhileServing(t *testing.T) {
+	l := cluster(20, 5)
+	h := newTest(t, l, true)
+	questions := []struct {
+		name  string
+		qtype uint16
+	}{
+		{"set19-2.set19.bench.svc.cluster.local.", dns.TypeA},
+		{"set3-1.set3.bench.svc.cluster.local.", dns.TypeA},
+		{"set3.bench.svc.cluster.local.", dns.TypeA},
+		{"_http._tcp.set3.bench.svc.cluster.local.", dns.TypeSRV},
+		{"3.0.0.10.in-addr.arpa.", dns.TypePTR},
+		{"set42.bench.svc.cluster.local.", dns.TypeA},
+	}
+	stop := make(chan struct{})
+	errs := make(chan error, 2)
+	var wg sync.WaitGroup
+	for g := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var steady string
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					errs <- nil
+					return
+				default:
+				}
+				q := questions[(i+g)%len(questions)]
+				m := new(dns.Msg)
+				m.SetQuestion(q.name, q.qtype)
+				rec := dnstest.NewRecorder(&discard{})
+				h.ServeDNS(context.Background(), rec, m)
+				if rec.Msg == nil || rec.Msg.Rcode == dns.RcodeServerFailure {
+					errs <- fmt.Errorf("%s: %v", q.name, rec.Msg)
+					return
+				}
+				if q.name == questions[0].name { // set19 never changes
+					if steady == "" {
+						steady = rec.Msg.Answer[0].String()
+					} else if got := rec.Msg.Answer[0].String(); got != steady {
+						errs <- fmt.Errorf("untouched %s changed: %s, then %s", q.name, steady, got)
+						return
+					}
+				}
+			}
+		}()
+	}
+	flips := make([]func(int), 4)
+	for i := range flips {
+		flips[i] = flipper(l, svcKey{Namespace: "bench", Name: fmt.Sprintf("set%d", i+2)})
+	}
+	for step := range 300 {
+		k := step % len(flips)
+		flips[k](step / len(flips))
+		h.publish(l, []svcKey{{Namespace: "bench", Name: fmt.Sprintf("set%d", k+2)}})
+	}
+	close(stop)
+	wg.Wait()
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
 }

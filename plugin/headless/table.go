@@ -11,6 +11,10 @@ const fanout = 8
 // bits has a bit for each of fanout arrays or leaves.
 type bits = uint8
 
+// bits must have a bit for each of fanout: with too few, cow would copy
+// an array or leaf again on every change to it, correct but slow.
+var _ bits = 1<<fanout - 1
+
 // sharded is a map split over fanout^4 leaves by a hash of the key that
 // the caller computes: the hash's low 12 bits pick the leaf, 3 bits a
 // level. A leaf is a slice of entries sorted by hash, found by binary
