@@ -77,6 +77,18 @@ func newKube(t testing.TB, stanza string, conn *kubeConn) *kubernetes.Kubernetes
 	return k
 }
 
+// kubeHeadless is headless over two small services, with or without
+// fallthrough, in front of k, answering for it.
+func kubeHeadless(t *testing.T, k *kubernetes.Kubernetes, fall bool) *Headless {
+	t.Helper()
+	h := newTest(t, cluster(2, 3), fall)
+	h.Next = k
+	if h.kube = newKubeNX(h.Next, h.zones, h.reverse, h.flat); h.kube == nil {
+		t.Fatal("no kubeNX for the kubernetes plugin right after headless")
+	}
+	return h
+}
+
 func defaultConn() *kubeConn {
 	return &kubeConn{
 		svcs: map[string][]*object.Service{
@@ -139,12 +151,7 @@ func TestKubeNX(t *testing.T) {
 				st = tc.stanza
 			}
 			k := newKube(t, st, conn)
-			h := newTest(t, cluster(2, 3), true)
-			h.Next = k
-			h.kube = newKubeNX(h.Next, h.zones, h.reverse, h.flat)
-			if h.kube == nil {
-				t.Fatal("no kubeNX for the kubernetes plugin right after headless")
-			}
+			h := kubeHeadless(t, k, true)
 			r := new(dns.Msg)
 			r.SetQuestion(tc.qname, tc.qtype)
 
@@ -195,13 +202,7 @@ func TestKubeNX(t *testing.T) {
 // plugin after it: nothing reaches that plugin, so headless never answers
 // for it.
 func TestKubeNXOwnAuthority(t *testing.T) {
-	k := newKube(t, "kubernetes cluster.local {\n ttl 30\n}", defaultConn())
-	h := newTest(t, cluster(2, 3), false)
-	h.Next = k
-	h.kube = newKubeNX(h.Next, h.zones, h.reverse, h.flat)
-	if h.kube == nil {
-		t.Fatal("no kubeNX")
-	}
+	h := kubeHeadless(t, newKube(t, "kubernetes cluster.local {\n ttl 30\n}", defaultConn()), false)
 	r := new(dns.Msg)
 	r.SetQuestion("nx.default.svc.cluster.local.", dns.TypeA)
 	rec := dnstest.NewRecorder(&discard{})
