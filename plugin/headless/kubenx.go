@@ -11,14 +11,15 @@ import (
 	"github.com/miekg/dns"
 )
 
-// kubeNX answers one answer of the kubernetes plugin on its behalf, when
-// that plugin comes right after headless: NXDOMAIN for an A, AAAA or SRV
+// kubeNX gives one of the kubernetes plugin's answers for it, when that
+// plugin comes right after headless: NXDOMAIN for an A, AAAA or SRV
 // question under <service>.<namespace>.svc.<zone> when the kubernetes
-// plugin knows no service of that name. That is most of what falls through
-// (search-path expansions, which ask names under the client's namespace;
-// services that do not exist), and the kubernetes plugin spends far more
-// on it than a lookup in its own service index: it parses the name, checks
-// the namespace, builds and throws away its internal records.
+// plugin knows no service of that name. Much of what falls through in a
+// cluster is such names (a pod's resolver tries the first search-path
+// expansion, under its own namespace, for every external name; services
+// that are gone), and the kubernetes plugin spends far more on them than
+// a lookup in its own service index: it parses the name, checks the
+// namespace, then looks the service up.
 //
 // The answer is the kubernetes plugin's, byte for byte: its service index
 // decides, its SOA (its serial, its TTL, the zone in the question's case)
