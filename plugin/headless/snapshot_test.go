@@ -93,6 +93,12 @@ func incrementalEqualsFull(t *testing.T, zones names) {
 		if got, want := dump(&zones, snap.names), dump(&zones, full.names); got != want {
 			t.Fatalf("step %d (%v): incremental build differs from a full one:\n%s\nwant:\n%s", step, keys, got, want)
 		}
+		// Every entry the incremental writers placed is where a lookup
+		// goes for it, and found.
+		findable(t, snap.names.svcs)
+		findable(t, snap.names.ancestors)
+		findable(t, snap.names.ptr4)
+		findable(t, snap.names.ptr6)
 		if got, want := inc.indexed+inc.named, snap.names.len(); got != want {
 			t.Fatalf("step %d: the builder counts %d names, the table holds %d", step, got, want)
 		}

@@ -1,7 +1,9 @@
 package headless
 
 import (
+	"fmt"
 	"maps"
+	"math/rand/v2"
 	"slices"
 	"testing"
 )
@@ -198,4 +200,89 @@ func leavesOf(s *sharded[string, int]) map[uint32][]entry[string, int] {
 		}
 	}
 	return out
+}
+
+// findable checks every entry of s: it sits in the leaf its hash picks,
+// its leaf is sorted by hash, and get finds its value.
+func findable[K, V comparable](t *testing.T, s *sharded[K, V]) {
+	t.Helper()
+	if s == nil {
+		return
+	}
+	for i, a := range s {
+		if a == nil {
+			continue
+		}
+		for j, b := range a {
+			if b == nil {
+				continue
+			}
+			for k, c := range b {
+				if c == nil {
+					continue
+				}
+				for m, l := range c {
+					for n, e := range l {
+						h := e.h
+						if int(h%fanout) != i || int(h/fanout%fanout) != j || int(h/(fanout*fanout)%fanout) != k || int(h/(fanout*fanout*fanout)%fanout) != m {
+							t.Fatalf("key %v of hash %#x in leaf %d.%d.%d.%d", e.key, h, i, j, k, m)
+						}
+						if n > 0 && l[n-1].h > h {
+							t.Fatalf("leaf %d.%d.%d.%d not sorted at %d", i, j, k, m, n)
+						}
+						if v, ok := s.get(h, e.key); !ok || v != e.v {
+							t.Fatalf("get(%#x, %v) = %v, %v; the leaf holds %v", h, e.key, v, ok, e.v)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestShardedVersions makes 60 versions of one sharded map, each by its
+// own writer from the one before, with random puts of keys whose hashes
+// share a leaf and its neighbours at every level (0x5a3, and 0x5a3 with
+// the bit of each level flipped), several hashes per leaf and several
+// keys per hash. Each version must hold what a Go map does, and every
+// older version must still hold what it held.
+func TestShardedVersions(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	leaves := []uint32{0x5a3, 0x5a3 ^ 0x4, 0x5a3 ^ 0x20, 0x5a3 ^ 0x100, 0x5a3 ^ 0x800}
+	hashes := make([]uint32, 30)
+	for i := range hashes {
+		hashes[i] = uint32(r.IntN(4))<<12 | leaves[r.IntN(len(leaves))]
+	}
+	type version struct {
+		s    *sharded[string, int]
+		want map[string]put
+		dump map[uint32][]entry[string, int]
+	}
+	var s *sharded[string, int]
+	var versions []version
+	var want map[string]put
+	for n := range 60 {
+		c := cow[string, int]{next: &s}
+		var puts []put
+		for range 1 + r.IntN(12) {
+			k := r.IntN(len(hashes))
+			puts = append(puts, put{hashes[k], fmt.Sprintf("k%d", k), r.IntN(4)})
+		}
+		before := len(want)
+		want = apply(&c, want, puts)
+		c.trim()
+		if c.delta != len(want)-before {
+			t.Fatalf("version %d: delta %d, the keys went from %d to %d", n, c.delta, before, len(want))
+		}
+		versions = append(versions, version{s: s, want: want, dump: leavesOf(s)})
+		for i, v := range versions {
+			check(t, fmt.Sprintf("version %d after %d", i, n), v.s, v.want)
+			if got := leavesOf(v.s); !maps.EqualFunc(got, v.dump, slices.Equal) {
+				t.Fatalf("version %d changed by writer %d", i, n)
+			}
+		}
+		if t.Failed() {
+			t.FailNow()
+		}
+	}
 }
