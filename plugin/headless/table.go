@@ -183,24 +183,34 @@ func (t *table) len() int {
 
 // eachShard calls f for every key of s, in no order.
 func eachShard[K comparable, V any](s *sharded[K, V], f func(K, V)) {
+	eachLeaf(s, func(_ uint32, l leaf[K, V]) {
+		for _, e := range l {
+			f(e.key, e.v)
+		}
+	})
+}
+
+// eachLeaf calls f for every non-nil leaf of s with the low 12 bits that
+// the hashes of its keys have (the leaf's place), in that order.
+func eachLeaf[K comparable, V any](s *sharded[K, V], f func(at uint32, l leaf[K, V])) {
 	if s == nil {
 		return
 	}
-	for _, a := range s {
+	for i, a := range s {
 		if a == nil {
 			continue
 		}
-		for _, b := range a {
+		for j, b := range a {
 			if b == nil {
 				continue
 			}
-			for _, c := range b {
+			for k, c := range b {
 				if c == nil {
 					continue
 				}
-				for _, l := range c {
-					for _, e := range l {
-						f(e.key, e.v)
+				for m, l := range c {
+					if l != nil {
+						f(uint32(i+fanout*(j+fanout*(k+fanout*m))), l)
 					}
 				}
 			}

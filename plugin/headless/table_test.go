@@ -206,38 +206,19 @@ func leavesOf(s *sharded[string, int]) map[uint32][]entry[string, int] {
 // its leaf is sorted by hash, and get finds its value.
 func findable[K, V comparable](t *testing.T, s *sharded[K, V]) {
 	t.Helper()
-	if s == nil {
-		return
-	}
-	for i, a := range s {
-		if a == nil {
-			continue
-		}
-		for j, b := range a {
-			if b == nil {
-				continue
+	eachLeaf(s, func(at uint32, l leaf[K, V]) {
+		for n, e := range l {
+			if e.h%4096 != at {
+				t.Fatalf("key %v of hash %#x in leaf %#x", e.key, e.h, at)
 			}
-			for k, c := range b {
-				if c == nil {
-					continue
-				}
-				for m, l := range c {
-					for n, e := range l {
-						h := e.h
-						if int(h%fanout) != i || int(h/fanout%fanout) != j || int(h/(fanout*fanout)%fanout) != k || int(h/(fanout*fanout*fanout)%fanout) != m {
-							t.Fatalf("key %v of hash %#x in leaf %d.%d.%d.%d", e.key, h, i, j, k, m)
-						}
-						if n > 0 && l[n-1].h > h {
-							t.Fatalf("leaf %d.%d.%d.%d not sorted at %d", i, j, k, m, n)
-						}
-						if v, ok := s.get(h, e.key); !ok || v != e.v {
-							t.Fatalf("get(%#x, %v) = %v, %v; the leaf holds %v", h, e.key, v, ok, e.v)
-						}
-					}
-				}
+			if n > 0 && l[n-1].h > e.h {
+				t.Fatalf("leaf %#x not sorted at %d", at, n)
+			}
+			if v, ok := s.get(e.h, e.key); !ok || v != e.v {
+				t.Fatalf("get(%#x, %v) = %v, %v; the leaf holds %v", e.h, e.key, v, ok, e.v)
 			}
 		}
-	}
+	})
 }
 
 // TestShardedVersions makes 60 versions of one sharded map, each by its
