@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -255,24 +254,9 @@ func checkEtcdConf(t *testing.T, path, ns, host string, n int) {
 	}
 }
 
-var (
-	buildPF    sync.Once
-	buildPFErr error
-)
+var peerFinderBin = &suiteBinary{name: "peer-finder", pkg: "petset.dev/petset/cmd/peer-finder"}
 
-func peerFinderBinary(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(tb.Dir, "peer-finder")
-	buildPF.Do(func() {
-		build := exec.Command("go", "build", "-o", bin, "petset.dev/petset/cmd/peer-finder")
-		build.Stderr = os.Stderr
-		buildPFErr = build.Run()
-	})
-	if buildPFErr != nil {
-		t.Fatal(buildPFErr)
-	}
-	return bin
-}
+func peerFinderBinary(t *testing.T) string { return peerFinderBin.path(t) }
 
 func runPF(t *testing.T, bin string, args ...string) (int, string) {
 	t.Helper()

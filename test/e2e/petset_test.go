@@ -82,26 +82,35 @@ func startController(t *testing.T) (client.Client, func()) {
 	return c, runController(t)
 }
 
-var (
-	buildController sync.Once
-	buildErr        error
-)
+// suiteBinary is a command of the module, built once for the whole suite
+// into the testbed's directory.
+type suiteBinary struct {
+	name, pkg string
+	once      sync.Once
+	err       error
+}
 
-// controllerBinary builds cmd/ordinal-controller into the testbed's
-// directory, once for the whole suite, and returns its path.
-func controllerBinary(t *testing.T) string {
+// path builds the binary the first time it is asked for and returns its
+// path; every caller after a failed build sees the error too.
+func (b *suiteBinary) path(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(tb.Dir, "ordinal-controller")
-	buildController.Do(func() {
-		build := exec.Command("go", "build", "-o", bin, "petset.dev/petset/cmd/ordinal-controller")
+	bin := filepath.Join(tb.Dir, b.name)
+	b.once.Do(func() {
+		build := exec.Command("go", "build", "-o", bin, b.pkg)
 		build.Stderr = os.Stderr
-		buildErr = build.Run()
+		b.err = build.Run()
 	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
+	if b.err != nil {
+		t.Fatal(b.err)
 	}
 	return bin
 }
+
+var controllerBin = &suiteBinary{name: "ordinal-controller", pkg: "petset.dev/petset/cmd/ordinal-controller"}
+
+// controllerBinary builds cmd/ordinal-controller into the testbed's
+// directory, once for the whole suite, and returns its path.
+func controllerBinary(t *testing.T) string { return controllerBin.path(t) }
 
 // runController starts cmd/ordinal-controller (built once) with leader
 // election on, and returns a function that kills it with SIGKILL. When
