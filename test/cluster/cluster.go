@@ -49,6 +49,10 @@ type Options struct {
 	// ControllerManagerArgs are added to kube-controller-manager's
 	// flags (the DNS benchmark lifts its API rate limit).
 	ControllerManagerArgs []string
+	// Reaper is the command that runs Reap in a process of its own when
+	// Detach is set (`testbed reap DIR`); without Detach, Reap runs in
+	// this process.
+	Reaper []string
 }
 
 // Cluster is a running control plane.
@@ -65,6 +69,9 @@ type Cluster struct {
 
 	mu    sync.Mutex
 	procs map[string]*exec.Cmd
+
+	stopReaper context.CancelFunc
+	reaped     chan struct{}
 }
 
 // Binaries builds (or finds in the cache) the control-plane binaries and
@@ -139,8 +146,11 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	if err := c.writeKubeconfig(); err != nil {
 		return nil, err
 	}
-	opts.Log("starting kube-controller-manager, kube-scheduler and kwok")
+	opts.Log("starting kube-controller-manager, kube-scheduler, kwok and the reaper")
 	if err := c.startRest(); err != nil {
+		return nil, err
+	}
+	if err := c.startReaper(); err != nil {
 		return nil, err
 	}
 	if err := c.addNode(ctx); err != nil {
@@ -330,10 +340,37 @@ func (c *Cluster) kill(name string) {
 	os.Remove(c.path(name + ".pid"))
 }
 
-// Stop ends every process, newest first, and removes the directory unless
-// it was given in Options.
+// processes are the control plane's processes, newest first: the order
+// they are stopped in.
+var processes = []string{"reaper", "kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"}
+
+// startReaper runs Reap for kwok's node: in this process, or, detached,
+// as the Reaper command.
+func (c *Cluster) startReaper() error {
+	if c.opts.Detach {
+		if len(c.opts.Reaper) == 0 {
+			return errors.New("a detached cluster needs Options.Reaper")
+		}
+		return c.run("reaper", c.opts.Reaper[0], c.opts.Reaper[1:]...)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c.stopReaper, c.reaped = cancel, make(chan struct{})
+	go func() {
+		defer close(c.reaped)
+		if err := Reap(ctx, c.Config, NodeName, c.opts.Log); err != nil {
+			c.opts.Log("reaper: %v", err)
+		}
+	}()
+	return nil
+}
+
+// Stop ends every process, newest first.
 func (c *Cluster) Stop() {
-	for _, name := range []string{"kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"} {
+	if c.stopReaper != nil {
+		c.stopReaper()
+		<-c.reaped
+	}
+	for _, name := range processes {
 		c.kill(name)
 	}
 }
@@ -341,7 +378,7 @@ func (c *Cluster) Stop() {
 // StopDir stops a cluster started detached in dir (make cluster-down).
 func StopDir(dir string) error {
 	var errs []error
-	for _, name := range []string{"kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"} {
+	for _, name := range processes {
 		b, err := os.ReadFile(filepath.Join(dir, name+".pid"))
 		if errors.Is(err, os.ErrNotExist) {
 			continue
