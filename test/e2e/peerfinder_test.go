@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -33,7 +34,7 @@ func TestPeerFinderStatefulSet(t *testing.T) {
 	ns := tb.Namespace(t, "pf-sts")
 	headlessService(t, ns, "etcd", map[string]string{"app": "etcd"}, true, etcdPorts...)
 	statefulSet(t, ns, "etcd", "etcd", 3, true, etcdPorts...)
-	peerFinderAcrossScale(t, ns, func(n int32) { scale(t, ns, "etcd", n) }, true)
+	peerFinderAcrossScale(t, ns, func(n int32) { scale(t, ns, "etcd", n) }, false, true)
 }
 
 // The same with a PetSet run by the ordinal controller, a member that is
@@ -47,10 +48,12 @@ func TestPeerFinderPetSet(t *testing.T) {
 	if err := c.Create(ctx, ps); err != nil {
 		t.Fatal(err)
 	}
-	peerFinderAcrossScale(t, ns, func(n int32) { scalePetSet(t, c, ns, "etcd", n) }, true)
+	peerFinderAcrossScale(t, ns, func(n int32) { scalePetSet(t, c, ns, "etcd", n) }, true, true)
 }
 
-func peerFinderAcrossScale(t *testing.T, ns string, scaleTo func(int32), notReady bool) {
+// ordered says the set adds and removes members one at a time, in ordinal
+// order (OrderedReady), rather than all at once (Parallel).
+func peerFinderAcrossScale(t *testing.T, ns string, scaleTo func(int32), ordered, notReady bool) {
 	bin := peerFinderBinary(t)
 	dir := t.TempDir()
 	waitPods(t, ns, "etcd", 3)
@@ -96,26 +99,19 @@ func peerFinderAcrossScale(t *testing.T, ns string, scaleTo func(int32), notRead
 			sidecar.Process.Kill()
 		}
 	})
-	// lastRun waits until the sidecar's latest hook run saw n members, and
-	// checks that every run saw members 0 ... k-1 in order.
+	// lastRun waits until the sidecar's latest hook run saw members 0 ...
+	// n-1, and checks every run against what the sidecar promises.
 	lastRun := func(n int) {
 		t.Helper()
 		deadline := time.Now().Add(60 * time.Second)
 		for {
 			b, _ := os.ReadFile(log)
 			runs := strings.Split(string(b), "--- ")[1:]
-			if len(runs) > 0 {
-				last := runs[len(runs)-1]
-				if last == fmt.Sprintf("%d\n", n)+etcdPeers(ns, n) {
-					for _, r := range runs {
-						var k int
-						fmt.Sscanf(r, "%d", &k)
-						if r != fmt.Sprintf("%d\n", k)+etcdPeers(ns, k) {
-							t.Fatalf("a sidecar run saw:\n%s", r)
-						}
-					}
-					return
+			if len(runs) > 0 && runs[len(runs)-1] == fmt.Sprintf("%d\n", n)+etcdPeers(ns, n) {
+				if err := checkSidecarRuns(runs, ns, 5, ordered); err != nil {
+					t.Fatalf("%v\nsidecar's runs:\n%s", err, b)
 				}
+				return
 			}
 			if time.Now().After(deadline) {
 				t.Fatalf("sidecar's runs:\n%s\nwant the last with %d members\n%s", b, n, sidecarErr.String())
@@ -183,6 +179,51 @@ func peerFinderAcrossScale(t *testing.T, ns string, scaleTo func(int32), notRead
 	case <-time.After(20 * time.Second):
 		t.Fatal("sidecar still running 20s after SIGTERM")
 	}
+}
+
+// checkSidecarRuns checks each run the append hook logged ("N" then the
+// peers, one a line) against what a watching peer-finder promises: the
+// peers it was told of, in ordinal order, itself (etcd-0) among them, each
+// a member the set had (ordinal below most), and a set other than the run
+// before's (it acts on changes only). Under Parallel members come and go
+// at once, so a run may see any such subset (etcd-0, etcd-1, etcd-3 while
+// 2, 3 and 4 leave); when ordered, they come and go one at a time from
+// the highest ordinal, so every run sees members 0 ... k-1.
+func checkSidecarRuns(runs []string, ns string, most int, ordered bool) error {
+	prev := ""
+	for i, r := range runs {
+		head, body, _ := strings.Cut(r, "\n")
+		names := strings.Split(strings.TrimSuffix(body, "\n"), "\n")
+		if body == "" {
+			names = nil
+		}
+		if head != strconv.Itoa(len(names)) {
+			return fmt.Errorf("run %d: PEER_COUNT %s for %d peers", i+1, head, len(names))
+		}
+		last := -1
+		for _, name := range names {
+			host, rest, _ := strings.Cut(name, ".")
+			o, err := strconv.Atoi(strings.TrimPrefix(host, "etcd-"))
+			if rest != "etcd."+ns+".svc.cluster.local" || !strings.HasPrefix(host, "etcd-") || err != nil || o < 0 || o >= most {
+				return fmt.Errorf("run %d: %s is no member the set had", i+1, name)
+			}
+			if o <= last {
+				return fmt.Errorf("run %d: %s out of ordinal order", i+1, name)
+			}
+			if ordered && o != last+1 {
+				return fmt.Errorf("run %d: %s without etcd-%d, though members leave from the highest ordinal", i+1, name, last+1)
+			}
+			last = o
+		}
+		if len(names) == 0 || !strings.HasPrefix(names[0], "etcd-0.") {
+			return fmt.Errorf("run %d: without the sidecar's own etcd-0", i+1)
+		}
+		if r == prev {
+			return fmt.Errorf("run %d: the same peers as the run before", i+1)
+		}
+		prev = r
+	}
+	return nil
 }
 
 // waitPeerCount waits until peer-finder, run with no hook for a member that
