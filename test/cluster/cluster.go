@@ -293,8 +293,13 @@ func (c *Cluster) startRest() error {
 	if err := c.run("kube-controller-manager", c.bin("kube-controller-manager"), kcm...); err != nil {
 		return err
 	}
+	// A pod the scheduler found unschedulable (its claim not bound yet)
+	// waits for an event that may make it fit, or else for this long in
+	// the unschedulable queue (5 minutes by default); the queue is looked
+	// at every 30 s. -v=2 logs why a pod did not fit.
 	if err := c.run("kube-scheduler", c.bin("kube-scheduler"),
-		"--kubeconfig="+c.Kubeconfig, "--leader-elect=false", "--secure-port=0"); err != nil {
+		"--kubeconfig="+c.Kubeconfig, "--leader-elect=false", "--secure-port=0",
+		"--pod-max-in-unschedulable-pods-duration=1s", "-v=2"); err != nil {
 		return err
 	}
 	return c.run("kwok", c.bin("kwok"),
