@@ -1,7 +1,6 @@
 package headless
 
 import (
-	"reflect"
 	"sync/atomic"
 
 	"github.com/coredns/coredns/plugin"
@@ -56,20 +55,25 @@ type kubeZone struct {
 }
 
 // newKubeNX returns the kubeNX for next, or nil when next is not the
-// kubernetes plugin or none of zones qualifies.
-func newKubeNX(next plugin.Handler, zones []string, reverse []bool, flat []bool) *kubeNX {
+// kubernetes plugin or none of zones qualifies. It fails when it cannot
+// tell which zones are multicluster ones.
+func newKubeNX(next plugin.Handler, zones []string, reverse []bool, flat []bool) (*kubeNX, error) {
 	k, ok := next.(*kubernetes.Kubernetes)
 	if !ok || k == nil || k.APIConn == nil {
-		return nil
+		return nil, nil
 	}
-	multi, known := multiclusterZones(k)
-	if !known {
-		return nil // a kubernetes plugin this code was not written against
-	}
+	probe := newKubeProbe(k)
 	x := &kubeNX{k: k, zones: make([]kubeZone, len(zones))}
 	found := false
 	for i, z := range zones {
-		if reverse[i] || flat[i] || plugin.Zones(multi).Matches(z) != "" {
+		if reverse[i] || flat[i] {
+			continue
+		}
+		multi, err := probe.multicluster(z)
+		if err != nil {
+			return nil, err
+		}
+		if multi {
 			continue
 		}
 		// Names under z reach the kubernetes plugin with zone z only if
@@ -89,28 +93,9 @@ func newKubeNX(next plugin.Handler, zones []string, reverse []bool, flat []bool)
 		}
 	}
 	if !found {
-		return nil
+		return nil, nil
 	}
-	return x
-}
-
-// multiclusterZones reads the kubernetes plugin's multicluster zones,
-// which it keeps unexported; known is false when the field is not where
-// CoreDNS v1.15 keeps it.
-func multiclusterZones(k *kubernetes.Kubernetes) (zones []string, known bool) {
-	opts := reflect.ValueOf(k).Elem().FieldByName("opts")
-	if !opts.IsValid() || opts.Kind() != reflect.Struct {
-		return nil, false
-	}
-	f := opts.FieldByName("multiclusterZones")
-	if !f.IsValid() || f.Kind() != reflect.Slice || f.Type().Elem().Kind() != reflect.String {
-		return nil, false
-	}
-	zones = make([]string, f.Len())
-	for i := range zones {
-		zones[i] = f.Index(i).String()
-	}
-	return zones, true
+	return x, nil
 }
 
 // answer writes the kubernetes plugin's NXDOMAIN for r and reports true,

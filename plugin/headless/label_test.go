@@ -6,8 +6,6 @@ import (
 	"testing"
 
 	"github.com/coredns/caddy"
-	"github.com/coredns/coredns/plugin/kubernetes"
-	"github.com/coredns/coredns/plugin/test"
 	corev1 "k8s.io/api/core/v1"
 	discovery "k8s.io/api/discovery/v1"
 )
@@ -51,30 +49,6 @@ func TestEndpointLabel(t *testing.T) {
 		if label != tc.label || fromHost != tc.fromHost {
 			t.Errorf("%s: got %q (hostname %v), want %q (hostname %v)", tc.name, label, fromHost, tc.label, tc.fromHost)
 		}
-	}
-}
-
-// The kubernetes plugin's endpoint_pod_names is read from its handler; the
-// test pins the unexported field against the CoreDNS version in go.mod.
-func TestKubernetesPodNames(t *testing.T) {
-	for _, tc := range []struct {
-		input string
-		want  bool
-	}{
-		{"kubernetes cluster.local {\nendpoint_pod_names\n}", true},
-		{"kubernetes cluster.local", false},
-		{"kubernetes cluster.local {\npods insecure\n}", false},
-	} {
-		k, err := kubernetes.ParseStanza(caddyController(tc.input))
-		if err != nil {
-			t.Fatalf("%q: %v", tc.input, err)
-		}
-		if got := kubernetesPodNames(k); got != tc.want {
-			t.Errorf("%q: endpoint_pod_names %v, want %v", tc.input, got, tc.want)
-		}
-	}
-	if kubernetesPodNames(nil) || kubernetesPodNames(&Headless{}) || kubernetesPodNames(test.ErrorHandler()) {
-		t.Error("another handler read as the kubernetes plugin with endpoint_pod_names")
 	}
 }
 

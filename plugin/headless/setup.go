@@ -3,7 +3,6 @@ package headless
 import (
 	"errors"
 	"fmt"
-	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -12,6 +11,7 @@ import (
 	"github.com/coredns/caddy"
 	"github.com/coredns/coredns/core/dnsserver"
 	"github.com/coredns/coredns/plugin"
+	"github.com/coredns/coredns/plugin/kubernetes"
 	"github.com/go-logr/logr"
 	"github.com/miekg/dns"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -49,11 +49,21 @@ func setup(c *caddy.Controller) error {
 		// The kubernetes plugin of the same server block is set up by
 		// now; its endpoint_pod_names applies here too, so that both
 		// name an endpoint alike.
-		if !h.names.podNames && kubernetesPodNames(dnsserver.GetConfig(c).Handler("kubernetes")) {
-			h.setPodNames()
-			log.Infof("Naming endpoints without a hostname after their pods, as the kubernetes plugin's endpoint_pod_names does")
+		if k, ok := dnsserver.GetConfig(c).Handler("kubernetes").(*kubernetes.Kubernetes); ok && k != nil && !h.names.podNames {
+			on, err := newKubeProbe(k).podNames()
+			if err != nil {
+				return plugin.Error(pluginName, err)
+			}
+			if on {
+				h.setPodNames()
+				log.Infof("Naming endpoints without a hostname after their pods, as the kubernetes plugin's endpoint_pod_names does")
+			}
 		}
-		if h.kube = newKubeNX(h.Next, h.zones, h.reverse, h.flat); h.kube != nil {
+		kube, err := newKubeNX(h.Next, h.zones, h.reverse, h.flat)
+		if err != nil {
+			return plugin.Error(pluginName, err)
+		}
+		if h.kube = kube; kube != nil {
 			log.Infof("Answering NXDOMAIN for services the kubernetes plugin does not have, as it would")
 		}
 		if ks, ok := h.src.(*kubeSource); ok {
@@ -256,26 +266,3 @@ func (h *Headless) setPodNames() {
 	h.names.podNames = true
 	h.builder.names.podNames = true
 }
-
-// kubernetesPodNames reports whether handler is CoreDNS's kubernetes plugin
-// with endpoint_pod_names set. The plugin keeps that option in an
-// unexported field (endpointNameMode), so it is read by reflection, which
-// only reads; a handler of another shape reports false. A test pins the
-// field against the CoreDNS version in go.mod.
-func kubernetesPodNames(handler plugin.Handler) bool {
-	if handler == nil {
-		return false
-	}
-	v := reflect.ValueOf(handler)
-	if v.Kind() != reflect.Pointer || v.IsNil() || v.Elem().Kind() != reflect.Struct {
-		return false
-	}
-	t := v.Elem().Type()
-	if t.PkgPath() != kubernetesPkg || t.Name() != "Kubernetes" {
-		return false
-	}
-	f := v.Elem().FieldByName("endpointNameMode")
-	return f.IsValid() && f.Kind() == reflect.Bool && f.Bool()
-}
-
-const kubernetesPkg = "github.com/coredns/coredns/plugin/kubernetes"
