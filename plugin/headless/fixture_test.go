@@ -2,6 +2,7 @@ package headless
 
 import (
 	"context"
+	"net/netip"
 	"testing"
 
 	"github.com/coredns/coredns/plugin"
@@ -168,4 +169,27 @@ func run(t *testing.T, h plugin.Handler, tc test.Case) *dns.Msg {
 		t.Errorf("%s %s: %v\n%s", tc.Qname, dns.TypeToString[tc.Qtype], err, resp)
 	}
 	return resp
+}
+
+// collect is collector.collect with buffers of its own.
+func collect(sl []*discovery.EndpointSlice, podNames bool) []*draft {
+	var c collector
+	return c.collect(sl, podNames)
+}
+
+// reverseName is dns.ReverseAddr for an address already parsed.
+func reverseName(a netip.Addr) string {
+	var buf [maxReverse]byte
+	return string(appendReverse(buf[:0], a))
+}
+
+// len counts the names in t: forward names in every service index,
+// ancestors and reverse names, as the builder counts them as it goes.
+func (t *table) len() int {
+	n := 0
+	eachShard(t.svcs, func(_ string, idx *svcIndex) { n += idx.names() })
+	eachShard(t.ancestors, func(string, bool) { n++ })
+	eachShard(t.ptr4, func(uint32, *ptrSet) { n++ })
+	eachShard(t.ptr6, func([16]byte, *ptrSet) { n++ })
+	return n
 }

@@ -277,20 +277,8 @@ func (d *svcData) sortRefs(refs []addrRef) []addrRef {
 	return slices.Clip(slices.CompactFunc(refs, func(a, b addrRef) bool { return compareBytes(addr(a), addr(b)) == 0 }))
 }
 
-// collect groups the ready endpoints of a service's slices into members,
-// sorted by name (see compareLabels), each with sorted distinct addresses
-// and ports. With podNames, endpoints without a hostname are named after
-// their pods (see endpointLabel). Each address gets a draft of its own;
-// sorting them by label brings those that share a name together, and
-// where several do, the first in slice order gives the member its kind.
-func collect(sl []*discovery.EndpointSlice, podNames bool) []*draft {
-	var c collector
-	return c.collect(sl, podNames)
-}
-
-// collector is collect with buffers that one build after another reuses.
-// What collect returns lives in them: it is good until the next collect
-// or release.
+// collector groups the ready endpoints of a service's slices into members
+// (see collect), with buffers that one build after another reuses.
 type collector struct {
 	sum     []byte // for names.sum
 	raw     []draft
@@ -313,6 +301,13 @@ func (c *collector) release() {
 	}
 }
 
+// collect returns the members of a service's slices, sorted by name (see
+// compareLabels), each with sorted distinct addresses and ports. With
+// podNames, endpoints without a hostname are named after their pods (see
+// endpointLabel). Each address gets a draft of its own; sorting them by
+// label brings those that share a name together, and where several do,
+// the first in slice order gives the member its kind. What it returns
+// lives in c's buffers: it is good until the next collect or release.
 func (c *collector) collect(sl []*discovery.EndpointSlice, podNames bool) []*draft {
 	n := 0
 	for _, s := range sl {
@@ -511,13 +506,6 @@ func portsOrNone(ps []port) []port {
 		return []port{{}}
 	}
 	return ps
-}
-
-// reverseName is dns.ReverseAddr for an address already parsed:
-// "4.3.2.1.in-addr.arpa." or the nibbles under ip6.arpa.
-func reverseName(a netip.Addr) string {
-	var buf [maxReverse]byte
-	return string(appendReverse(buf[:0], a))
 }
 
 // maxReverse is the length of the longest reverse name, an IPv6 one.

@@ -1,7 +1,7 @@
 package headless
 
 // parseReverse reads the address of a reverse name in the form
-// reverseName writes: four decimal labels without leading zeros under
+// appendReverse writes: four decimal labels without leading zeros under
 // in-addr.arpa., or 32 lowercase hex nibbles under ip6.arpa. Any other
 // name, such as a partial one or 010.0.0.10.in-addr.arpa., reports false:
 // it is no record's owner. key is folded; it never allocates.

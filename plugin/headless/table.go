@@ -169,18 +169,6 @@ type ptrSet struct {
 	apexes []string // sorted
 }
 
-// len counts the names in t: forward names in every service index,
-// ancestors and reverse names. It visits every service; the builder keeps
-// the count as it goes instead.
-func (t *table) len() int {
-	n := 0
-	eachShard(t.svcs, func(_ string, idx *svcIndex) { n += idx.names() })
-	eachShard(t.ancestors, func(string, bool) { n++ })
-	eachShard(t.ptr4, func(uint32, *ptrSet) { n++ })
-	eachShard(t.ptr6, func([16]byte, *ptrSet) { n++ })
-	return n
-}
-
 // eachShard calls f for every key of s, in no order.
 func eachShard[K comparable, V any](s *sharded[K, V], f func(K, V)) {
 	eachLeaf(s, func(_ uint32, l leaf[K, V]) {
