@@ -187,9 +187,17 @@ func reverseName(a netip.Addr) string {
 // ancestors and reverse names, as the builder counts them as it goes.
 func (t *table) len() int {
 	n := 0
-	eachShard(t.svcs, func(_ string, idx *svcIndex) { n += idx.names() })
-	eachShard(t.ancestors, func(string, bool) { n++ })
-	eachShard(t.ptr4, func(uint32, *ptrSet) { n++ })
-	eachShard(t.ptr6, func([16]byte, *ptrSet) { n++ })
+	for _, idx := range t.svcs.All() {
+		n += idx.names()
+	}
+	for range t.ancestors.All() {
+		n++
+	}
+	for range t.ptr4.All() {
+		n++
+	}
+	for range t.ptr6.All() {
+		n++
+	}
 	return n
 }

@@ -19,7 +19,7 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 // The records are those ServeDNS answers, owned by the name itself.
 func dump(z *names, t *table) string {
 	all := map[string]hit{}
-	eachShard(t.svcs, func(apex string, idx *svcIndex) {
+	for apex, idx := range t.svcs.All() {
 		all[apex] = idx.lookup(nil)
 		for i, m := range idx.members {
 			all[m.label+"."+apex] = hit{kind: hitMember, idx: idx, i: i}
@@ -30,16 +30,18 @@ func dump(z *names, t *table) string {
 		for _, e := range idx.ents {
 			all[e+"."+apex] = hit{kind: hitENT, idx: idx}
 		}
-	})
-	eachShard(t.ancestors, func(name string, _ bool) { all[name] = hit{kind: hitAncestor} })
-	eachShard(t.ptr4, func(a uint32, s *ptrSet) {
+	}
+	for name := range t.ancestors.All() {
+		all[name] = hit{kind: hitAncestor}
+	}
+	for a, s := range t.ptr4.All() {
 		x := hit{kind: hitPTR, ptr: s, v4: true}
 		x.addr[0], x.addr[1], x.addr[2], x.addr[3] = byte(a>>24), byte(a>>16), byte(a>>8), byte(a)
 		all[reverseName(netip.AddrFrom4([4]byte(x.addr[:4])))] = x
-	})
-	eachShard(t.ptr6, func(a [16]byte, s *ptrSet) {
+	}
+	for a, s := range t.ptr6.All() {
 		all[reverseName(netip.AddrFrom16(a))] = hit{kind: hitPTR, ptr: s, addr: a}
-	})
+	}
 	names := slices.Sorted(maps.Keys(all))
 	var b strings.Builder
 	for _, name := range names {

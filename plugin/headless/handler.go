@@ -207,7 +207,7 @@ func (h *Headless) exact(t *table, key []byte, hsh uint32) hit {
 			}
 		}
 	}
-	if getBytes(t.ancestors, hsh, key) {
+	if t.ancestor(key, hsh) {
 		return hit{kind: hitAncestor}
 	}
 	for i, z := range h.zones {

@@ -5,10 +5,10 @@
 //
 // Services and EndpointSlices come from the Kubernetes API through client-go
 // informers, or from manifest files. Every change publishes an immutable
-// snapshot that ServeDNS reads with one atomic load, one lookup in a hash
-// trie (the service's index) and a binary search among the service's
-// sorted members; the records are made from the members' packed addresses
-// when asked.
+// snapshot that ServeDNS reads with one atomic load, one lookup in a
+// copy-on-write map (the service's index) and a binary search among the
+// service's sorted members; the records are made from the members' packed
+// addresses when asked.
 package headless
 
 import (

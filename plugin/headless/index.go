@@ -465,7 +465,7 @@ func (z *names) ptrRecords(dst []dns.RR, t *table, x hit, owner string) []dns.RR
 	if len(x.ptr.apexes) == 1 && dst == nil {
 		// The usual case: one record and its list in one allocation.
 		apex := x.ptr.apexes[0]
-		idx, _ := t.svcs.get(svcHash(apex[:len(apex)-len(primary)]), apex)
+		idx, _ := t.svcs.Get(svcHash(apex[:len(apex)-len(primary)]), apex)
 		if idx == nil {
 			return nil
 		}
@@ -479,7 +479,7 @@ func (z *names) ptrRecords(dst []dns.RR, t *table, x hit, owner string) []dns.RR
 	}
 	vals := make([]dns.PTR, 0, len(x.ptr.apexes))
 	for _, apex := range x.ptr.apexes {
-		idx, _ := t.svcs.get(svcHash(apex[:len(apex)-len(primary)]), apex)
+		idx, _ := t.svcs.Get(svcHash(apex[:len(apex)-len(primary)]), apex)
 		if idx == nil {
 			continue
 		}

@@ -83,7 +83,7 @@ func TestLookupPrefixLabels(t *testing.T) {
 	l := newStatic(svc("ns", "web", true), s)
 	z := names{forward: []string{"cluster.local."}, ttl: 5, podNames: true}
 	snap := newBuilder(z).apply(l, l.keys())
-	idx, _ := snap.names.svcs.get(svcHash("web.ns.svc."), "web.ns.svc.cluster.local.")
+	idx := snap.names.service([]byte("web.ns.svc.cluster.local."), []byte("web.ns.svc."))
 	if idx == nil {
 		t.Fatal("no index for web")
 	}

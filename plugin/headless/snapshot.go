@@ -235,9 +235,9 @@ func walkSorted[T any](was, is []T, compare func(w, i T) int, f func(e T, gained
 // or as no more one.
 func (b *builder) renamed(w *tableWriter, a []byte, apex string, solo *ptrSet, gained bool) {
 	if gained {
-		w.putPTR(a, with(w.next.namers(a), apex, solo))
+		w.putPTR(a, with(w.namers(a), apex, solo))
 	} else {
-		w.putPTR(a, b.without(w.next.namers(a), apex))
+		w.putPTR(a, b.without(w.namers(a), apex))
 	}
 }
 

@@ -2,6 +2,7 @@ package headless
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -93,12 +94,9 @@ func incrementalEqualsFull(t *testing.T, zones names) {
 		if got, want := dump(&zones, snap.names), dump(&zones, full.names); got != want {
 			t.Fatalf("step %d (%v): incremental build differs from a full one:\n%s\nwant:\n%s", step, keys, got, want)
 		}
-		// Every entry the incremental writers placed is where a lookup
-		// goes for it, and found.
-		findable(t, snap.names.svcs)
-		findable(t, snap.names.ancestors)
-		findable(t, snap.names.ptr4)
-		findable(t, snap.names.ptr6)
+		// Every entry the incremental writers placed is found where
+		// ServeDNS looks for it.
+		findable(t, snap.names)
 		if got, want := inc.indexed+inc.named, snap.names.len(); got != want {
 			t.Fatalf("step %d: the builder counts %d names, the table holds %d", step, got, want)
 		}
@@ -128,14 +126,42 @@ func incrementalEqualsFull(t *testing.T, zones names) {
 			for _, zone := range zones.forward {
 				apex := strings.ToLower(k.Name+"."+k.Namespace) + ".svc." + zone
 				pre := apex[:len(apex)-len(zone)]
-				a, _ := prev.names.svcs.get(svcHash(pre), apex)
-				b, _ := snap.names.svcs.get(svcHash(pre), apex)
+				a := prev.names.service([]byte(apex), []byte(pre))
+				b := snap.names.service([]byte(apex), []byte(pre))
 				if a != b {
 					t.Fatalf("step %d: rebuilding %v replaced the index of %s", step, keys, apex)
 				}
 			}
 		}
 		prev, prevDump = snap, dump(&zones, snap.names)
+	}
+}
+
+// findable checks that ServeDNS's lookups find every entry of t: each
+// service by its name, each name above services, each address's namers.
+func findable(t *testing.T, tb *table) {
+	t.Helper()
+	for apex, idx := range tb.svcs.All() {
+		_, rest, _ := strings.Cut(apex, ".svc.")
+		nameNsSvc := apex[:len(apex)-len(rest)]
+		if got := tb.service([]byte(apex), []byte(nameNsSvc)); got != idx {
+			t.Fatalf("service %s not found", apex)
+		}
+	}
+	for name := range tb.ancestors.All() {
+		if !tb.ancestor([]byte(name), hash(name)) {
+			t.Fatalf("ancestor %s not found", name)
+		}
+	}
+	for a, s := range tb.ptr4.All() {
+		if got := tb.namers(binary.BigEndian.AppendUint32(nil, a)); got != s {
+			t.Fatalf("namers of %#x not found", a)
+		}
+	}
+	for a, s := range tb.ptr6.All() {
+		if got := tb.namers(a[:]); got != s {
+			t.Fatalf("namers of %x not found", a)
+		}
 	}
 }
 

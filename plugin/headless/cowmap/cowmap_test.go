@@ -1,4 +1,4 @@
-package headless
+package cowmap
 
 import (
 	"fmt"
@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-// put is one change to a sharded map: key, of hash h, set to v (0: deleted).
+// put is one change to a map: key, of hash h, set to v (0: deleted).
 type put struct {
 	h   uint32
 	key string
@@ -18,7 +18,10 @@ type put struct {
 // inLeaf is a hash in the leaf of hash 0x5a3 (the low 12 bits pick it).
 func inLeaf(hi uint32) uint32 { return hi<<12 | 0x5a3 }
 
-func TestShardedLeaves(t *testing.T) {
+// Each change makes a version that holds what it should, in leaves sorted
+// by hash and without spare room, and leaves the version before it and
+// every leaf it does not touch as they were.
+func TestWriterLeaves(t *testing.T) {
 	tests := []struct {
 		name    string
 		before  []put // makes the first version, with one writer
@@ -86,25 +89,22 @@ func TestShardedLeaves(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			var s *sharded[string, int]
-			c := cow[string, int]{next: &s}
-			want1 := apply(&c, nil, tc.before)
-			c.trim()
-			v1 := s
+			var w Writer[string, int]
+			want1 := apply(&w, nil, tc.before)
+			v1 := w.Done()
 			dump1 := leavesOf(v1)
 
-			c = cow[string, int]{next: &s}
-			want2 := apply(&c, want1, tc.change)
-			c.trim()
-			v2 := s
+			w.Reset(v1)
+			want2 := apply(&w, want1, tc.change)
+			v2 := w.Done()
 
 			check(t, "first version", v1, want1)
 			check(t, "second version", v2, want2)
 			if got := leavesOf(v1); !maps.EqualFunc(got, dump1, slices.Equal) {
 				t.Errorf("the change wrote into the first version:\n%v\nwas\n%v", got, dump1)
 			}
-			if c.changed != tc.changed || c.delta != tc.delta {
-				t.Errorf("changed %v, delta %d; want %v, %d", c.changed, c.delta, tc.changed, tc.delta)
+			if w.Changed() != tc.changed || w.Delta() != tc.delta {
+				t.Errorf("changed %v, delta %d; want %v, %d", w.Changed(), w.Delta(), tc.changed, tc.delta)
 			}
 			if !tc.changed && v2 != v1 {
 				t.Error("a change that changed nothing made a new version")
@@ -118,7 +118,7 @@ func TestShardedLeaves(t *testing.T) {
 				if touched[h] {
 					continue
 				}
-				if a, b := v1.shard(h), v2.shard(h); len(a) > 0 && &a[0] != &b[0] {
+				if a, b := v1.leaf(h), v2.leaf(h); len(a) > 0 && &a[0] != &b[0] {
 					t.Errorf("leaf %#x was copied though the change did not touch it", h)
 				}
 			}
@@ -135,14 +135,14 @@ func manyPuts(from, to, v int) []put {
 	return out
 }
 
-// apply makes the puts through c and returns was (not changed) with them.
-func apply(c *cow[string, int], was map[string]put, puts []put) map[string]put {
+// apply makes the puts through w and returns was (not changed) with them.
+func apply(w *Writer[string, int], was map[string]put, puts []put) map[string]put {
 	want := maps.Clone(was)
 	if want == nil {
 		want = map[string]put{}
 	}
 	for _, p := range puts {
-		c.put(p.h, p.key, p.v)
+		w.Put(p.h, p.key, p.v)
 		if p.v == 0 {
 			delete(want, p.key)
 		} else {
@@ -154,32 +154,31 @@ func apply(c *cow[string, int], was map[string]put, puts []put) map[string]put {
 
 // check compares s with want and checks the leaves' layout: sorted by
 // hash, in the leaf of their hash, without spare capacity.
-func check(t *testing.T, what string, s *sharded[string, int], want map[string]put) {
+func check(t *testing.T, what string, s *Map[string, int], want map[string]put) {
 	t.Helper()
-	got := map[string]int{}
-	eachShard(s, func(k string, v int) { got[k] = v })
+	got := maps.Collect(s.All())
 	if len(got) != len(want) {
 		t.Errorf("%s: %d keys %v, want %d", what, len(got), got, len(want))
 	}
 	for k, p := range want {
-		if v, ok := s.get(p.h, k); !ok || v != p.v {
-			t.Errorf("%s: get(%q) = %d, %v; want %d", what, k, v, ok, p.v)
+		if v, ok := s.Get(p.h, k); !ok || v != p.v {
+			t.Errorf("%s: Get(%q) = %d, %v; want %d", what, k, v, ok, p.v)
 		}
-		if v := getBytes(s, p.h, []byte(k)); v != p.v {
-			t.Errorf("%s: getBytes(%q) = %d; want %d", what, k, v, p.v)
+		if v, ok := GetBytes(s, p.h, []byte(k)); !ok || v != p.v {
+			t.Errorf("%s: GetBytes(%q) = %d, %v; want %d", what, k, v, ok, p.v)
 		}
-		if v, ok := s.get(p.h^1<<20, k); ok {
+		if v, ok := s.Get(p.h^1<<20, k); ok {
 			t.Errorf("%s: %q found under another hash: %d", what, k, v)
 		}
 	}
 	for _, k := range []string{"", "missing", "k"} {
-		if v, ok := s.get(inLeaf(1), k); ok {
+		if v, ok := s.Get(inLeaf(1), k); ok {
 			t.Errorf("%s: missing key %q found: %d", what, k, v)
 		}
 	}
 	for h, l := range leavesOf(s) {
-		if cap(s.shard(h)) != len(l) {
-			t.Errorf("%s: leaf %#x holds %d entries in %d", what, h, len(l), cap(s.shard(h)))
+		if cap(s.leaf(h)) != len(l) {
+			t.Errorf("%s: leaf %#x holds %d entries in %d", what, h, len(l), cap(s.leaf(h)))
 		}
 		for i, e := range l {
 			if e.h%4096 != h || i > 0 && l[i-1].h > e.h || e.v == 0 {
@@ -192,42 +191,23 @@ func check(t *testing.T, what string, s *sharded[string, int], want map[string]p
 
 // leavesOf copies the non-empty leaves of s, by the low 12 bits of their
 // hashes.
-func leavesOf(s *sharded[string, int]) map[uint32][]entry[string, int] {
+func leavesOf(s *Map[string, int]) map[uint32][]entry[string, int] {
 	out := map[uint32][]entry[string, int]{}
 	for h := range uint32(4096) {
-		if l := s.shard(h); len(l) > 0 {
+		if l := s.leaf(h); len(l) > 0 {
 			out[h] = slices.Clone(l)
 		}
 	}
 	return out
 }
 
-// findable checks every entry of s: it sits in the leaf its hash picks,
-// its leaf is sorted by hash, and get finds its value.
-func findable[K, V comparable](t *testing.T, s *sharded[K, V]) {
-	t.Helper()
-	eachLeaf(s, func(at uint32, l leaf[K, V]) {
-		for n, e := range l {
-			if e.h%4096 != at {
-				t.Fatalf("key %v of hash %#x in leaf %#x", e.key, e.h, at)
-			}
-			if n > 0 && l[n-1].h > e.h {
-				t.Fatalf("leaf %#x not sorted at %d", at, n)
-			}
-			if v, ok := s.get(e.h, e.key); !ok || v != e.v {
-				t.Fatalf("get(%#x, %v) = %v, %v; the leaf holds %v", e.h, e.key, v, ok, e.v)
-			}
-		}
-	})
-}
-
-// TestShardedVersions makes 60 versions of one sharded map, each by its
+// TestVersions makes 60 versions of one map, each by its
 // own writer from the one before, with random puts of keys whose hashes
 // share a leaf and its neighbours at every level (0x5a3, and 0x5a3 with
 // the bit of each level flipped), several hashes per leaf and several
 // keys per hash. Each version must hold what a Go map does, and every
 // older version must still hold what it held.
-func TestShardedVersions(t *testing.T) {
+func TestVersions(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
 	leaves := []uint32{0x5a3, 0x5a3 ^ 0x4, 0x5a3 ^ 0x20, 0x5a3 ^ 0x100, 0x5a3 ^ 0x800}
 	hashes := make([]uint32, 30)
@@ -235,25 +215,26 @@ func TestShardedVersions(t *testing.T) {
 		hashes[i] = uint32(r.IntN(4))<<12 | leaves[r.IntN(len(leaves))]
 	}
 	type version struct {
-		s    *sharded[string, int]
+		s    *Map[string, int]
 		want map[string]put
 		dump map[uint32][]entry[string, int]
 	}
-	var s *sharded[string, int]
+	var s *Map[string, int]
 	var versions []version
 	var want map[string]put
 	for n := range 60 {
-		c := cow[string, int]{next: &s}
+		var w Writer[string, int]
+		w.Reset(s)
 		var puts []put
 		for range 1 + r.IntN(12) {
 			k := r.IntN(len(hashes))
 			puts = append(puts, put{hashes[k], fmt.Sprintf("k%d", k), r.IntN(4)})
 		}
 		before := len(want)
-		want = apply(&c, want, puts)
-		c.trim()
-		if c.delta != len(want)-before {
-			t.Fatalf("version %d: delta %d, the keys went from %d to %d", n, c.delta, before, len(want))
+		want = apply(&w, want, puts)
+		s = w.Done()
+		if w.Delta() != len(want)-before {
+			t.Fatalf("version %d: delta %d, the keys went from %d to %d", n, w.Delta(), before, len(want))
 		}
 		versions = append(versions, version{s: s, want: want, dump: leavesOf(s)})
 		for i, v := range versions {
@@ -265,5 +246,37 @@ func TestShardedVersions(t *testing.T) {
 		if t.Failed() {
 			t.FailNow()
 		}
+	}
+}
+
+// A writer reads the version it is making; the version it started from
+// does not see the change, and All stops when asked to.
+func TestWriterGet(t *testing.T) {
+	var w Writer[string, int]
+	w.Put(inLeaf(1), "a", 1)
+	w.Put(inLeaf(2), "b", 2)
+	old := w.Done()
+	w.Reset(old)
+	w.Put(inLeaf(1), "a", 0)
+	w.Put(inLeaf(3), "c", 3)
+	for _, c := range []struct {
+		key    string
+		h      uint32
+		v, was int
+	}{{"a", inLeaf(1), 0, 1}, {"b", inLeaf(2), 2, 2}, {"c", inLeaf(3), 3, 0}} {
+		if v, _ := w.Get(c.h, c.key); v != c.v {
+			t.Errorf("writer: %s = %d, want %d", c.key, v, c.v)
+		}
+		if v, _ := old.Get(c.h, c.key); v != c.was {
+			t.Errorf("old version: %s = %d, want %d", c.key, v, c.was)
+		}
+	}
+	n := 0
+	for range w.Done().All() {
+		n++
+		break
+	}
+	if n != 1 {
+		t.Errorf("All yielded %d keys after a break", n)
 	}
 }
