@@ -216,13 +216,13 @@ func BenchmarkRebuildUnchanged(b *testing.B) {
 func BenchmarkSnapshotMemory(b *testing.B) {
 	l := cluster(1000, 100)
 	keys := l.keys()
-	zones := names{forward: []string{"cluster.local."}, reverse: []string{"in-addr.arpa.", "ip6.arpa."}, ttl: 5}
+	cfg := config{forward: []string{"cluster.local."}, reverse: []string{"in-addr.arpa.", "ip6.arpa."}, ttl: 5}
 	var perEndpoint float64
 	for b.Loop() {
 		var before, after runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&before)
-		bld := newBuilder(zones)
+		bld := newBuilder(cfg)
 		snap := bld.apply(l, keys)
 		runtime.GC()
 		runtime.ReadMemStats(&after)
@@ -239,8 +239,8 @@ func BenchmarkSnapshotMemory(b *testing.B) {
 func BenchmarkTableLookup(b *testing.B) {
 	for _, endpoints := range []int{1000, 100000} {
 		l := cluster(endpoints/10, 10)
-		zones := names{forward: []string{"cluster.local."}, reverse: []string{"in-addr.arpa."}, ttl: 5}
-		t := newBuilder(zones).apply(l, l.keys()).names
+		cfg := config{forward: []string{"cluster.local."}, reverse: []string{"in-addr.arpa."}, ttl: 5}
+		t := newBuilder(cfg).apply(l, l.keys()).table
 		apex := []byte("set42.bench.svc.cluster.local.")
 		missing := []byte("nope42.bench.svc.cluster.local.")
 		const zone = len("cluster.local.")

@@ -17,7 +17,7 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 // dump renders every name of a table with its records, in name order.
 // The records are those ServeDNS answers, owned by the name itself.
-func dump(z *names, t *table) string {
+func dump(c *config, t *table) string {
 	all := map[string]hit{}
 	for apex, idx := range t.svcs.All() {
 		all[apex] = idx.lookup(nil)
@@ -56,7 +56,7 @@ func dump(z *names, t *table) string {
 		}
 		var rrs, glue []dns.RR
 		for _, qtype := range []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeSRV, dns.TypePTR} {
-			answer, extra, _ := z.records(t, x, qtype, name, 0)
+			answer, extra, _ := c.records(t, x, qtype, name, 0)
 			rrs = append(rrs, answer...)
 			glue = append(glue, extra...)
 		}
@@ -103,5 +103,5 @@ func TestGoldenDemo(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer src.stop()
-	checkGolden(t, "demo.golden", dump(&h.names, h.snap.Load().names))
+	checkGolden(t, "demo.golden", dump(&h.cfg, h.snap.Load().table))
 }

@@ -40,7 +40,7 @@ func (h *Headless) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 		return h.notOurs(ctx, w, r, false, key, zi, 0)
 	}
 
-	x, under := h.find(snap.names, key, hsh, zi)
+	x, under := h.find(snap.table, key, hsh, zi)
 	switch {
 	case x.owned():
 		if q.Qtype == dns.TypeAXFR || q.Qtype == dns.TypeIXFR {
@@ -70,7 +70,7 @@ func (h *Headless) reply(r *dns.Msg, snap *snapshot, x hit, zi, limit int) *dns.
 	m.SetReply(r)
 	m.Authoritative = true
 	// The answer keeps the query's case.
-	m.Answer, m.Extra, m.Truncated = h.names.records(snap.names, x, q.Qtype, q.Name, limit)
+	m.Answer, m.Extra, m.Truncated = h.cfg.records(snap.table, x, q.Qtype, q.Name, limit)
 	if len(m.Answer) == 0 {
 		m.Answer, m.Extra, m.Truncated = nil, nil, false
 		m.Ns = h.soaRR(zi, snap.serial) // NODATA
@@ -199,7 +199,7 @@ func (h *Headless) exact(t *table, key []byte, hsh uint32) hit {
 	if hasEscape(key) {
 		return hit{} // the plugin's names have none
 	}
-	if inZones(key, h.names.reverse) {
+	if inZones(key, h.cfg.reverse) {
 		if x, ok := parseReverse(key); ok {
 			if s := t.namers(x.address()); s != nil {
 				x.kind, x.ptr = hitPTR, s

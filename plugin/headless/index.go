@@ -212,26 +212,26 @@ func (x *svcIndex) lookup(rel []byte) hit {
 // or 0 for no limit; only SRV answers use it (see srvRecords). truncated
 // reports that records were left out that the truncation would have
 // removed: the caller sets TC.
-func (z *names) records(t *table, x hit, qtype uint16, owner string, limit int) (answer, extra []dns.RR, truncated bool) {
+func (c *config) records(t *table, x hit, qtype uint16, owner string, limit int) (answer, extra []dns.RR, truncated bool) {
 	switch qtype {
 	case dns.TypeA, dns.TypeAAAA:
-		return z.addrRecords(nil, x, qtype, owner), nil, false
+		return c.addrRecords(nil, x, qtype, owner), nil, false
 	case dns.TypeSRV:
-		return z.srvRecords(x, owner, limit)
+		return c.srvRecords(x, owner, limit)
 	case dns.TypePTR:
-		return z.ptrRecords(nil, t, x, owner), nil, false
+		return c.ptrRecords(nil, t, x, owner), nil, false
 	case dns.TypeANY:
-		answer = z.addrRecords(nil, x, dns.TypeA, owner)
-		answer = z.addrRecords(answer, x, dns.TypeAAAA, owner)
-		srv, _, _ := z.srvRecords(x, owner, 0)
+		answer = c.addrRecords(nil, x, dns.TypeA, owner)
+		answer = c.addrRecords(answer, x, dns.TypeAAAA, owner)
+		srv, _, _ := c.srvRecords(x, owner, 0)
 		answer = append(answer, srv...)
-		return z.ptrRecords(answer, t, x, owner), nil, false
+		return c.ptrRecords(answer, t, x, owner), nil, false
 	}
 	return nil, nil, false
 }
 
 // addrRecords appends x's A or AAAA records.
-func (z *names) addrRecords(dst []dns.RR, x hit, qtype uint16, owner string) []dns.RR {
+func (c *config) addrRecords(dst []dns.RR, x hit, qtype uint16, owner string) []dns.RR {
 	var b []byte
 	switch x.kind {
 	case hitApex:
@@ -248,39 +248,39 @@ func (z *names) addrRecords(dst []dns.RR, x hit, qtype uint16, owner string) []d
 			b = m.v6(x.idx.svcData)
 		}
 	}
-	return z.appendAddrs(dst, owner, qtype == dns.TypeA, b)
+	return c.appendAddrs(dst, owner, qtype == dns.TypeA, b)
 }
 
 // appendAddrs appends an A (v4) or AAAA record owned by owner for each
 // address packed in b. A single record and its list, the usual answer to
 // a pod's name, come in one allocation.
-func (z *names) appendAddrs(dst []dns.RR, owner string, v4 bool, b []byte) []dns.RR {
+func (c *config) appendAddrs(dst []dns.RR, owner string, v4 bool, b []byte) []dns.RR {
 	if len(b) == 0 {
 		return dst
 	}
 	if v4 {
 		if dst == nil && len(b) == 4 {
-			one := &oneA{rr: dns.A{Hdr: z.hdr(owner, dns.TypeA), A: net.IP(b[:4:4])}}
+			one := &oneA{rr: dns.A{Hdr: c.hdr(owner, dns.TypeA), A: net.IP(b[:4:4])}}
 			one.list[0] = &one.rr
 			return one.list[:]
 		}
 		vals := make([]dns.A, len(b)/4)
 		dst = grow(dst, len(vals))
 		for i := range vals {
-			vals[i] = dns.A{Hdr: z.hdr(owner, dns.TypeA), A: net.IP(b[4*i : 4*i+4 : 4*i+4])}
+			vals[i] = dns.A{Hdr: c.hdr(owner, dns.TypeA), A: net.IP(b[4*i : 4*i+4 : 4*i+4])}
 			dst = append(dst, &vals[i])
 		}
 		return dst
 	}
 	if dst == nil && len(b) == 16 {
-		one := &oneAAAA{rr: dns.AAAA{Hdr: z.hdr(owner, dns.TypeAAAA), AAAA: net.IP(b[:16:16])}}
+		one := &oneAAAA{rr: dns.AAAA{Hdr: c.hdr(owner, dns.TypeAAAA), AAAA: net.IP(b[:16:16])}}
 		one.list[0] = &one.rr
 		return one.list[:]
 	}
 	vals := make([]dns.AAAA, len(b)/16)
 	dst = grow(dst, len(vals))
 	for i := range vals {
-		vals[i] = dns.AAAA{Hdr: z.hdr(owner, dns.TypeAAAA), AAAA: net.IP(b[16*i : 16*i+16 : 16*i+16])}
+		vals[i] = dns.AAAA{Hdr: c.hdr(owner, dns.TypeAAAA), AAAA: net.IP(b[16*i : 16*i+16 : 16*i+16])}
 		dst = append(dst, &vals[i])
 	}
 	return dst
@@ -347,7 +347,7 @@ func srvKeep(limit int) int {
 // reply still holds record srvKeep, which cannot fit, so its truncation
 // takes the same path (compressed, not the early return for a reply that
 // fits uncompressed), keeps the same prefix, and drops the same sections.
-func (z *names) srvRecords(x hit, owner string, limit int) (answer, extra []dns.RR, truncated bool) {
+func (c *config) srvRecords(x hit, owner string, limit int) (answer, extra []dns.RR, truncated bool) {
 	d := x.idx
 	var (
 		from, to int // the members that may be targets
@@ -425,17 +425,17 @@ func (z *names) srvRecords(x hit, owner string, limit int) (answer, extra []dns.
 			if len(srvs) == build {
 				break
 			}
-			srvs = append(srvs, dns.SRV{Hdr: z.hdr(owner, dns.TypeSRV), Weight: weight, Port: num, Target: target})
+			srvs = append(srvs, dns.SRV{Hdr: c.hdr(owner, dns.TypeSRV), Weight: weight, Port: num, Target: target})
 		}
 		if truncated {
 			continue
 		}
 		v4, v6 := m.v4(d.svcData), m.v6(d.svcData)
 		for j := 0; j < len(v4); j += 4 {
-			glue4 = append(glue4, dns.A{Hdr: z.hdr(target, dns.TypeA), A: net.IP(v4[j : j+4 : j+4])})
+			glue4 = append(glue4, dns.A{Hdr: c.hdr(target, dns.TypeA), A: net.IP(v4[j : j+4 : j+4])})
 		}
 		for j := 0; j < len(v6); j += 16 {
-			glue6 = append(glue6, dns.AAAA{Hdr: z.hdr(target, dns.TypeAAAA), AAAA: net.IP(v6[j : j+16 : j+16])})
+			glue6 = append(glue6, dns.AAAA{Hdr: c.hdr(target, dns.TypeAAAA), AAAA: net.IP(v6[j : j+16 : j+16])})
 		}
 	}
 	answer = make([]dns.RR, len(srvs))
@@ -457,11 +457,11 @@ func (z *names) srvRecords(x hit, owner string, limit int) (answer, extra []dns.
 
 // ptrRecords appends x's PTR records: one per headless service that names
 // the address, in name order.
-func (z *names) ptrRecords(dst []dns.RR, t *table, x hit, owner string) []dns.RR {
+func (c *config) ptrRecords(dst []dns.RR, t *table, x hit, owner string) []dns.RR {
 	if x.kind != hitPTR {
 		return dst
 	}
-	primary := z.forward[0]
+	primary := c.forward[0]
 	if len(x.ptr.apexes) == 1 && dst == nil {
 		// The usual case: one record and its list in one allocation.
 		apex := x.ptr.apexes[0]
@@ -473,7 +473,7 @@ func (z *names) ptrRecords(dst []dns.RR, t *table, x hit, owner string) []dns.RR
 		if m == nil {
 			return nil
 		}
-		one := &onePTR{rr: dns.PTR{Hdr: z.hdr(owner, dns.TypePTR), Ptr: m.label + "." + apex}}
+		one := &onePTR{rr: dns.PTR{Hdr: c.hdr(owner, dns.TypePTR), Ptr: m.label + "." + apex}}
 		one.list[0] = &one.rr
 		return one.list[:]
 	}
@@ -484,7 +484,7 @@ func (z *names) ptrRecords(dst []dns.RR, t *table, x hit, owner string) []dns.RR
 			continue
 		}
 		if m := idx.namer(x.address()); m != nil {
-			vals = append(vals, dns.PTR{Hdr: z.hdr(owner, dns.TypePTR), Ptr: m.label + "." + apex})
+			vals = append(vals, dns.PTR{Hdr: c.hdr(owner, dns.TypePTR), Ptr: m.label + "." + apex})
 		}
 	}
 	slices.SortFunc(vals, func(a, b dns.PTR) int { return strings.Compare(a.Ptr, b.Ptr) })

@@ -81,9 +81,9 @@ func TestLookupPrefixLabels(t *testing.T) {
 		s.Endpoints[i].TargetRef = &corev1.ObjectReference{Name: pod}
 	}
 	l := newStatic(svc("ns", "web", true), s)
-	z := names{forward: []string{"cluster.local."}, ttl: 5, podNames: true}
-	snap := newBuilder(z).apply(l, l.keys())
-	idx := snap.names.service([]byte("web.ns.svc.cluster.local."), []byte("web.ns.svc."))
+	cfg := config{forward: []string{"cluster.local."}, ttl: 5, podNames: true}
+	snap := newBuilder(cfg).apply(l, l.keys())
+	idx := snap.table.service([]byte("web.ns.svc.cluster.local."), []byte("web.ns.svc."))
 	if idx == nil {
 		t.Fatal("no index for web")
 	}
@@ -113,7 +113,7 @@ func TestLookupPrefixLabels(t *testing.T) {
 		if tc.addr == "" {
 			continue
 		}
-		rrs, _, _ := z.records(snap.names, x, 1, tc.rel+".web.ns.svc.cluster.local.", 0)
+		rrs, _, _ := cfg.records(snap.table, x, 1, tc.rel+".web.ns.svc.cluster.local.", 0)
 		if len(rrs) != 1 || !strings.HasSuffix(rrs[0].String(), "\t"+tc.addr) {
 			t.Errorf("%s: %v, want %s", tc.rel, rrs, tc.addr)
 		}

@@ -17,17 +17,6 @@ import (
 // svcKey names a Service.
 type svcKey = types.NamespacedName
 
-// names are the zones one plugin instance serves, split by kind, and the
-// TTL its records carry. All zones are lowercased and fully qualified.
-type names struct {
-	forward []string // the first is the primary zone: PTR targets live there
-	reverse []string
-	ttl     uint32
-	// podNames names endpoints without a hostname after the pod their
-	// targetRef names, as the kubernetes plugin's endpoint_pod_names does.
-	podNames bool
-}
-
 // draft is one name inside a service as collect finds it: the ready
 // endpoints that share a hostname (or, without one, an address).
 type draft struct {
@@ -57,7 +46,7 @@ func IsHeadless(svc *corev1.Service) bool {
 // members. Two equal sums give the same fragment, so a rebuild whose sum
 // did not change can keep what it served.
 // buf is room to reuse; it returns it, grown, for the next call.
-func (z *names) sum(svc *corev1.Service, members []*draft, buf []byte) ([32]byte, []byte) {
+func (c *config) sum(svc *corev1.Service, members []*draft, buf []byte) ([32]byte, []byte) {
 	buf = buf[:0]
 	str := func(s string) {
 		buf = binary.AppendUvarint(buf, uint64(len(s)))
@@ -100,7 +89,7 @@ func boolByte(b bool) byte {
 // slice, and what the service's name, its named ports and its reverse
 // names need, sorted for binary search. It is pure: the same input gives
 // the same data.
-func (z *names) build(drafts []*draft) *svcData {
+func (c *config) build(drafts []*draft) *svcData {
 	d := &svcData{}
 	n4, n6 := 0, 0
 	for _, m := range drafts {
@@ -190,7 +179,7 @@ func (z *names) build(drafts []*draft) *svcData {
 
 	// Reverse names: the addresses of members named by their hostname,
 	// in the reverse zones, each with its first member in name order.
-	if len(z.reverse) > 0 {
+	if len(c.reverse) > 0 {
 		d.ptr4 = make([]uint64, 0, len(all4))
 		for i := range d.members {
 			m := &d.members[i]
@@ -199,12 +188,12 @@ func (z *names) build(drafts []*draft) *svcData {
 			}
 			v4, v6 := m.v4(d), m.v6(d)
 			for j := 0; j < len(v4); j += 4 {
-				if z.addrInZones(netip.AddrFrom4([4]byte(v4[j : j+4]))) {
+				if c.addrInZones(netip.AddrFrom4([4]byte(v4[j : j+4]))) {
 					d.ptr4 = append(d.ptr4, uint64(be32(v4[j:]))<<32|uint64(i))
 				}
 			}
 			for j := 0; j < len(v6); j += 16 {
-				if z.addrInZones(netip.AddrFrom16([16]byte(v6[j : j+16]))) {
+				if c.addrInZones(netip.AddrFrom16([16]byte(v6[j : j+16]))) {
 					d.ptr6 = append(d.ptr6, addrRef{off: m.addr + uint32(len(v4)+j), m: uint32(i)})
 				}
 			}
@@ -280,7 +269,7 @@ func (d *svcData) sortRefs(refs []addrRef) []addrRef {
 // collector groups the ready endpoints of a service's slices into members
 // (see collect), with buffers that one build after another reuses.
 type collector struct {
-	sum     []byte // for names.sum
+	sum     []byte // for config.sum
 	raw     []draft
 	byLabel []*draft
 	keys    []uint64
@@ -513,15 +502,15 @@ const maxReverse = 64 + len("ip6.arpa.")
 
 // addrInZones reports whether the reverse name of a is in the reverse
 // zones.
-func (z *names) addrInZones(a netip.Addr) bool {
-	for _, r := range z.reverse {
+func (c *config) addrInZones(a netip.Addr) bool {
+	for _, r := range c.reverse {
 		// The usual zones hold every address of a family.
 		if r == "arpa." || a.Is4() && r == "in-addr.arpa." || a.Is6() && r == "ip6.arpa." {
 			return true
 		}
 	}
 	var buf [maxReverse]byte
-	return inZones(appendReverse(buf[:0], a), z.reverse)
+	return inZones(appendReverse(buf[:0], a), c.reverse)
 }
 
 // appendReverse appends the reverse name of a to b.
@@ -542,8 +531,8 @@ func appendReverse(b []byte, a netip.Addr) []byte {
 	return append(b, "ip6.arpa."...)
 }
 
-func (z *names) hdr(owner string, t uint16) dns.RR_Header {
-	return dns.RR_Header{Name: owner, Rrtype: t, Class: dns.ClassINET, Ttl: z.ttl}
+func (c *config) hdr(owner string, t uint16) dns.RR_Header {
+	return dns.RR_Header{Name: owner, Rrtype: t, Class: dns.ClassINET, Ttl: c.ttl}
 }
 
 // inZones reports whether name, lowercased and without escapes, is one of

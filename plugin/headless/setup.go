@@ -49,7 +49,7 @@ func setup(c *caddy.Controller) error {
 		// The kubernetes plugin of the same server block is set up by
 		// now; its endpoint_pod_names applies here too, so that both
 		// name an endpoint alike.
-		if k, ok := dnsserver.GetConfig(c).Handler("kubernetes").(*kubernetes.Kubernetes); ok && k != nil && !h.names.podNames {
+		if k, ok := dnsserver.GetConfig(c).Handler("kubernetes").(*kubernetes.Kubernetes); ok && k != nil && !h.cfg.podNames {
 			on, err := newKubeProbe(k).podNames()
 			if err != nil {
 				return plugin.Error(pluginName, err)
@@ -67,7 +67,7 @@ func setup(c *caddy.Controller) error {
 			log.Infof("Answering NXDOMAIN for services the kubernetes plugin does not have, as it would")
 		}
 		if ks, ok := h.src.(*kubeSource); ok {
-			ks.podNames = h.names.podNames
+			ks.podNames = h.cfg.podNames
 		}
 		if err := h.src.start(h.publish); err != nil {
 			return plugin.Error(pluginName, err)
@@ -226,26 +226,26 @@ func parse(c *caddy.Controller) (*Headless, error) {
 // configure sets the zones and TTLs and prepares what ServeDNS needs.
 func (h *Headless) configure(zones []string, ttl, negTTL uint32) error {
 	h.negTTL = negTTL
-	h.names = names{ttl: ttl}
+	h.cfg = config{ttl: ttl}
 	for _, z := range zones {
 		z = strings.ToLower(dns.Fqdn(z))
 		h.zones = append(h.zones, z)
 		rev := dns.IsSubDomain("in-addr.arpa.", z) || dns.IsSubDomain("ip6.arpa.", z)
 		h.reverse = append(h.reverse, rev)
 		if rev {
-			h.names.reverse = append(h.names.reverse, z)
+			h.cfg.reverse = append(h.cfg.reverse, z)
 		} else {
-			h.names.forward = append(h.names.forward, z)
+			h.cfg.forward = append(h.cfg.forward, z)
 		}
 	}
-	if len(h.names.forward) == 0 {
+	if len(h.cfg.forward) == 0 {
 		return fmt.Errorf("zones %s: at least one zone must be a forward zone (such as cluster.local)", strings.Join(zones, " "))
 	}
 	for i, z := range h.zones {
-		h.soa = append(h.soa, newSOA(z, h.names.forward[0], negTTL))
+		h.soa = append(h.soa, newSOA(z, h.cfg.forward[0], negTTL))
 		h.flat = append(h.flat, h.reverse[i] || flatZone(z, h.zones))
 	}
-	h.builder = newBuilder(h.names)
+	h.builder = newBuilder(h.cfg)
 	return nil
 }
 
@@ -263,6 +263,6 @@ func seconds(c *caddy.Controller, opt string, args []string) (uint32, error) {
 
 // setPodNames turns on endpoint_pod_names. Only before the first build.
 func (h *Headless) setPodNames() {
-	h.names.podNames = true
-	h.builder.names.podNames = true
+	h.cfg.podNames = true
+	h.builder.cfg.podNames = true
 }

@@ -23,24 +23,24 @@ import (
 // returns the published snapshot itself, serial and all.
 func TestIncrementalEqualsFull(t *testing.T) {
 	tests := []struct {
-		name  string
-		zones names
+		name string
+		cfg  config
 	}{
-		{"one zone", names{forward: []string{"cluster.local."}, reverse: []string{"in-addr.arpa.", "ip6.arpa."}, ttl: 5}},
-		{"two zones", names{forward: []string{"cluster.local.", "example.org."}, reverse: []string{"10.in-addr.arpa."}, ttl: 5}},
+		{"one zone", config{forward: []string{"cluster.local."}, reverse: []string{"in-addr.arpa.", "ip6.arpa."}, ttl: 5}},
+		{"two zones", config{forward: []string{"cluster.local.", "example.org."}, reverse: []string{"10.in-addr.arpa."}, ttl: 5}},
 		// ns1.svc.cluster.local. shadows part of cluster.local., which
 		// then keeps its names flat.
-		{"nested zones", names{forward: []string{"cluster.local.", "ns1.svc.cluster.local."}, reverse: []string{"in-addr.arpa."}, ttl: 5}},
-		{"pod names", names{forward: []string{"cluster.local."}, reverse: []string{"in-addr.arpa.", "ip6.arpa."}, ttl: 5, podNames: true}},
+		{"nested zones", config{forward: []string{"cluster.local.", "ns1.svc.cluster.local."}, reverse: []string{"in-addr.arpa."}, ttl: 5}},
+		{"pod names", config{forward: []string{"cluster.local."}, reverse: []string{"in-addr.arpa.", "ip6.arpa."}, ttl: 5, podNames: true}},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) { incrementalEqualsFull(t, tc.zones) })
+		t.Run(tc.name, func(t *testing.T) { incrementalEqualsFull(t, tc.cfg) })
 	}
 }
 
-func incrementalEqualsFull(t *testing.T, zones names) {
+func incrementalEqualsFull(t *testing.T, cfg config) {
 	r := rand.New(rand.NewPCG(1, 2))
-	inc := newBuilder(zones)
+	inc := newBuilder(cfg)
 	l := newStatic()
 	var (
 		prev     *snapshot
@@ -90,22 +90,22 @@ func incrementalEqualsFull(t *testing.T, zones names) {
 			}
 		}
 		snap := inc.apply(l, keys)
-		full := newBuilder(zones).apply(l, l.keys())
-		if got, want := dump(&zones, snap.names), dump(&zones, full.names); got != want {
+		full := newBuilder(cfg).apply(l, l.keys())
+		if got, want := dump(&cfg, snap.table), dump(&cfg, full.table); got != want {
 			t.Fatalf("step %d (%v): incremental build differs from a full one:\n%s\nwant:\n%s", step, keys, got, want)
 		}
 		// Every entry the incremental writers placed is found where
 		// ServeDNS looks for it.
-		findable(t, snap.names)
-		if got, want := inc.indexed+inc.named, snap.names.len(); got != want {
+		findable(t, snap.table)
+		if got, want := inc.indexed+inc.named, snap.table.len(); got != want {
 			t.Fatalf("step %d: the builder counts %d names, the table holds %d", step, got, want)
 		}
 		if prev == nil {
-			prev, prevDump = snap, dump(&zones, snap.names)
+			prev, prevDump = snap, dump(&cfg, snap.table)
 			continue
 		}
 		// The previous table must be untouched by the new build.
-		if dump(&zones, prev.names) != prevDump {
+		if dump(&cfg, prev.table) != prevDump {
 			t.Fatalf("step %d: the build changed a published table", step)
 		}
 		switch {
@@ -115,7 +115,7 @@ func incrementalEqualsFull(t *testing.T, zones names) {
 			t.Fatalf("step %d: a rebuild without changes published a new snapshot (serial %d after %d)", step, snap.serial, prev.serial)
 		case snap.serial <= prev.serial:
 			t.Fatalf("step %d: serial went from %d to %d", step, prev.serial, snap.serial)
-		case snap.names == prev.names:
+		case snap.table == prev.table:
 			t.Fatalf("step %d: a new snapshot with the old table", step)
 		}
 		// Services that were not rebuilt keep their index pointer.
@@ -123,17 +123,17 @@ func incrementalEqualsFull(t *testing.T, zones names) {
 			if containsKey(keys, k) {
 				continue
 			}
-			for _, zone := range zones.forward {
+			for _, zone := range cfg.forward {
 				apex := strings.ToLower(k.Name+"."+k.Namespace) + ".svc." + zone
 				pre := apex[:len(apex)-len(zone)]
-				a := prev.names.service([]byte(apex), []byte(pre))
-				b := snap.names.service([]byte(apex), []byte(pre))
+				a := prev.table.service([]byte(apex), []byte(pre))
+				b := snap.table.service([]byte(apex), []byte(pre))
 				if a != b {
 					t.Fatalf("step %d: rebuilding %v replaced the index of %s", step, keys, apex)
 				}
 			}
 		}
-		prev, prevDump = snap, dump(&zones, snap.names)
+		prev, prevDump = snap, dump(&cfg, snap.table)
 	}
 }
 

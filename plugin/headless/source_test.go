@@ -190,7 +190,7 @@ func TestKubeSource(t *testing.T) {
 	eventually(t, "the service to be headless again", func() bool { return answers(h, name) != nil })
 	client.CoreV1().Services("ns").Delete(ctx, "web", metav1.DeleteOptions{})
 	eventually(t, "the deletion", func() bool { return answers(h, name) == nil })
-	if n := h.snap.Load().names.len(); n != 0 {
+	if n := h.snap.Load().table.len(); n != 0 {
 		t.Fatalf("%d names left after the only service went", n)
 	}
 }
@@ -245,7 +245,7 @@ func TestManifestSourceConfigMap(t *testing.T) {
 	if got := answers(h, name); !equal(got, "10.244.0.1") {
 		t.Fatalf("first load: %v", got)
 	}
-	if n := h.snap.Load().names.len(); n == 0 {
+	if n := h.snap.Load().table.len(); n == 0 {
 		t.Fatal("nothing served")
 	}
 	files, _ := os.ReadDir(dir)
