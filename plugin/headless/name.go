@@ -111,3 +111,14 @@ func prevDot(b []byte, i int) int {
 	}
 	return -1
 }
+
+// inZones reports whether name, lowercased and without escapes, is one of
+// zones or below one.
+func inZones[T ~string | ~[]byte](name T, zones []string) bool {
+	for _, z := range zones {
+		if z == "." || string(name) == z || len(name) > len(z) && name[len(name)-len(z)-1] == '.' && string(name[len(name)-len(z):]) == z {
+			return true
+		}
+	}
+	return false
+}
