@@ -1,11 +1,9 @@
 package headless
 
 import (
-	"fmt"
 	"net/netip"
 	"testing"
 
-	"github.com/coredns/caddy"
 	corev1 "k8s.io/api/core/v1"
 	discovery "k8s.io/api/discovery/v1"
 )
@@ -48,63 +46,6 @@ func TestEndpointLabel(t *testing.T) {
 		label, fromHost := endpointLabel(&tc.ep, tc.addr, a, tc.podNames)
 		if label != tc.label || fromHost != tc.fromHost {
 			t.Errorf("%s: got %q (hostname %v), want %q (hostname %v)", tc.name, label, fromHost, tc.label, tc.fromHost)
-		}
-	}
-}
-
-func caddyController(input string) *caddy.Controller {
-	c := caddy.NewTestController("dns", input)
-	c.Next()
-	return c
-}
-
-// The informer caches keep an endpoint's targetRef name only when
-// endpoint_pod_names needs it: for an endpoint without a valid hostname.
-// Whatever they drop, the members built from a slimmed slice are those
-// built from the slice itself.
-func TestSlimPodNames(t *testing.T) {
-	in := &discovery.EndpointSlice{AddressType: discovery.AddressTypeIPv4, Endpoints: []discovery.Endpoint{{
-		Addresses: []string{"10.244.0.1"},
-		TargetRef: &corev1.ObjectReference{Kind: "Pod", Namespace: "ns", Name: "web-0", UID: "u"},
-	}, {
-		Addresses:  []string{"10.244.0.2"},
-		Hostname:   ptrTo("web-1"),
-		TargetRef:  &corev1.ObjectReference{Kind: "Pod", Namespace: "ns", Name: "web-1", UID: "v"},
-		Conditions: discovery.EndpointConditions{Ready: ptrTo(true), Serving: ptrTo(true)},
-	}, {
-		Addresses:  []string{"10.244.0.3"},
-		Hostname:   ptrTo("Not_A_Label"),
-		TargetRef:  &corev1.ObjectReference{Kind: "Pod", Namespace: "ns", Name: "web-2"},
-		Conditions: discovery.EndpointConditions{Ready: ptrTo(true)},
-	}, {
-		Addresses:  []string{"10.244.0.4"},
-		Hostname:   ptrTo("web-3"),
-		Conditions: discovery.EndpointConditions{Ready: ptrTo(false)},
-	}}}
-	for _, podNames := range []bool{false, true} {
-		o, err := (&kubeSource{podNames: podNames}).slim(in.DeepCopy())
-		if err != nil {
-			t.Fatal(err)
-		}
-		out := o.(*discovery.EndpointSlice)
-		for i, ep := range out.Endpoints {
-			ref := ep.TargetRef
-			needed := podNames && i != 1 && in.Endpoints[i].TargetRef != nil
-			switch {
-			case !needed && ref != nil:
-				t.Errorf("podNames %v, endpoint %d: targetRef %+v kept, but never read", podNames, i, ref)
-			case needed && (ref == nil || ref.Name != in.Endpoints[i].TargetRef.Name || ref.UID != ""):
-				t.Errorf("podNames %v, endpoint %d: targetRef %+v, want only the name %s", podNames, i, ref, in.Endpoints[i].TargetRef.Name)
-			}
-		}
-		want, got := collect([]*discovery.EndpointSlice{in}, podNames), collect([]*discovery.EndpointSlice{out}, podNames)
-		if len(got) != len(want) {
-			t.Fatalf("podNames %v: %d members from the slimmed slice, %d from the slice", podNames, len(got), len(want))
-		}
-		for i := range want {
-			if g, w := fmt.Sprint(got[i].label, got[i].hostname, got[i].v4), fmt.Sprint(want[i].label, want[i].hostname, want[i].v4); g != w {
-				t.Errorf("podNames %v: member %s from the slimmed slice, %s from the slice", podNames, g, w)
-			}
 		}
 	}
 }
