@@ -223,7 +223,7 @@ func fullSlice(svcName string, first, pods int) *discovery.EndpointSlice {
 				UID: "0d9e2c4a-5b6f-4a1e-9c3d-7e8f9a0b1c2d", Controller: &trueV, BlockOwnerDeletion: &trueV}},
 			ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kube-controller-manager", Operation: metav1.ManagedFieldsOperationUpdate,
 				APIVersion: "discovery.k8s.io/v1", Time: ptrTo(metav1.Now()), FieldsType: "FieldsV1",
-				FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:addressType":{},"f:endpoints":{},"f:metadata":{"f:annotations":{".":{},"f:endpoints.kubernetes.io/last-change-trigger-time":{}},"f:generateName":{},"f:labels":{".":{},"f:endpointslice.kubernetes.io/managed-by":{},"f:kubernetes.io/service-name":{}},"f:ownerReferences":{".":{},"k:{\"uid\":\"0d9e2c4a-5b6f-4a1e-9c3d-7e8f9a0b1c2d\"}":{}}},"f:ports":{}}`)}}},
+				FieldsV1: metav1.NewFieldsV1(`{"f:addressType":{},"f:endpoints":{},"f:metadata":{"f:annotations":{".":{},"f:endpoints.kubernetes.io/last-change-trigger-time":{}},"f:generateName":{},"f:labels":{".":{},"f:endpointslice.kubernetes.io/managed-by":{},"f:kubernetes.io/service-name":{}},"f:ownerReferences":{".":{},"k:{\"uid\":\"0d9e2c4a-5b6f-4a1e-9c3d-7e8f9a0b1c2d\"}":{}}},"f:ports":{}}`)}},
 		},
 		AddressType: discovery.AddressTypeIPv4,
 		Ports: []discovery.EndpointPort{
