@@ -79,13 +79,10 @@ func (h *Headless) reply(r *dns.Msg, snap *snapshot, x hit, zi, limit int) *dns.
 }
 
 // srvLimit returns the size CoreDNS's ScrubWriter will truncate the reply
-// to r to, for SRV questions, so that srvRecords builds no more than can
-// be sent; 0 (no limit) for other questions, which pay nothing for it.
-// A reply signed by the tsig plugin is never truncated (dns.Msg.Truncate
-// skips messages with a TSIG record), so it gets no limit either. The
-// limit is read from the query as headless sees it; the plugins before it
-// that change the buffer size (bufsize, rewrite's edns0) change the
-// query the ScrubWriter reads, and the cache plugin's copy only raises it.
+// to an SRV question to, so that srvRecords builds no more than can be
+// sent; 0 (no limit) for other questions, and for replies the tsig plugin
+// signs, which dns.Msg.Truncate never cuts. It reads the query the
+// ScrubWriter reads, whatever plugins before headless (bufsize) made of it.
 func srvLimit(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) int {
 	if r.Question[0].Qtype != dns.TypeSRV {
 		return 0

@@ -370,8 +370,8 @@ func BenchmarkFallthrough(b *testing.B) {
 }
 
 // BenchmarkPodAVsWhoami sets a per-pod A answer (plugin and packing)
-// beside whoami's, the ceiling of a CoreDNS plugin that the pod-A
-// goal names, in services of 10 and of 100 pods. The rest of a query's
+// beside whoami's, the ceiling of a CoreDNS plugin that BENCHMARKS.md's
+// pod-A goal names, in services of 10 and of 100 pods. The rest of a query's
 // cost (the socket, the server, the plugins before it) is the same for
 // both. On a shared machine, compare the three in one run.
 func BenchmarkPodAVsWhoami(b *testing.B) {

@@ -10,8 +10,8 @@ import (
 
 // svcIndex holds the names of one headless service in one forward zone,
 // its own name among them. It keeps no records: answers are made from its
-// members when asked (see records), so a service costs a few dozen bytes
-// per endpoint and a change to it builds one small index.
+// members when asked (see records), so that it stays small and a change
+// builds one small index.
 type svcIndex struct {
 	apex string // <svc>.<ns>.svc.<zone>., lowercased
 	*svcData

@@ -10,23 +10,13 @@ import (
 	"github.com/miekg/dns"
 )
 
-// kubeNX gives one of the kubernetes plugin's answers for it, when that
-// plugin comes right after headless: NXDOMAIN for an A, AAAA or SRV
-// question under <service>.<namespace>.svc.<zone> when the kubernetes
-// plugin knows no service of that name. Much of what falls through in a
-// cluster is such names (a pod's resolver tries the first search-path
-// expansion, under its own namespace, for every external name; services
-// that are gone), and the kubernetes plugin spends far more on them than
-// a lookup in its own service index: it parses the name, checks the
-// namespace, then looks the service up.
-//
-// The answer is the kubernetes plugin's, byte for byte: its service index
-// decides, its SOA (its serial, its TTL, the zone in the question's case)
-// goes in the authority section, and every case it answers otherwise is
-// passed on to it untouched: a service it has (of any type), a name its
-// fallthrough covers, before it has synced, other question types (it
-// answers SOA below the apex with NODATA), zones it does not serve exactly
-// as headless does, multicluster zones, and names with escaped dots.
+// kubeNX gives, for the kubernetes plugin right after headless, its
+// NXDOMAIN for an A, AAAA or SRV question under <svc>.<ns>.svc.<zone> when
+// it has no such service. Pods' resolvers ask many such names (search-path
+// expansions, services that are gone), and that plugin spends far more on
+// each than a lookup in its service index. The answer is its own, byte for
+// byte; every case it would answer otherwise is passed on (see answer and
+// newKubeNX).
 type kubeNX struct {
 	k *kubernetes.Kubernetes
 	// zones is, per headless zone, whether names under it reach the

@@ -33,6 +33,9 @@ func TestEndpointLabel(t *testing.T) {
 		{name: "pod name 63", ep: discovery.Endpoint{TargetRef: pod(long[:63])}, addr: "10.244.0.1", podNames: true, label: long[:63]},
 		{name: "empty pod name", ep: discovery.Endpoint{TargetRef: pod("")}, addr: "10.244.0.1", podNames: true, label: "10-244-0-1"},
 		{name: "empty hostname", ep: discovery.Endpoint{Hostname: ptrTo("")}, addr: "10.244.0.1", label: "10-244-0-1"},
+		// Not an RFC 1123 label, which the API server would refuse; the
+		// kubernetes plugin names the endpoint so all the same.
+		{name: "hostname with hyphens at the ends", ep: discovery.Endpoint{Hostname: ptrTo("-web-")}, addr: "10.244.0.1", label: "-web-", fromHost: true},
 		{name: "ipv6", addr: "fd00::5", label: "fd00--5"},
 		{name: "ipv6 trailing colons", addr: "fd00::", label: "fd00--0"},
 		{name: "ipv6 leading colons", addr: "::1", label: "--1"},

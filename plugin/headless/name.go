@@ -1,7 +1,8 @@
 package headless
 
-// maxName is the longest domain name in presentation form that a query can
-// carry (RFC 1035: 255 octets on the wire, 254 characters with the root dot).
+// maxName bounds the names fold takes. RFC 1035's 255 octets on the wire
+// are 254 characters in presentation form, root dot included; only escapes
+// make a name longer, and the plugin owns no name with one.
 const maxName = 255
 
 // fold writes the ASCII-lowercased form of name into buf and returns the

@@ -9,15 +9,12 @@ import (
 )
 
 // records returns the records of x for qtype, owned by owner, and for SRV
-// the addresses of the targets as extra. t is the table x comes from (PTR
-// targets are read from it). Each call makes new records: nothing the
-// caller does to them reaches the snapshot. Addresses share the snapshot's
-// bytes, which no one writes.
+// the targets' addresses as extra; PTR targets are read from t. Each call
+// makes new records, so no caller can change the snapshot through them.
 //
 // limit is the size the reply will be truncated to (request.Request.Size),
-// or 0 for no limit; only SRV answers use it (see srvRecords). truncated
-// reports that records were left out that the truncation would have
-// removed: the caller sets TC.
+// or 0 for none; only SRV answers use it. truncated reports that records
+// the truncation would have removed were left out: the caller sets TC.
 func (c *config) records(t *table, x hit, qtype uint16, owner string, limit int) (answer, extra []dns.RR, truncated bool) {
 	switch qtype {
 	case dns.TypeA, dns.TypeAAAA:
@@ -142,17 +139,11 @@ func srvKeep(limit int) int {
 // weight spread evenly, and the targets' addresses (A, then AAAA) as glue.
 // It allocates a fixed number of times, whatever the number of targets.
 //
-// With a limit (see records), when the SRV records are more than srvKeep
-// allows, it builds only the first srvKeep+1 of them, and no glue, and
-// reports truncated. What the server's truncation makes of that reply is
-// exactly what it makes of the full one: the records are the full
-// answer's first ones, in the same order, with the same weight (computed
-// from the full count); the full reply's truncation keeps a prefix of
-// them no longer than srvKeep, runs out of room inside the Answer, so it
-// keeps nothing of Authority or Additional (no glue) and sets TC; the short
-// reply still holds record srvKeep, which cannot fit, so its truncation
-// takes the same path (compressed, not the early return for a reply that
-// fits uncompressed), keeps the same prefix, and drops the same sections.
+// With a limit (see records), when there are more records than srvKeep
+// allows, it builds only the first srvKeep+1, with the full answer's
+// weight and no glue, and reports truncated: the server's truncation keeps
+// the same prefix of them as of the full answer, and drops the glue of
+// both (TestSRVTruncationEquivalent).
 func (c *config) srvRecords(x hit, owner string, limit int) (answer, extra []dns.RR, truncated bool) {
 	d := x.idx
 	var (

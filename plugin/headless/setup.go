@@ -93,18 +93,7 @@ func setup(c *caddy.Controller) error {
 	return nil
 }
 
-// parse reads one headless stanza:
-//
-//	headless [ZONES...] {
-//	    kubeconfig PATH [CONTEXT]
-//	    manifests PATH...
-//	    reload DURATION
-//	    namespaces NAMESPACE...
-//	    ttl SECONDS
-//	    negative_ttl SECONDS
-//	    endpoint_pod_names
-//	    fallthrough [ZONES...]
-//	}
+// parse reads one headless stanza (README.md's Syntax).
 func parse(c *caddy.Controller) (*Headless, error) {
 	var h *Headless
 	for c.Next() {

@@ -282,8 +282,7 @@ func flipper(l *staticLister, k svcKey) func(int) {
 
 // BenchmarkRebuildOneEndpoint1000 is the cost of publishing one endpoint's
 // change in a 1,000-endpoint service. The goal is under 1 ms of CPU
-// (cpu-ns/op); it takes about 0.35 to 0.55 ms on a shared 2-core machine
-// (3.0 ms when every record was built and stored).
+// (cpu-ns/op); BENCHMARKS.md has the measurements.
 func BenchmarkRebuildOneEndpoint1000(b *testing.B) {
 	benchFlipOne(b, 1, 1000)
 }
@@ -316,11 +315,7 @@ func benchFlipOne(b *testing.B, services, pods int) {
 // service, in a cluster of 1,000 and of 100,000 endpoints, with services of
 // 10 and of 1,000 pods. Updates cost what changed when the two cluster
 // sizes cost the same (the goal: within 20%). The machine's load moves
-// single runs by more than that; compare medians of -count 6 or more. At
-// 10 pods the rebuild allocates about 2.3 KB at 1,000 endpoints and 2.5 KB
-// at 100,000 (the changed address's PTR leaf holds about 24 entries
-// there); the rest of the difference is the collector marking the larger
-// heap.
+// single runs by more than that; compare medians of -count 6 or more.
 func BenchmarkRebuildOneService(b *testing.B) {
 	for _, pods := range []int{10, 1000} {
 		for _, endpoints := range []int{1000, 100000} {
@@ -350,9 +345,7 @@ func BenchmarkRebuildUnchanged(b *testing.B) {
 // endpoints in 1,000 services of 100 pods, each with a hostname and two
 // named ports. The objects themselves (the informers' cache) are made
 // before it measures: BenchmarkCacheMemory counts them. Hostname labels
-// are the cache's own strings, shared. About 87 B/endpoint (100 when the
-// table's leaves were Go maps, 1,530 before records were made on demand
-// from packed members).
+// are the cache's own strings, shared.
 func BenchmarkSnapshotMemory(b *testing.B) {
 	l := cluster(1000, 100)
 	keys := l.keys()

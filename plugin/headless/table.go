@@ -2,17 +2,11 @@ package headless
 
 import "petset.dev/petset/plugin/headless/cowmap"
 
-// table is what a snapshot serves. Forward names live in one index per
-// headless service and zone (svcIndex), found by the service's name
-// (<svc>.<ns>.svc.<zone>.): a change to a service builds its index anew and
-// swaps that one pointer, whatever the size of the cluster. Reverse names
-// are kept by address: an address maps to the services that name it, and
-// the name itself is read from the service's index when asked, so a
-// service that changes touches only the addresses it gained or lost. The
-// names above services (svc.<zone>., <ns>.svc.<zone>.) are in ancestors.
-// Keys of svcs and ancestors are lowercased names. Each map is a
-// copy-on-write one: a new table shares what a change leaves alone, and a
-// published table is never written to again.
+// table is what a snapshot serves, in four copy-on-write maps, so that a
+// change to a service costs what changed whatever the cluster's size: its
+// index of forward names (one per zone) is swapped whole, and of reverse
+// names, kept by address and named from the service's index when asked,
+// only the addresses it gained or lost change. Keys are lowercased names.
 type table struct {
 	svcs      *cowmap.Map[string, *svcIndex] // by service name; hash: svcHash
 	ancestors *cowmap.Map[string, bool]      // hash: of the name
