@@ -126,7 +126,8 @@ func TestManifestSourceConfigMap(t *testing.T) {
 	eventually(t, "the ConfigMap update", func() bool { return equal(answers(h, name), "10.244.0.2") })
 }
 
-// The records built from corefile/demo, as the README shows them.
+// The records built from corefile/demo, some of which the top-level README
+// shows.
 func TestGoldenDemo(t *testing.T) {
 	h := &Headless{}
 	if err := h.configure([]string{"cluster.local.", "in-addr.arpa.", "ip6.arpa."}, 5, 5); err != nil {
