@@ -40,7 +40,7 @@ func (h *Headless) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 		return h.notOurs(ctx, w, r, false, key, zi, 0)
 	}
 
-	x, under := h.find(snap.names, key, hsh, zi)
+	x, under := h.find(snap.table, key, hsh, zi)
 	switch {
 	case x.owned():
 		if q.Qtype == dns.TypeAXFR || q.Qtype == dns.TypeIXFR {
@@ -70,7 +70,7 @@ func (h *Headless) reply(r *dns.Msg, snap *snapshot, x hit, zi, limit int) *dns.
 	m.SetReply(r)
 	m.Authoritative = true
 	// The answer keeps the query's case.
-	m.Answer, m.Extra, m.Truncated = h.names.records(snap.names, x, q.Qtype, q.Name, limit)
+	m.Answer, m.Extra, m.Truncated = h.cfg.records(snap.table, x, q.Qtype, q.Name, limit)
 	if len(m.Answer) == 0 {
 		m.Answer, m.Extra, m.Truncated = nil, nil, false
 		m.Ns = h.soaRR(zi, snap.serial) // NODATA
@@ -79,13 +79,10 @@ func (h *Headless) reply(r *dns.Msg, snap *snapshot, x hit, zi, limit int) *dns.
 }
 
 // srvLimit returns the size CoreDNS's ScrubWriter will truncate the reply
-// to r to, for SRV questions, so that srvRecords builds no more than can
-// be sent; 0 (no limit) for other questions, which pay nothing for it.
-// A reply signed by the tsig plugin is never truncated (dns.Msg.Truncate
-// skips messages with a TSIG record), so it gets no limit either. The
-// limit is read from the query as headless sees it; the plugins before it
-// that change the buffer size (bufsize, rewrite's edns0) change the
-// query the ScrubWriter reads, and the cache plugin's copy only raises it.
+// to an SRV question to, so that srvRecords builds no more than can be
+// sent; 0 (no limit) for other questions, and for replies the tsig plugin
+// signs, which dns.Msg.Truncate never cuts. It reads the query the
+// ScrubWriter reads, whatever plugins before headless (bufsize) made of it.
 func srvLimit(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) int {
 	if r.Question[0].Qtype != dns.TypeSRV {
 		return 0
@@ -199,7 +196,7 @@ func (h *Headless) exact(t *table, key []byte, hsh uint32) hit {
 	if hasEscape(key) {
 		return hit{} // the plugin's names have none
 	}
-	if inZones(key, h.names.reverse) {
+	if inZones(key, h.cfg.reverse) {
 		if x, ok := parseReverse(key); ok {
 			if s := t.namers(x.address()); s != nil {
 				x.kind, x.ptr = hitPTR, s
@@ -207,7 +204,7 @@ func (h *Headless) exact(t *table, key []byte, hsh uint32) hit {
 			}
 		}
 	}
-	if getBytes(t.ancestors, hsh, key) {
+	if t.ancestor(key, hsh) {
 		return hit{kind: hitAncestor}
 	}
 	for i, z := range h.zones {

@@ -2,11 +2,15 @@ package headless
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
+	"github.com/coredns/coredns/plugin"
 	"github.com/coredns/coredns/plugin/pkg/dnstest"
 	"github.com/coredns/coredns/plugin/pkg/fall"
 	"github.com/coredns/coredns/plugin/test"
+	"github.com/coredns/coredns/plugin/whoami"
+	"github.com/coredns/coredns/request"
 	"github.com/miekg/dns"
 )
 
@@ -317,4 +321,150 @@ func TestAnswersAreCopies(t *testing.T) {
 			t.Fatalf("a change to an answer leaked into the snapshot: %s", rr)
 		}
 	}
+}
+
+func BenchmarkServeDNS(b *testing.B) {
+	h := newTest(b, thousandPods(), true)
+	queries := []struct {
+		name  string
+		qtype uint16
+	}{
+		{"set42-7.set42.bench.svc.cluster.local.", dns.TypeA},
+		{"SET42-7.Set42.bench.svc.cluster.local.", dns.TypeA},
+		{"set42.bench.svc.cluster.local.", dns.TypeA},
+		{"_peer._tcp.set42.bench.svc.cluster.local.", dns.TypeSRV},
+		{"set42.bench.svc.cluster.local.", dns.TypeSRV},
+		{"7.42.244.10.in-addr.arpa.", dns.TypePTR},
+		{"set42-99.set42.bench.svc.cluster.local.", dns.TypeA},   // NXDOMAIN
+		{"set42-7.set42.bench.svc.cluster.local.", dns.TypeAAAA}, // NODATA
+	}
+	for _, q := range queries {
+		m := new(dns.Msg)
+		m.SetQuestion(q.name, q.qtype)
+		b.Run(dns.TypeToString[q.qtype]+"/"+q.name, func(b *testing.B) {
+			b.ReportAllocs()
+			w := &discard{}
+			ctx := context.Background()
+			cpu := cpuTime()
+			for b.Loop() {
+				h.ServeDNS(ctx, w, m)
+			}
+			reportCPU(b, cpu)
+		})
+	}
+}
+
+// BenchmarkFallthrough is the cost headless adds to every name it does not
+// own (ClusterIP services, pods) on its way to the kubernetes plugin.
+func BenchmarkFallthrough(b *testing.B) {
+	h := newTest(b, thousandPods(), true)
+	h.Next = test.NextHandler(dns.RcodeSuccess, nil)
+	m := new(dns.Msg)
+	m.SetQuestion("api.default.svc.cluster.local.", dns.TypeA)
+	w := &discard{}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		h.ServeDNS(ctx, w, m)
+	}
+}
+
+// BenchmarkPodAVsWhoami sets a per-pod A answer (plugin and packing)
+// beside whoami's, the ceiling of a CoreDNS plugin that BENCHMARKS.md's
+// pod-A goal names, in services of 10 and of 100 pods. The rest of a query's
+// cost (the socket, the server, the plugins before it) is the same for
+// both. On a shared machine, compare the three in one run.
+func BenchmarkPodAVsWhoami(b *testing.B) {
+	run := func(b *testing.B, hd plugin.Handler, name string) {
+		m := new(dns.Msg)
+		m.SetQuestion(name, dns.TypeA)
+		serveLoop(b, hd, &packer{buf: make([]byte, 0, 512)}, m)
+	}
+	for _, pods := range []int{10, 100} {
+		h := newTest(b, cluster(100, pods), true)
+		name := fmt.Sprintf("set42-%d.set42.bench.svc.cluster.local.", pods-3)
+		b.Run(fmt.Sprintf("headless/pods=%d", pods), func(b *testing.B) { run(b, h, name) })
+	}
+	b.Run("whoami", func(b *testing.B) { run(b, whoami.Whoami{}, "set42-7.set42.bench.svc.cluster.local.") })
+}
+
+// BenchmarkSRVScrubbed is a big service's SRV answer as the server sends
+// it: through the ScrubWriter that truncates it to the client's buffer
+// (512 bytes over UDP without EDNS0, everything over TCP), then packed.
+// Both forms, the service's name and a named port, for 10 and 100 pods.
+func BenchmarkSRVScrubbed(b *testing.B) {
+	for _, pods := range []int{10, 100} {
+		h := newTest(b, cluster(100, pods), true)
+		for _, name := range []string{"set42.bench.svc.cluster.local.", "_http._tcp.set42.bench.svc.cluster.local."} {
+			for _, tcp := range []bool{false, true} {
+				proto := "udp512"
+				if tcp {
+					proto = "tcp"
+				}
+				m := new(dns.Msg)
+				m.SetQuestion(name, dns.TypeSRV)
+				b.Run(fmt.Sprintf("pods=%d/%s/%s", pods, proto, name), func(b *testing.B) {
+					p := &packer{ResponseWriter: test.ResponseWriter{TCP: tcp}, buf: make([]byte, 0, 512)}
+					serveLoop(b, h, request.NewScrubWriter(m, p), m)
+				})
+			}
+		}
+	}
+}
+
+// FuzzServeDNS sends arbitrary messages to the plugin: it must never panic,
+// and whatever it writes must be a valid reply to the query.
+func FuzzServeDNS(f *testing.F) {
+	seed := func(m *dns.Msg) {
+		if b, err := m.Pack(); err == nil {
+			f.Add(b)
+		}
+	}
+	for _, tc := range headlessCases {
+		seed(tc.Msg())
+	}
+	for _, c := range notOursCases {
+		seed(c.tc.Msg())
+	}
+	odd := new(dns.Msg)
+	odd.SetQuestion("web-0.web.ns.svc.cluster.local.", dns.TypeA)
+	odd.Question = append(odd.Question, odd.Question[0])
+	seed(odd)
+
+	for _, name := range []string{"a.b.headless-1.ns.svc.cluster.local.", "b.headless-1.ns.svc.cluster.local.",
+		"fd00--0.headless-1.ns.svc.cluster.local.", `test-name\.headless-1.ns.svc.cluster.local.`} {
+		m := new(dns.Msg)
+		m.SetQuestion(name, dns.TypeA)
+		seed(m)
+	}
+
+	auth := newTest(f, fixture(), false)
+	fall := newTest(f, fixture(), true)
+	// Endpoints named after pods, pod names with dots among them.
+	pods := &Headless{}
+	if err := pods.configure([]string{"cluster.local.", "in-addr.arpa.", "ip6.arpa."}, 5, 3); err != nil {
+		f.Fatal(err)
+	}
+	pods.setPodNames()
+	l := stockFixture()
+	pods.publish(l, l.keys())
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m := new(dns.Msg)
+		if err := m.Unpack(data); err != nil {
+			return
+		}
+		for _, h := range []*Headless{auth, fall, pods} {
+			rec := dnstest.NewRecorder(&test.ResponseWriter{})
+			h.ServeDNS(context.Background(), request.NewScrubWriter(m, rec), m)
+			if rec.Msg == nil {
+				continue
+			}
+			if rec.Msg.Id != m.Id || !rec.Msg.Response {
+				t.Fatalf("reply %d/%v to query %d", rec.Msg.Id, rec.Msg.Response, m.Id)
+			}
+			if _, err := rec.Msg.Pack(); err != nil {
+				t.Fatalf("reply does not pack: %v\n%s", err, rec.Msg)
+			}
+		}
+	})
 }

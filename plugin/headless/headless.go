@@ -5,10 +5,10 @@
 //
 // Services and EndpointSlices come from the Kubernetes API through client-go
 // informers, or from manifest files. Every change publishes an immutable
-// snapshot that ServeDNS reads with one atomic load, one lookup in a hash
-// trie (the service's index) and a binary search among the service's
-// sorted members; the records are made from the members' packed addresses
-// when asked.
+// snapshot that ServeDNS reads with one atomic load, one lookup in a
+// copy-on-write map (the service's index) and a binary search among the
+// service's sorted members; the records are made from the members' packed
+// addresses when asked.
 package headless
 
 import (
@@ -32,7 +32,7 @@ type Headless struct {
 	zones   []string
 	reverse []bool
 	flat    []bool // per zone: its names are looked up without a service index (see flatZone)
-	names   names
+	cfg     config
 	negTTL  uint32
 	soa     []dns.SOA // one template per zone; ServeDNS fills in the serial
 
@@ -44,6 +44,18 @@ type Headless struct {
 	src     source
 	builder *builder
 	snap    atomic.Pointer[snapshot]
+}
+
+// config is what one plugin instance serves and how: its zones by kind,
+// lowercased and fully qualified, the TTL of its records and how it names
+// endpoints. Records and service indexes are made with it.
+type config struct {
+	forward []string // the first is the primary zone: PTR targets live there
+	reverse []string
+	ttl     uint32
+	// podNames names endpoints without a hostname after the pod their
+	// targetRef names, as the kubernetes plugin's endpoint_pod_names does.
+	podNames bool
 }
 
 // source feeds the plugin with Services and EndpointSlices. start calls

@@ -2,17 +2,16 @@ package headless
 
 import (
 	"bytes"
-	"net"
+	"encoding/binary"
+	"net/netip"
 	"slices"
 	"strings"
-
-	"github.com/miekg/dns"
 )
 
 // svcIndex holds the names of one headless service in one forward zone,
 // its own name among them. It keeps no records: answers are made from its
-// members when asked (see records), so a service costs a few dozen bytes
-// per endpoint and a change to it builds one small index.
+// members when asked (see records), so that it stays small and a change
+// builds one small index.
 type svcIndex struct {
 	apex string // <svc>.<ns>.svc.<zone>., lowercased
 	*svcData
@@ -70,6 +69,7 @@ type addrRef struct {
 }
 
 func (m *member) v4(d *svcData) []byte { return d.addrs[m.addr : m.addr+4*m.n4] }
+
 func (m *member) v6(d *svcData) []byte {
 	s := m.addr + 4*m.n4
 	return d.addrs[s : s+16*m.n6]
@@ -77,6 +77,190 @@ func (m *member) v6(d *svcData) []byte {
 
 // names counts the names of the index.
 func (x *svcIndex) names() int { return 1 + len(x.members) + len(x.named) + len(x.ents) }
+
+// build makes the data of one headless service from its members (see
+// collect): their addresses packed in one array, their ports shared per
+// slice, and what the service's name, its named ports and its reverse
+// names need, sorted for binary search. It is pure: the same input gives
+// the same data.
+func (c *config) build(drafts []*draft) *svcData {
+	d := &svcData{}
+	n4, n6 := 0, 0
+	for _, m := range drafts {
+		n4, n6 = n4+len(m.v4), n6+len(m.v6)
+	}
+	all4 := make([]uint32, 0, n4)
+	var all6 []netip.Addr
+	if n6 > 0 {
+		all6 = make([]netip.Addr, 0, n6)
+	}
+	for _, m := range drafts {
+		for _, a := range m.v4 {
+			all4 = append(all4, be32(a.AsSlice()))
+		}
+		all6 = append(all6, m.v6...)
+	}
+	d.endpoints = len(all4) + len(all6)
+	d.addrs = make([]byte, 0, 4*len(all4)+16*len(all6))
+	d.members = make([]member, len(drafts))
+	var sets map[*port]uint32 // made when a service has many port sets
+	for i, m := range drafts {
+		out := &d.members[i]
+		out.label, out.hostname = m.label, m.hostname
+		out.addr = uint32(len(d.addrs))
+		out.n4, out.n6 = uint32(len(m.v4)), uint32(len(m.v6))
+		for _, a := range m.v4 {
+			b := a.As4()
+			d.addrs = append(d.addrs, b[:]...)
+		}
+		for _, a := range m.v6 {
+			b := a.As16()
+			d.addrs = append(d.addrs, b[:]...)
+		}
+		out.set = d.portSet(m.ports, &sets)
+		d.srvs += len(d.sets[out.set].nums)
+	}
+
+	// The service's own addresses, each once.
+	slices.Sort(all4)
+	slices.SortFunc(all6, netip.Addr.Compare)
+	all4, all6 = slices.Compact(all4), slices.Compact(all6)
+	d.all = make([]byte, 0, 4*len(all4)+16*len(all6))
+	for _, a := range all4 {
+		d.all = binary.BigEndian.AppendUint32(d.all, a)
+	}
+	d.all4 = len(d.all)
+	for _, a := range all6 {
+		b := a.As16()
+		d.all = append(d.all, b[:]...)
+	}
+
+	// Named ports, and the _<proto> names above them: each set's named
+	// ports give one SRV record per member that has the set.
+	perSet := make([]int, len(d.sets))
+	for i := range d.members {
+		perSet[d.members[i].set]++
+	}
+	for si := range d.sets {
+		for _, p := range d.sets[si].ports {
+			if p.name == "" {
+				continue
+			}
+			j := slices.IndexFunc(d.named, func(n namedPort) bool { return n.name == p.name && n.proto == p.proto })
+			if j < 0 {
+				j = len(d.named)
+				d.named = append(d.named, namedPort{label: "_" + p.name + "._" + p.proto, name: p.name, proto: p.proto})
+				d.ents = append(d.ents, "_"+p.proto)
+			}
+			d.named[j].srvs += perSet[si]
+		}
+	}
+	slices.SortFunc(d.named, func(a, b namedPort) int { return labelOrder(a.label, b.label) })
+
+	// A pod name with dots ("a.b") is several labels; the names between
+	// it and the service ("b.<svc>...") exist, empty, unless a member has
+	// that name.
+	for i := range d.members {
+		for l := d.members[i].label; strings.Contains(l, "."); {
+			_, l, _ = strings.Cut(l, ".")
+			if _, ok := slices.BinarySearchFunc(d.members, l, func(m member, l string) int { return labelOrder(m.label, l) }); !ok {
+				d.ents = append(d.ents, l)
+			}
+		}
+	}
+	slices.SortFunc(d.ents, labelOrder)
+	d.ents = slices.Clip(slices.Compact(d.ents))
+
+	// Reverse names: the addresses of members named by their hostname,
+	// in the reverse zones, each with its first member in name order.
+	if len(c.reverse) > 0 {
+		d.ptr4 = make([]uint64, 0, len(all4))
+		for i := range d.members {
+			m := &d.members[i]
+			if !m.hostname {
+				continue
+			}
+			v4, v6 := m.v4(d), m.v6(d)
+			for j := 0; j < len(v4); j += 4 {
+				if c.addrInZones(netip.AddrFrom4([4]byte(v4[j : j+4]))) {
+					d.ptr4 = append(d.ptr4, uint64(be32(v4[j:]))<<32|uint64(i))
+				}
+			}
+			for j := 0; j < len(v6); j += 16 {
+				if c.addrInZones(netip.AddrFrom16([16]byte(v6[j : j+16]))) {
+					d.ptr6 = append(d.ptr6, addrRef{off: m.addr + uint32(len(v4)+j), m: uint32(i)})
+				}
+			}
+		}
+		slices.Sort(d.ptr4)
+		d.ptr4 = slices.Clip(slices.CompactFunc(d.ptr4, func(a, b uint64) bool { return a>>32 == b>>32 }))
+		d.ptr6 = d.sortRefs(d.ptr6)
+	}
+	return d
+}
+
+// portSet returns the index of the set of ports ps in d.sets, adding it
+// the first time. Members of one slice share its list, and so one set.
+// seen indexes the sets once there are many.
+func (d *svcData) portSet(ps []port, seen *map[*port]uint32) uint32 {
+	var key *port
+	if len(ps) > 0 {
+		key = &ps[0]
+	}
+	same := func(i int) bool {
+		q := d.sets[i].ports
+		return len(q) == 0 && key == nil || len(q) > 0 && &q[0] == key
+	}
+	if n := len(d.sets); n > 0 && same(n-1) {
+		return uint32(n - 1) // the same as the member before, usually
+	}
+	if *seen == nil {
+		for i := range d.sets {
+			if same(i) {
+				return uint32(i)
+			}
+		}
+	} else if i, ok := (*seen)[key]; ok {
+		return i
+	}
+	s := portSet{ports: ps}
+	for _, p := range portsOrNone(ps) {
+		s.nums = append(s.nums, p.num)
+	}
+	slices.Sort(s.nums)
+	s.nums = slices.Clip(slices.Compact(s.nums))
+	i := uint32(len(d.sets))
+	d.sets = append(d.sets, s)
+	switch {
+	case *seen != nil:
+		(*seen)[key] = i
+	case len(d.sets) > 8:
+		*seen = map[*port]uint32{}
+		for j := range d.sets {
+			var k *port
+			if len(d.sets[j].ports) > 0 {
+				k = &d.sets[j].ports[0]
+			}
+			(*seen)[k] = uint32(j)
+		}
+	}
+	return i
+}
+
+// sortRefs sorts refs to IPv6 addresses by address, then member, and keeps
+// the first of each address.
+func (d *svcData) sortRefs(refs []addrRef) []addrRef {
+	addr := func(r addrRef) []byte { return d.addrs[r.off : r.off+16] }
+	slices.SortFunc(refs, func(a, b addrRef) int {
+		if c := compareBytes(addr(a), addr(b)); c != 0 {
+			return c
+		}
+		return int(a.m) - int(b.m)
+	})
+	return slices.Clip(slices.CompactFunc(refs, func(a, b addrRef) bool { return compareBytes(addr(a), addr(b)) == 0 }))
+}
+
+func compareBytes(a, b []byte) int { return bytes.Compare(a, b) }
 
 // compareLabels orders labels as the names they begin: a label compares as
 // if followed by a dot, as strings.Compare(a+".", b+".") would, so "a-b"
@@ -202,301 +386,6 @@ func (x *svcIndex) lookup(rel []byte) hit {
 	return hit{}
 }
 
-// records returns the records of x for qtype, owned by owner, and for SRV
-// the addresses of the targets as extra. t is the table x comes from (PTR
-// targets are read from it). Each call makes new records: nothing the
-// caller does to them reaches the snapshot. Addresses share the snapshot's
-// bytes, which no one writes.
-//
-// limit is the size the reply will be truncated to (request.Request.Size),
-// or 0 for no limit; only SRV answers use it (see srvRecords). truncated
-// reports that records were left out that the truncation would have
-// removed: the caller sets TC.
-func (z *names) records(t *table, x hit, qtype uint16, owner string, limit int) (answer, extra []dns.RR, truncated bool) {
-	switch qtype {
-	case dns.TypeA, dns.TypeAAAA:
-		return z.addrRecords(nil, x, qtype, owner), nil, false
-	case dns.TypeSRV:
-		return z.srvRecords(x, owner, limit)
-	case dns.TypePTR:
-		return z.ptrRecords(nil, t, x, owner), nil, false
-	case dns.TypeANY:
-		answer = z.addrRecords(nil, x, dns.TypeA, owner)
-		answer = z.addrRecords(answer, x, dns.TypeAAAA, owner)
-		srv, _, _ := z.srvRecords(x, owner, 0)
-		answer = append(answer, srv...)
-		return z.ptrRecords(answer, t, x, owner), nil, false
-	}
-	return nil, nil, false
-}
-
-// addrRecords appends x's A or AAAA records.
-func (z *names) addrRecords(dst []dns.RR, x hit, qtype uint16, owner string) []dns.RR {
-	var b []byte
-	switch x.kind {
-	case hitApex:
-		if qtype == dns.TypeA {
-			b = x.idx.all[:x.idx.all4]
-		} else {
-			b = x.idx.all[x.idx.all4:]
-		}
-	case hitMember:
-		m := &x.idx.members[x.i]
-		if qtype == dns.TypeA {
-			b = m.v4(x.idx.svcData)
-		} else {
-			b = m.v6(x.idx.svcData)
-		}
-	}
-	return z.appendAddrs(dst, owner, qtype == dns.TypeA, b)
-}
-
-// appendAddrs appends an A (v4) or AAAA record owned by owner for each
-// address packed in b. A single record and its list, the usual answer to
-// a pod's name, come in one allocation.
-func (z *names) appendAddrs(dst []dns.RR, owner string, v4 bool, b []byte) []dns.RR {
-	if len(b) == 0 {
-		return dst
-	}
-	if v4 {
-		if dst == nil && len(b) == 4 {
-			one := &oneA{rr: dns.A{Hdr: z.hdr(owner, dns.TypeA), A: net.IP(b[:4:4])}}
-			one.list[0] = &one.rr
-			return one.list[:]
-		}
-		vals := make([]dns.A, len(b)/4)
-		dst = grow(dst, len(vals))
-		for i := range vals {
-			vals[i] = dns.A{Hdr: z.hdr(owner, dns.TypeA), A: net.IP(b[4*i : 4*i+4 : 4*i+4])}
-			dst = append(dst, &vals[i])
-		}
-		return dst
-	}
-	if dst == nil && len(b) == 16 {
-		one := &oneAAAA{rr: dns.AAAA{Hdr: z.hdr(owner, dns.TypeAAAA), AAAA: net.IP(b[:16:16])}}
-		one.list[0] = &one.rr
-		return one.list[:]
-	}
-	vals := make([]dns.AAAA, len(b)/16)
-	dst = grow(dst, len(vals))
-	for i := range vals {
-		vals[i] = dns.AAAA{Hdr: z.hdr(owner, dns.TypeAAAA), AAAA: net.IP(b[16*i : 16*i+16 : 16*i+16])}
-		dst = append(dst, &vals[i])
-	}
-	return dst
-}
-
-type oneA struct {
-	rr   dns.A
-	list [1]dns.RR
-}
-
-type onePTR struct {
-	rr   dns.PTR
-	list [1]dns.RR
-}
-
-type oneAAAA struct {
-	rr   dns.AAAA
-	list [1]dns.RR
-}
-
-// grow returns dst with room for n more records.
-func grow(dst []dns.RR, n int) []dns.RR {
-	if dst == nil {
-		return make([]dns.RR, 0, n)
-	}
-	return slices.Grow(dst, n)
-}
-
-// minSRVLen is the fewest bytes an SRV record takes in a message, however
-// it is compressed: an owner name of at least 1 byte (the root; a
-// compression pointer takes 2, any other name more), type, class, TTL and
-// rdlength (10), priority, weight and port (6), and a target of at least 1
-// byte (miekg/dns never compresses it; were it compressed, 2). 18 holds
-// even if a plugin between headless and the server rewrites the names.
-const minSRVLen = 1 + 10 + 6 + 1
-
-// srvKeep returns how many SRV records at most can stay in the Answer of
-// a reply truncated to limit bytes by dns.Msg.Truncate, the way CoreDNS's
-// ScrubWriter truncates every reply: it counts the 12-byte header (and the
-// question, and takes the OPT record's length off the limit: both only
-// lower the count), then keeps the Answer's longest prefix whose
-// compressed length fits. Record i (from 0) fits only if
-// 12 + minSRVLen*(i+1) <= limit. 0 means no limit.
-func srvKeep(limit int) int {
-	if limit <= 0 {
-		return -1
-	}
-	// Truncate treats less than 512 as 512.
-	return (max(limit, dns.MinMsgSize) - 12) / minSRVLen
-}
-
-// srvRecords returns x's SRV records, sorted by target and port, with the
-// weight spread evenly, and the targets' addresses (A, then AAAA) as glue.
-// It allocates a fixed number of times, whatever the number of targets.
-//
-// With a limit (see records), when the SRV records are more than srvKeep
-// allows, it builds only the first srvKeep+1 of them, and no glue, and
-// reports truncated. What the server's truncation makes of that reply is
-// exactly what it makes of the full one: the records are the full
-// answer's first ones, in the same order, with the same weight (computed
-// from the full count); the full reply's truncation keeps a prefix of
-// them no longer than srvKeep, runs out of room inside the Answer, so it
-// keeps nothing of Authority or Additional (no glue) and sets TC; the short
-// reply still holds record srvKeep, which cannot fit, so its truncation
-// takes the same path (compressed, not the early return for a reply that
-// fits uncompressed), keeps the same prefix, and drops the same sections.
-func (z *names) srvRecords(x hit, owner string, limit int) (answer, extra []dns.RR, truncated bool) {
-	d := x.idx
-	var (
-		from, to int // the members that may be targets
-		count    int // SRV records
-		np       *namedPort
-	)
-	switch x.kind {
-	case hitApex:
-		from, to, count = 0, len(d.members), d.srvs
-	case hitMember:
-		from, to = x.i, x.i+1
-		count = len(d.sets[d.members[x.i].set].nums)
-	case hitPort:
-		np = &d.named[x.i]
-		from, to, count = 0, len(d.members), np.srvs
-	default:
-		return nil, nil, false
-	}
-	build := count // SRV records to build
-	if keep := srvKeep(limit); keep >= 0 && count > keep {
-		build, truncated = keep+1, true
-	}
-	// The numbers each port set gives: all of them, or the named port's.
-	var one [1][]uint16
-	nums := one[:0]
-	if len(d.sets) > 1 {
-		nums = make([][]uint16, 0, len(d.sets))
-	}
-	for i := range d.sets {
-		if np == nil {
-			nums = append(nums, d.sets[i].nums)
-			continue
-		}
-		var ns []uint16
-		for _, p := range d.sets[i].ports {
-			if p.name == np.name && p.proto == np.proto {
-				ns = append(ns, p.num)
-			}
-		}
-		nums = append(nums, ns)
-	}
-	var targetsLen, n4, n6 int
-	for i, left := from, build; i < to && left > 0; i++ {
-		m := &d.members[i]
-		if len(nums[m.set]) > 0 {
-			targetsLen += len(m.label) + 1 + len(d.apex)
-			n4 += int(m.n4)
-			n6 += int(m.n6)
-			left -= len(nums[m.set])
-		}
-	}
-	if truncated {
-		n4, n6 = 0, 0 // the truncation would drop all the glue
-	}
-	// Every target is carved from one string.
-	var tb strings.Builder
-	tb.Grow(targetsLen)
-	srvs := make([]dns.SRV, 0, build)
-	glue4 := make([]dns.A, 0, n4)
-	glue6 := make([]dns.AAAA, 0, n6)
-	// The weight is the full answer's, whatever is built.
-	weight := uint16(max(1, 100/max(1, count)))
-	for i := from; i < to && len(srvs) < build; i++ {
-		m := &d.members[i]
-		if len(nums[m.set]) == 0 {
-			continue
-		}
-		start := tb.Len()
-		tb.WriteString(m.label)
-		tb.WriteByte('.')
-		tb.WriteString(d.apex)
-		// tb's bytes never move: it was grown to the full length.
-		target := tb.String()[start:]
-		for _, num := range nums[m.set] {
-			if len(srvs) == build {
-				break
-			}
-			srvs = append(srvs, dns.SRV{Hdr: z.hdr(owner, dns.TypeSRV), Weight: weight, Port: num, Target: target})
-		}
-		if truncated {
-			continue
-		}
-		v4, v6 := m.v4(d.svcData), m.v6(d.svcData)
-		for j := 0; j < len(v4); j += 4 {
-			glue4 = append(glue4, dns.A{Hdr: z.hdr(target, dns.TypeA), A: net.IP(v4[j : j+4 : j+4])})
-		}
-		for j := 0; j < len(v6); j += 16 {
-			glue6 = append(glue6, dns.AAAA{Hdr: z.hdr(target, dns.TypeAAAA), AAAA: net.IP(v6[j : j+16 : j+16])})
-		}
-	}
-	answer = make([]dns.RR, len(srvs))
-	for i := range srvs {
-		answer[i] = &srvs[i]
-	}
-	if truncated {
-		return answer, nil, true
-	}
-	extra = make([]dns.RR, 0, len(glue4)+len(glue6))
-	for i := range glue4 {
-		extra = append(extra, &glue4[i])
-	}
-	for i := range glue6 {
-		extra = append(extra, &glue6[i])
-	}
-	return answer, extra, false
-}
-
-// ptrRecords appends x's PTR records: one per headless service that names
-// the address, in name order.
-func (z *names) ptrRecords(dst []dns.RR, t *table, x hit, owner string) []dns.RR {
-	if x.kind != hitPTR {
-		return dst
-	}
-	primary := z.forward[0]
-	if len(x.ptr.apexes) == 1 && dst == nil {
-		// The usual case: one record and its list in one allocation.
-		apex := x.ptr.apexes[0]
-		idx, _ := t.svcs.get(svcHash(apex[:len(apex)-len(primary)]), apex)
-		if idx == nil {
-			return nil
-		}
-		m := idx.namer(x.address())
-		if m == nil {
-			return nil
-		}
-		one := &onePTR{rr: dns.PTR{Hdr: z.hdr(owner, dns.TypePTR), Ptr: m.label + "." + apex}}
-		one.list[0] = &one.rr
-		return one.list[:]
-	}
-	vals := make([]dns.PTR, 0, len(x.ptr.apexes))
-	for _, apex := range x.ptr.apexes {
-		idx, _ := t.svcs.get(svcHash(apex[:len(apex)-len(primary)]), apex)
-		if idx == nil {
-			continue
-		}
-		if m := idx.namer(x.address()); m != nil {
-			vals = append(vals, dns.PTR{Hdr: z.hdr(owner, dns.TypePTR), Ptr: m.label + "." + apex})
-		}
-	}
-	slices.SortFunc(vals, func(a, b dns.PTR) int { return strings.Compare(a.Ptr, b.Ptr) })
-	if dst == nil {
-		dst = make([]dns.RR, 0, len(vals))
-	}
-	for i := range vals {
-		dst = append(dst, &vals[i])
-	}
-	return dst
-}
-
 // namer returns the member whose name the PTR record of address a (4 or
 // 16 bytes) gives, or nil.
 func (d *svcData) namer(a []byte) *member {
@@ -524,5 +413,3 @@ func (d *svcData) namer(a []byte) *member {
 	}
 	return nil
 }
-
-func compareBytes(a, b []byte) int { return bytes.Compare(a, b) }

@@ -1,7 +1,6 @@
 package headless
 
 import (
-	"reflect"
 	"sync/atomic"
 
 	"github.com/coredns/coredns/plugin"
@@ -11,23 +10,13 @@ import (
 	"github.com/miekg/dns"
 )
 
-// kubeNX gives one of the kubernetes plugin's answers for it, when that
-// plugin comes right after headless: NXDOMAIN for an A, AAAA or SRV
-// question under <service>.<namespace>.svc.<zone> when the kubernetes
-// plugin knows no service of that name. Much of what falls through in a
-// cluster is such names (a pod's resolver tries the first search-path
-// expansion, under its own namespace, for every external name; services
-// that are gone), and the kubernetes plugin spends far more on them than
-// a lookup in its own service index: it parses the name, checks the
-// namespace, then looks the service up.
-//
-// The answer is the kubernetes plugin's, byte for byte: its service index
-// decides, its SOA (its serial, its TTL, the zone in the question's case)
-// goes in the authority section, and every case it answers otherwise is
-// passed on to it untouched: a service it has (of any type), a name its
-// fallthrough covers, before it has synced, other question types (it
-// answers SOA below the apex with NODATA), zones it does not serve exactly
-// as headless does, multicluster zones, and names with escaped dots.
+// kubeNX gives, for the kubernetes plugin right after headless, its
+// NXDOMAIN for an A, AAAA or SRV question under <svc>.<ns>.svc.<zone> when
+// it has no such service. Pods' resolvers ask many such names (search-path
+// expansions, services that are gone), and that plugin spends far more on
+// each than a lookup in its service index. The answer is its own, byte for
+// byte; every case it would answer otherwise is passed on (see answer and
+// newKubeNX).
 type kubeNX struct {
 	k *kubernetes.Kubernetes
 	// zones is, per headless zone, whether names under it reach the
@@ -56,20 +45,25 @@ type kubeZone struct {
 }
 
 // newKubeNX returns the kubeNX for next, or nil when next is not the
-// kubernetes plugin or none of zones qualifies.
-func newKubeNX(next plugin.Handler, zones []string, reverse []bool, flat []bool) *kubeNX {
+// kubernetes plugin or none of zones qualifies. It fails when it cannot
+// tell which zones are multicluster ones.
+func newKubeNX(next plugin.Handler, zones []string, reverse []bool, flat []bool) (*kubeNX, error) {
 	k, ok := next.(*kubernetes.Kubernetes)
 	if !ok || k == nil || k.APIConn == nil {
-		return nil
+		return nil, nil
 	}
-	multi, known := multiclusterZones(k)
-	if !known {
-		return nil // a kubernetes plugin this code was not written against
-	}
+	probe := newKubeProbe(k)
 	x := &kubeNX{k: k, zones: make([]kubeZone, len(zones))}
 	found := false
 	for i, z := range zones {
-		if reverse[i] || flat[i] || plugin.Zones(multi).Matches(z) != "" {
+		if reverse[i] || flat[i] {
+			continue
+		}
+		multi, err := probe.multicluster(z)
+		if err != nil {
+			return nil, err
+		}
+		if multi {
 			continue
 		}
 		// Names under z reach the kubernetes plugin with zone z only if
@@ -89,28 +83,9 @@ func newKubeNX(next plugin.Handler, zones []string, reverse []bool, flat []bool)
 		}
 	}
 	if !found {
-		return nil
+		return nil, nil
 	}
-	return x
-}
-
-// multiclusterZones reads the kubernetes plugin's multicluster zones,
-// which it keeps unexported; known is false when the field is not where
-// CoreDNS v1.15 keeps it.
-func multiclusterZones(k *kubernetes.Kubernetes) (zones []string, known bool) {
-	opts := reflect.ValueOf(k).Elem().FieldByName("opts")
-	if !opts.IsValid() || opts.Kind() != reflect.Struct {
-		return nil, false
-	}
-	f := opts.FieldByName("multiclusterZones")
-	if !f.IsValid() || f.Kind() != reflect.Slice || f.Type().Elem().Kind() != reflect.String {
-		return nil, false
-	}
-	zones = make([]string, f.Len())
-	for i := range zones {
-		zones[i] = f.Index(i).String()
-	}
-	return zones, true
+	return x, nil
 }
 
 // answer writes the kubernetes plugin's NXDOMAIN for r and reports true,

@@ -20,8 +20,7 @@ type kubeConn struct {
 	svcs     map[string][]*object.Service // "<name>.<namespace>"
 	ns       map[string]bool
 	unsynced bool
-	// calls counts the calls of the methods the kubernetes plugin asks
-	// on its way to an NXDOMAIN.
+	// calls counts the calls of each method.
 	calls map[string]int
 }
 
@@ -32,22 +31,43 @@ func (c *kubeConn) call(m string) {
 	c.calls[m]++
 }
 
-func (c *kubeConn) ServiceList() []*object.Service             { return nil }
-func (c *kubeConn) EndpointsList() []*object.Endpoints         { return nil }
-func (c *kubeConn) ServiceImportList() []*object.ServiceImport { return nil }
-func (c *kubeConn) SvcIndex(k string) []*object.Service        { c.call("SvcIndex"); return c.svcs[k] }
-func (c *kubeConn) SvcIndexReverse(string) []*object.Service   { return nil }
-func (c *kubeConn) SvcExtIndexReverse(string) []*object.Service {
+func (c *kubeConn) ServiceList() []*object.Service { c.call("ServiceList"); return nil }
+func (c *kubeConn) EndpointsList() []*object.Endpoints {
+	c.call("EndpointsList")
 	return nil
 }
-func (c *kubeConn) SvcImportIndex(string) []*object.ServiceImport { return nil }
-func (c *kubeConn) PodIndex(string) []*object.Pod                 { return nil }
-func (c *kubeConn) EpIndex(string) []*object.Endpoints            { return nil }
-func (c *kubeConn) EpIndexReverse(string) []*object.Endpoints     { return nil }
+func (c *kubeConn) ServiceImportList() []*object.ServiceImport {
+	c.call("ServiceImportList")
+	return nil
+}
+func (c *kubeConn) SvcIndex(k string) []*object.Service { c.call("SvcIndex"); return c.svcs[k] }
+func (c *kubeConn) SvcIndexReverse(string) []*object.Service {
+	c.call("SvcIndexReverse")
+	return nil
+}
+func (c *kubeConn) SvcExtIndexReverse(string) []*object.Service {
+	c.call("SvcExtIndexReverse")
+	return nil
+}
+func (c *kubeConn) SvcImportIndex(string) []*object.ServiceImport {
+	c.call("SvcImportIndex")
+	return nil
+}
+func (c *kubeConn) PodIndex(string) []*object.Pod { c.call("PodIndex"); return nil }
+func (c *kubeConn) EpIndex(string) []*object.Endpoints {
+	c.call("EpIndex")
+	return nil
+}
+func (c *kubeConn) EpIndexReverse(string) []*object.Endpoints {
+	c.call("EpIndexReverse")
+	return nil
+}
 func (c *kubeConn) McEpIndex(string) []*object.MultiClusterEndpoints {
+	c.call("McEpIndex")
 	return nil
 }
 func (c *kubeConn) GetNodeByName(context.Context, string) (*api.Node, error) {
+	c.call("GetNodeByName")
 	return nil, errors.New("no nodes")
 }
 func (c *kubeConn) GetNamespaceByName(n string) (*object.Namespace, error) {
@@ -57,13 +77,16 @@ func (c *kubeConn) GetNamespaceByName(n string) (*object.Namespace, error) {
 	}
 	return &object.Namespace{Name: n}, nil
 }
-func (c *kubeConn) Run()            {}
-func (c *kubeConn) HasSynced() bool { return !c.unsynced }
-func (c *kubeConn) Stop() error     { return nil }
+func (c *kubeConn) Run()            { c.call("Run") }
+func (c *kubeConn) HasSynced() bool { c.call("HasSynced"); return !c.unsynced }
+func (c *kubeConn) Stop() error     { c.call("Stop"); return nil }
 
 // Modified gives each mode its own time, so that a serial read in the
 // wrong mode shows.
-func (c *kubeConn) Modified(m kubernetes.ModifiedMode) int64 { return 1700000042 + int64(m) }
+func (c *kubeConn) Modified(m kubernetes.ModifiedMode) int64 {
+	c.call("Modified")
+	return 1700000042 + int64(m)
+}
 
 // newKube parses a kubernetes stanza as CoreDNS would and gives it conn.
 func newKube(t testing.TB, stanza string, conn *kubeConn) *kubernetes.Kubernetes {
@@ -83,9 +106,11 @@ func kubeHeadless(t *testing.T, k *kubernetes.Kubernetes, fall bool) *Headless {
 	t.Helper()
 	h := newTest(t, cluster(2, 3), fall)
 	h.Next = k
-	if h.kube = newKubeNX(h.Next, h.zones, h.reverse, h.flat); h.kube == nil {
-		t.Fatal("no kubeNX for the kubernetes plugin right after headless")
+	kube, err := newKubeNX(h.Next, h.zones, h.reverse, h.flat)
+	if err != nil || kube == nil {
+		t.Fatalf("no kubeNX for the kubernetes plugin right after headless: %v", err)
 	}
+	h.kube = kube
 	return h
 }
 
@@ -247,7 +272,10 @@ func TestNewKubeNX(t *testing.T) {
 			if tc.stanza != "" {
 				h.Next = newKube(t, tc.stanza, defaultConn())
 			}
-			x := newKubeNX(h.Next, h.zones, h.reverse, h.flat)
+			x, err := newKubeNX(h.Next, h.zones, h.reverse, h.flat)
+			if err != nil {
+				t.Fatal(err)
+			}
 			if tc.want == nil {
 				if x != nil {
 					t.Fatalf("got a kubeNX for zones %v", x.zones)
@@ -288,7 +316,7 @@ func BenchmarkKubeNX(b *testing.B) {
 		for _, on := range []bool{true, false} {
 			h.kube = nil
 			if on {
-				h.kube = newKubeNX(h.Next, h.zones, h.reverse, h.flat)
+				h.kube, _ = newKubeNX(h.Next, h.zones, h.reverse, h.flat)
 			}
 			b.Run(fmt.Sprintf("%s/headless=%v", q.what, on), func(b *testing.B) {
 				serveLoop(b, h, &packer{buf: make([]byte, 0, 512)}, m)

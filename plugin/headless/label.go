@@ -77,8 +77,10 @@ func podLabel(name string) bool {
 	}
 }
 
-// validLabel reports whether s can stand as one label of a DNS name:
-// 1 to 63 letters, digits and hyphens (RFC 1123).
+// validLabel reports whether s can be one label of the names the plugin
+// serves: 1 to 63 letters, digits and hyphens. Unlike an RFC 1123 label it
+// may begin or end with a hyphen, as the kubernetes plugin's names may
+// (::1 is --1); the API server lets only RFC 1123 labels into hostnames.
 func validLabel(s string) bool {
 	if len(s) == 0 || len(s) > 63 {
 		return false

@@ -1,13 +1,9 @@
 package headless
 
 import (
-	"fmt"
 	"net/netip"
 	"testing"
 
-	"github.com/coredns/caddy"
-	"github.com/coredns/coredns/plugin/kubernetes"
-	"github.com/coredns/coredns/plugin/test"
 	corev1 "k8s.io/api/core/v1"
 	discovery "k8s.io/api/discovery/v1"
 )
@@ -37,6 +33,9 @@ func TestEndpointLabel(t *testing.T) {
 		{name: "pod name 63", ep: discovery.Endpoint{TargetRef: pod(long[:63])}, addr: "10.244.0.1", podNames: true, label: long[:63]},
 		{name: "empty pod name", ep: discovery.Endpoint{TargetRef: pod("")}, addr: "10.244.0.1", podNames: true, label: "10-244-0-1"},
 		{name: "empty hostname", ep: discovery.Endpoint{Hostname: ptrTo("")}, addr: "10.244.0.1", label: "10-244-0-1"},
+		// Not an RFC 1123 label, which the API server would refuse; the
+		// kubernetes plugin names the endpoint so all the same.
+		{name: "hostname with hyphens at the ends", ep: discovery.Endpoint{Hostname: ptrTo("-web-")}, addr: "10.244.0.1", label: "-web-", fromHost: true},
 		{name: "ipv6", addr: "fd00::5", label: "fd00--5"},
 		{name: "ipv6 trailing colons", addr: "fd00::", label: "fd00--0"},
 		{name: "ipv6 leading colons", addr: "::1", label: "--1"},
@@ -50,87 +49,6 @@ func TestEndpointLabel(t *testing.T) {
 		label, fromHost := endpointLabel(&tc.ep, tc.addr, a, tc.podNames)
 		if label != tc.label || fromHost != tc.fromHost {
 			t.Errorf("%s: got %q (hostname %v), want %q (hostname %v)", tc.name, label, fromHost, tc.label, tc.fromHost)
-		}
-	}
-}
-
-// The kubernetes plugin's endpoint_pod_names is read from its handler; the
-// test pins the unexported field against the CoreDNS version in go.mod.
-func TestKubernetesPodNames(t *testing.T) {
-	for _, tc := range []struct {
-		input string
-		want  bool
-	}{
-		{"kubernetes cluster.local {\nendpoint_pod_names\n}", true},
-		{"kubernetes cluster.local", false},
-		{"kubernetes cluster.local {\npods insecure\n}", false},
-	} {
-		k, err := kubernetes.ParseStanza(caddyController(tc.input))
-		if err != nil {
-			t.Fatalf("%q: %v", tc.input, err)
-		}
-		if got := kubernetesPodNames(k); got != tc.want {
-			t.Errorf("%q: endpoint_pod_names %v, want %v", tc.input, got, tc.want)
-		}
-	}
-	if kubernetesPodNames(nil) || kubernetesPodNames(&Headless{}) || kubernetesPodNames(test.ErrorHandler()) {
-		t.Error("another handler read as the kubernetes plugin with endpoint_pod_names")
-	}
-}
-
-func caddyController(input string) *caddy.Controller {
-	c := caddy.NewTestController("dns", input)
-	c.Next()
-	return c
-}
-
-// The informer caches keep an endpoint's targetRef name only when
-// endpoint_pod_names needs it: for an endpoint without a valid hostname.
-// Whatever they drop, the members built from a slimmed slice are those
-// built from the slice itself.
-func TestSlimPodNames(t *testing.T) {
-	in := &discovery.EndpointSlice{AddressType: discovery.AddressTypeIPv4, Endpoints: []discovery.Endpoint{{
-		Addresses: []string{"10.244.0.1"},
-		TargetRef: &corev1.ObjectReference{Kind: "Pod", Namespace: "ns", Name: "web-0", UID: "u"},
-	}, {
-		Addresses:  []string{"10.244.0.2"},
-		Hostname:   ptrTo("web-1"),
-		TargetRef:  &corev1.ObjectReference{Kind: "Pod", Namespace: "ns", Name: "web-1", UID: "v"},
-		Conditions: discovery.EndpointConditions{Ready: ptrTo(true), Serving: ptrTo(true)},
-	}, {
-		Addresses:  []string{"10.244.0.3"},
-		Hostname:   ptrTo("Not_A_Label"),
-		TargetRef:  &corev1.ObjectReference{Kind: "Pod", Namespace: "ns", Name: "web-2"},
-		Conditions: discovery.EndpointConditions{Ready: ptrTo(true)},
-	}, {
-		Addresses:  []string{"10.244.0.4"},
-		Hostname:   ptrTo("web-3"),
-		Conditions: discovery.EndpointConditions{Ready: ptrTo(false)},
-	}}}
-	for _, podNames := range []bool{false, true} {
-		o, err := (&kubeSource{podNames: podNames}).slim(in.DeepCopy())
-		if err != nil {
-			t.Fatal(err)
-		}
-		out := o.(*discovery.EndpointSlice)
-		for i, ep := range out.Endpoints {
-			ref := ep.TargetRef
-			needed := podNames && i != 1 && in.Endpoints[i].TargetRef != nil
-			switch {
-			case !needed && ref != nil:
-				t.Errorf("podNames %v, endpoint %d: targetRef %+v kept, but never read", podNames, i, ref)
-			case needed && (ref == nil || ref.Name != in.Endpoints[i].TargetRef.Name || ref.UID != ""):
-				t.Errorf("podNames %v, endpoint %d: targetRef %+v, want only the name %s", podNames, i, ref, in.Endpoints[i].TargetRef.Name)
-			}
-		}
-		want, got := collect([]*discovery.EndpointSlice{in}, podNames), collect([]*discovery.EndpointSlice{out}, podNames)
-		if len(got) != len(want) {
-			t.Fatalf("podNames %v: %d members from the slimmed slice, %d from the slice", podNames, len(got), len(want))
-		}
-		for i := range want {
-			if g, w := fmt.Sprint(got[i].label, got[i].hostname, got[i].v4), fmt.Sprint(want[i].label, want[i].hostname, want[i].v4); g != w {
-				t.Errorf("podNames %v: member %s from the slimmed slice, %s from the slice", podNames, g, w)
-			}
 		}
 	}
 }

@@ -1,7 +1,8 @@
 package headless
 
-// maxName is the longest domain name in presentation form that a query can
-// carry (RFC 1035: 255 octets on the wire, 254 characters with the root dot).
+// maxName bounds the names fold takes. RFC 1035's 255 octets on the wire
+// are 254 characters in presentation form, root dot included; only escapes
+// make a name longer, and the plugin owns no name with one.
 const maxName = 255
 
 // fold writes the ASCII-lowercased form of name into buf and returns the
@@ -110,4 +111,15 @@ func prevDot(b []byte, i int) int {
 		}
 	}
 	return -1
+}
+
+// inZones reports whether name, lowercased and without escapes, is one of
+// zones or below one.
+func inZones[T ~string | ~[]byte](name T, zones []string) bool {
+	for _, z := range zones {
+		if z == "." || string(name) == z || len(name) > len(z) && name[len(name)-len(z)-1] == '.' && string(name[len(name)-len(z):]) == z {
+			return true
+		}
+	}
+	return false
 }

@@ -1,570 +1,299 @@
 package headless
 
 import (
-	"crypto/sha256"
-	"encoding/binary"
-	"net/netip"
+	"net"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/miekg/dns"
-	corev1 "k8s.io/api/core/v1"
-	discovery "k8s.io/api/discovery/v1"
-	"k8s.io/apimachinery/pkg/types"
 )
 
-// svcKey names a Service.
-type svcKey = types.NamespacedName
-
-// names are the zones one plugin instance serves, split by kind, and the
-// TTL its records carry. All zones are lowercased and fully qualified.
-type names struct {
-	forward []string // the first is the primary zone: PTR targets live there
-	reverse []string
-	ttl     uint32
-	// podNames names endpoints without a hostname after the pod their
-	// targetRef names, as the kubernetes plugin's endpoint_pod_names does.
-	podNames bool
+// records returns the records of x for qtype, owned by owner, and for SRV
+// the targets' addresses as extra; PTR targets are read from t. Each call
+// makes new records, so no caller can change the snapshot through them.
+//
+// limit is the size the reply will be truncated to (request.Request.Size),
+// or 0 for none; only SRV answers use it. truncated reports that records
+// the truncation would have removed were left out: the caller sets TC.
+func (c *config) records(t *table, x hit, qtype uint16, owner string, limit int) (answer, extra []dns.RR, truncated bool) {
+	switch qtype {
+	case dns.TypeA, dns.TypeAAAA:
+		return c.addrRecords(nil, x, qtype, owner), nil, false
+	case dns.TypeSRV:
+		return c.srvRecords(x, owner, limit)
+	case dns.TypePTR:
+		return c.ptrRecords(nil, t, x, owner), nil, false
+	case dns.TypeANY:
+		answer = c.addrRecords(nil, x, dns.TypeA, owner)
+		answer = c.addrRecords(answer, x, dns.TypeAAAA, owner)
+		srv, _, _ := c.srvRecords(x, owner, 0)
+		answer = append(answer, srv...)
+		return c.ptrRecords(answer, t, x, owner), nil, false
+	}
+	return nil, nil, false
 }
 
-// draft is one name inside a service as collect finds it: the ready
-// endpoints that share a hostname (or, without one, an address).
-type draft struct {
-	label    string
-	hostname bool // label came from the endpoint's hostname
-	v4, v6   []netip.Addr
-	ports    []port
-	slice    int  // the last slice whose ports were added, plus one
-	shared   bool // ports is one slice's list, not the draft's own copy
-
-	one [1]netip.Addr // room for the usual single address
+// addrRecords appends x's A or AAAA records.
+func (c *config) addrRecords(dst []dns.RR, x hit, qtype uint16, owner string) []dns.RR {
+	var b []byte
+	switch x.kind {
+	case hitApex:
+		if qtype == dns.TypeA {
+			b = x.idx.all[:x.idx.all4]
+		} else {
+			b = x.idx.all[x.idx.all4:]
+		}
+	case hitMember:
+		m := &x.idx.members[x.i]
+		if qtype == dns.TypeA {
+			b = m.v4(x.idx.svcData)
+		} else {
+			b = m.v6(x.idx.svcData)
+		}
+	}
+	return c.appendAddrs(dst, owner, qtype == dns.TypeA, b)
 }
 
-type port struct {
-	name  string // lowercased; empty for an unnamed port
-	proto string // lowercased: tcp, udp, sctp
-	num   uint16
+// appendAddrs appends an A (v4) or AAAA record owned by owner for each
+// address packed in b. A single record and its list, the usual answer to
+// a pod's name, come in one allocation.
+func (c *config) appendAddrs(dst []dns.RR, owner string, v4 bool, b []byte) []dns.RR {
+	if len(b) == 0 {
+		return dst
+	}
+	if v4 {
+		if dst == nil && len(b) == 4 {
+			one := &oneA{rr: dns.A{Hdr: c.hdr(owner, dns.TypeA), A: net.IP(b[:4:4])}}
+			one.list[0] = &one.rr
+			return one.list[:]
+		}
+		vals := make([]dns.A, len(b)/4)
+		dst = grow(dst, len(vals))
+		for i := range vals {
+			vals[i] = dns.A{Hdr: c.hdr(owner, dns.TypeA), A: net.IP(b[4*i : 4*i+4 : 4*i+4])}
+			dst = append(dst, &vals[i])
+		}
+		return dst
+	}
+	if dst == nil && len(b) == 16 {
+		one := &oneAAAA{rr: dns.AAAA{Hdr: c.hdr(owner, dns.TypeAAAA), AAAA: net.IP(b[:16:16])}}
+		one.list[0] = &one.rr
+		return one.list[:]
+	}
+	vals := make([]dns.AAAA, len(b)/16)
+	dst = grow(dst, len(vals))
+	for i := range vals {
+		vals[i] = dns.AAAA{Hdr: c.hdr(owner, dns.TypeAAAA), AAAA: net.IP(b[16*i : 16*i+16 : 16*i+16])}
+		dst = append(dst, &vals[i])
+	}
+	return dst
 }
 
-// IsHeadless reports whether svc is served by this plugin: a Service with
-// clusterIP None. ExternalName services are never headless.
-func IsHeadless(svc *corev1.Service) bool {
-	return svc != nil && svc.Spec.ClusterIP == corev1.ClusterIPNone && svc.Spec.Type != corev1.ServiceTypeExternalName
+type oneA struct {
+	rr   dns.A
+	list [1]dns.RR
 }
 
-// sum is a digest of everything build reads: the service's name and its
-// members. Two equal sums give the same fragment, so a rebuild whose sum
-// did not change can keep what it served.
-// buf is room to reuse; it returns it, grown, for the next call.
-func (z *names) sum(svc *corev1.Service, members []*draft, buf []byte) ([32]byte, []byte) {
-	buf = buf[:0]
-	str := func(s string) {
-		buf = binary.AppendUvarint(buf, uint64(len(s)))
-		buf = append(buf, s...)
-	}
-	str(strings.ToLower(svc.Namespace))
-	str(strings.ToLower(svc.Name))
-	for _, m := range members {
-		str(m.label)
-		buf = append(buf, boolByte(m.hostname))
-		buf = binary.AppendUvarint(buf, uint64(len(m.v4)))
-		for _, a := range m.v4 {
-			b := a.As4()
-			buf = append(buf, b[:]...)
-		}
-		buf = binary.AppendUvarint(buf, uint64(len(m.v6)))
-		for _, a := range m.v6 {
-			b := a.As16()
-			buf = append(buf, b[:]...)
-		}
-		buf = binary.AppendUvarint(buf, uint64(len(m.ports)))
-		for _, p := range m.ports {
-			str(p.name)
-			str(p.proto)
-			buf = binary.BigEndian.AppendUint16(buf, p.num)
-		}
-	}
-	return sha256.Sum256(buf), buf
+type onePTR struct {
+	rr   dns.PTR
+	list [1]dns.RR
 }
 
-func boolByte(b bool) byte {
-	if b {
-		return 1
-	}
-	return 0
+type oneAAAA struct {
+	rr   dns.AAAA
+	list [1]dns.RR
 }
 
-// build makes the data of one headless service from its members (see
-// collect): their addresses packed in one array, their ports shared per
-// slice, and what the service's name, its named ports and its reverse
-// names need, sorted for binary search. It is pure: the same input gives
-// the same data.
-func (z *names) build(drafts []*draft) *svcData {
-	d := &svcData{}
-	n4, n6 := 0, 0
-	for _, m := range drafts {
-		n4, n6 = n4+len(m.v4), n6+len(m.v6)
+// grow returns dst with room for n more records.
+func grow(dst []dns.RR, n int) []dns.RR {
+	if dst == nil {
+		return make([]dns.RR, 0, n)
 	}
-	all4 := make([]uint32, 0, n4)
-	var all6 []netip.Addr
-	if n6 > 0 {
-		all6 = make([]netip.Addr, 0, n6)
-	}
-	for _, m := range drafts {
-		for _, a := range m.v4 {
-			all4 = append(all4, be32(a.AsSlice()))
-		}
-		all6 = append(all6, m.v6...)
-	}
-	d.endpoints = len(all4) + len(all6)
-	d.addrs = make([]byte, 0, 4*len(all4)+16*len(all6))
-	d.members = make([]member, len(drafts))
-	var sets map[*port]uint32 // made when a service has many port sets
-	for i, m := range drafts {
-		out := &d.members[i]
-		out.label, out.hostname = m.label, m.hostname
-		out.addr = uint32(len(d.addrs))
-		out.n4, out.n6 = uint32(len(m.v4)), uint32(len(m.v6))
-		for _, a := range m.v4 {
-			b := a.As4()
-			d.addrs = append(d.addrs, b[:]...)
-		}
-		for _, a := range m.v6 {
-			b := a.As16()
-			d.addrs = append(d.addrs, b[:]...)
-		}
-		out.set = d.portSet(m.ports, &sets)
-		d.srvs += len(d.sets[out.set].nums)
-	}
-
-	// The service's own addresses, each once.
-	slices.Sort(all4)
-	slices.SortFunc(all6, netip.Addr.Compare)
-	all4, all6 = slices.Compact(all4), slices.Compact(all6)
-	d.all = make([]byte, 0, 4*len(all4)+16*len(all6))
-	for _, a := range all4 {
-		d.all = binary.BigEndian.AppendUint32(d.all, a)
-	}
-	d.all4 = len(d.all)
-	for _, a := range all6 {
-		b := a.As16()
-		d.all = append(d.all, b[:]...)
-	}
-
-	// Named ports, and the _<proto> names above them: each set's named
-	// ports give one SRV record per member that has the set.
-	perSet := make([]int, len(d.sets))
-	for i := range d.members {
-		perSet[d.members[i].set]++
-	}
-	for si := range d.sets {
-		for _, p := range d.sets[si].ports {
-			if p.name == "" {
-				continue
-			}
-			j := slices.IndexFunc(d.named, func(n namedPort) bool { return n.name == p.name && n.proto == p.proto })
-			if j < 0 {
-				j = len(d.named)
-				d.named = append(d.named, namedPort{label: "_" + p.name + "._" + p.proto, name: p.name, proto: p.proto})
-				d.ents = append(d.ents, "_"+p.proto)
-			}
-			d.named[j].srvs += perSet[si]
-		}
-	}
-	slices.SortFunc(d.named, func(a, b namedPort) int { return labelOrder(a.label, b.label) })
-
-	// A pod name with dots ("a.b") is several labels; the names between
-	// it and the service ("b.<svc>...") exist, empty, unless a member has
-	// that name.
-	for i := range d.members {
-		for l := d.members[i].label; strings.Contains(l, "."); {
-			_, l, _ = strings.Cut(l, ".")
-			if _, ok := slices.BinarySearchFunc(d.members, l, func(m member, l string) int { return labelOrder(m.label, l) }); !ok {
-				d.ents = append(d.ents, l)
-			}
-		}
-	}
-	slices.SortFunc(d.ents, labelOrder)
-	d.ents = slices.Clip(slices.Compact(d.ents))
-
-	// Reverse names: the addresses of members named by their hostname,
-	// in the reverse zones, each with its first member in name order.
-	if len(z.reverse) > 0 {
-		d.ptr4 = make([]uint64, 0, len(all4))
-		for i := range d.members {
-			m := &d.members[i]
-			if !m.hostname {
-				continue
-			}
-			v4, v6 := m.v4(d), m.v6(d)
-			for j := 0; j < len(v4); j += 4 {
-				if z.addrInZones(netip.AddrFrom4([4]byte(v4[j : j+4]))) {
-					d.ptr4 = append(d.ptr4, uint64(be32(v4[j:]))<<32|uint64(i))
-				}
-			}
-			for j := 0; j < len(v6); j += 16 {
-				if z.addrInZones(netip.AddrFrom16([16]byte(v6[j : j+16]))) {
-					d.ptr6 = append(d.ptr6, addrRef{off: m.addr + uint32(len(v4)+j), m: uint32(i)})
-				}
-			}
-		}
-		slices.Sort(d.ptr4)
-		d.ptr4 = slices.Clip(slices.CompactFunc(d.ptr4, func(a, b uint64) bool { return a>>32 == b>>32 }))
-		d.ptr6 = d.sortRefs(d.ptr6)
-	}
-	return d
+	return slices.Grow(dst, n)
 }
 
-// portSet returns the index of the set of ports ps in d.sets, adding it
-// the first time. Members of one slice share its list, and so one set.
-// seen indexes the sets once there are many.
-func (d *svcData) portSet(ps []port, seen *map[*port]uint32) uint32 {
-	var key *port
-	if len(ps) > 0 {
-		key = &ps[0]
+// minSRVLen is the fewest bytes an SRV record takes in a message, however
+// it is compressed: an owner name of at least 1 byte (the root; a
+// compression pointer takes 2, any other name more), type, class, TTL and
+// rdlength (10), priority, weight and port (6), and a target of at least 1
+// byte (miekg/dns never compresses it; were it compressed, 2). 18 holds
+// even if a plugin between headless and the server rewrites the names.
+const minSRVLen = 1 + 10 + 6 + 1
+
+// srvKeep returns how many SRV records at most can stay in the Answer of
+// a reply truncated to limit bytes by dns.Msg.Truncate, the way CoreDNS's
+// ScrubWriter truncates every reply: it counts the 12-byte header (and the
+// question, and takes the OPT record's length off the limit: both only
+// lower the count), then keeps the Answer's longest prefix whose
+// compressed length fits. Record i (from 0) fits only if
+// 12 + minSRVLen*(i+1) <= limit. 0 means no limit.
+func srvKeep(limit int) int {
+	if limit <= 0 {
+		return -1
 	}
-	same := func(i int) bool {
-		q := d.sets[i].ports
-		return len(q) == 0 && key == nil || len(q) > 0 && &q[0] == key
-	}
-	if n := len(d.sets); n > 0 && same(n-1) {
-		return uint32(n - 1) // the same as the member before, usually
-	}
-	if *seen == nil {
-		for i := range d.sets {
-			if same(i) {
-				return uint32(i)
-			}
-		}
-	} else if i, ok := (*seen)[key]; ok {
-		return i
-	}
-	s := portSet{ports: ps}
-	for _, p := range portsOrNone(ps) {
-		s.nums = append(s.nums, p.num)
-	}
-	slices.Sort(s.nums)
-	s.nums = slices.Clip(slices.Compact(s.nums))
-	i := uint32(len(d.sets))
-	d.sets = append(d.sets, s)
-	switch {
-	case *seen != nil:
-		(*seen)[key] = i
-	case len(d.sets) > 8:
-		*seen = map[*port]uint32{}
-		for j := range d.sets {
-			var k *port
-			if len(d.sets[j].ports) > 0 {
-				k = &d.sets[j].ports[0]
-			}
-			(*seen)[k] = uint32(j)
-		}
-	}
-	return i
+	// Truncate treats less than 512 as 512.
+	return (max(limit, dns.MinMsgSize) - 12) / minSRVLen
 }
 
-// sortRefs sorts refs to IPv6 addresses by address, then member, and keeps
-// the first of each address.
-func (d *svcData) sortRefs(refs []addrRef) []addrRef {
-	addr := func(r addrRef) []byte { return d.addrs[r.off : r.off+16] }
-	slices.SortFunc(refs, func(a, b addrRef) int {
-		if c := compareBytes(addr(a), addr(b)); c != 0 {
-			return c
-		}
-		return int(a.m) - int(b.m)
-	})
-	return slices.Clip(slices.CompactFunc(refs, func(a, b addrRef) bool { return compareBytes(addr(a), addr(b)) == 0 }))
-}
-
-// collect groups the ready endpoints of a service's slices into members,
-// sorted by name (see compareLabels), each with sorted distinct addresses
-// and ports. With podNames, endpoints without a hostname are named after
-// their pods (see endpointLabel). Each address gets a draft of its own;
-// sorting them by label brings those that share a name together, and
-// where several do, the first in slice order gives the member its kind.
-func collect(sl []*discovery.EndpointSlice, podNames bool) []*draft {
-	var c collector
-	return c.collect(sl, podNames)
-}
-
-// collector is collect with buffers that one build after another reuses.
-// What collect returns lives in them: it is good until the next collect
-// or release.
-type collector struct {
-	sum     []byte // for names.sum
-	raw     []draft
-	byLabel []*draft
-	keys    []uint64
-	sorted  []*draft
-}
-
-// keepDrafts is how many drafts a collector keeps room for between builds.
-const keepDrafts = 4096
-
-// release drops the collector's hold on the objects the last collect read,
-// and its buffers when they grew beyond keepDrafts.
-func (c *collector) release() {
-	clear(c.raw)
-	clear(c.byLabel)
-	clear(c.sorted)
-	if cap(c.raw) > keepDrafts || cap(c.sum) > 64*keepDrafts {
-		*c = collector{}
+// srvRecords returns x's SRV records, sorted by target and port, with the
+// weight spread evenly, and the targets' addresses (A, then AAAA) as glue.
+// It allocates a fixed number of times, whatever the number of targets.
+//
+// With a limit (see records), when there are more records than srvKeep
+// allows, it builds only the first srvKeep+1, with the full answer's
+// weight and no glue, and reports truncated: the server's truncation keeps
+// the same prefix of them as of the full answer, and drops the glue of
+// both (TestSRVTruncationEquivalent).
+func (c *config) srvRecords(x hit, owner string, limit int) (answer, extra []dns.RR, truncated bool) {
+	d := x.idx
+	var (
+		from, to int // the members that may be targets
+		count    int // SRV records
+		np       *namedPort
+	)
+	switch x.kind {
+	case hitApex:
+		from, to, count = 0, len(d.members), d.srvs
+	case hitMember:
+		from, to = x.i, x.i+1
+		count = len(d.sets[d.members[x.i].set].nums)
+	case hitPort:
+		np = &d.named[x.i]
+		from, to, count = 0, len(d.members), np.srvs
+	default:
+		return nil, nil, false
 	}
-}
-
-func (c *collector) collect(sl []*discovery.EndpointSlice, podNames bool) []*draft {
-	n := 0
-	for _, s := range sl {
-		if s != nil {
-			for i := range s.Endpoints {
-				n += len(s.Endpoints[i].Addresses)
-			}
-		}
+	build := count // SRV records to build
+	if keep := srvKeep(limit); keep >= 0 && count > keep {
+		build, truncated = keep+1, true
 	}
-	raw := c.raw[:0]
-	if cap(raw) < n {
-		raw = make([]draft, 0, n)
+	// The numbers each port set gives: all of them, or the named port's.
+	var one [1][]uint16
+	nums := one[:0]
+	if len(d.sets) > 1 {
+		nums = make([][]uint16, 0, len(d.sets))
 	}
-	for si, s := range sl {
-		if s == nil || (s.AddressType != discovery.AddressTypeIPv4 && s.AddressType != discovery.AddressTypeIPv6) {
+	for i := range d.sets {
+		if np == nil {
+			nums = append(nums, d.sets[i].nums)
 			continue
 		}
-		ports := slicePorts(s.Ports) // sorted and distinct already
-		for i := range s.Endpoints {
-			ep := &s.Endpoints[i]
-			if ep.Conditions.Ready != nil && !*ep.Conditions.Ready {
-				continue
-			}
-			for _, text := range ep.Addresses {
-				a, err := netip.ParseAddr(text)
-				if err != nil || a.Zone() != "" {
-					continue
-				}
-				a = a.Unmap()
-				// Each address is named on its own, as the kubernetes
-				// plugin names them: an endpoint with two addresses and
-				// no hostname has two names.
-				label, fromHost := endpointLabel(ep, text, a, podNames)
-				raw = append(raw, draft{label: label, hostname: fromHost, ports: ports, shared: true, slice: si + 1, one: [1]netip.Addr{a}})
+		var ns []uint16
+		for _, p := range d.sets[i].ports {
+			if p.name == np.name && p.proto == np.proto {
+				ns = append(ns, p.num)
 			}
 		}
+		nums = append(nums, ns)
 	}
-	c.raw = raw
-	byLabel := resize(c.byLabel, len(raw))
-	c.byLabel = byLabel
-	for i := range raw {
-		byLabel[i] = &raw[i]
-	}
-	c.sortDrafts(byLabel)
-
-	out := byLabel[:0]
-	for i := 0; i < len(byLabel); {
-		m := byLabel[i]
-		j := i + 1
-		for j < len(byLabel) && byLabel[j].label == m.label {
-			j++
+	var targetsLen, n4, n6 int
+	for i, left := from, build; i < to && left > 0; i++ {
+		m := &d.members[i]
+		if len(nums[m.set]) > 0 {
+			targetsLen += len(m.label) + 1 + len(d.apex)
+			n4 += int(m.n4)
+			n6 += int(m.n6)
+			left -= len(nums[m.set])
 		}
-		if j == i+1 {
-			if m.one[0].Is4() {
-				m.v4 = m.one[:1:1]
-			} else {
-				m.v6 = m.one[:1:1]
-			}
-		} else {
-			for _, o := range byLabel[i:j] {
-				if a := o.one[0]; a.Is4() {
-					m.v4 = append(m.v4, a)
-				} else {
-					m.v6 = append(m.v6, a)
-				}
-				if o.slice != m.slice {
-					m.ports, m.shared = append(slices.Clip(m.ports), o.ports...), false
-					m.slice = o.slice
-				}
-			}
-			slices.SortFunc(m.v4, netip.Addr.Compare)
-			m.v4 = slices.Clip(slices.Compact(m.v4))
-			slices.SortFunc(m.v6, netip.Addr.Compare)
-			m.v6 = slices.Clip(slices.Compact(m.v6))
-			if !m.shared {
-				slices.SortFunc(m.ports, comparePort)
-				m.ports = slices.Clip(slices.Compact(m.ports))
-			}
+	}
+	if truncated {
+		n4, n6 = 0, 0 // the truncation would drop all the glue
+	}
+	// Every target is carved from one string.
+	var tb strings.Builder
+	tb.Grow(targetsLen)
+	srvs := make([]dns.SRV, 0, build)
+	glue4 := make([]dns.A, 0, n4)
+	glue6 := make([]dns.AAAA, 0, n6)
+	// The weight is the full answer's, whatever is built.
+	weight := uint16(max(1, 100/max(1, count)))
+	for i := from; i < to && len(srvs) < build; i++ {
+		m := &d.members[i]
+		if len(nums[m.set]) == 0 {
+			continue
 		}
-		out = append(out, m)
-		i = j
-	}
-	return slices.Clip(out)
-}
-
-// sortDrafts sorts drafts by label (see compareLabels), and those with
-// one label in the order they have. Labels of one service mostly share a
-// prefix ("web-"); it sorts numbers made of the 6 bytes after that prefix
-// and each draft's position, and compares whole labels only where those 6
-// bytes are the same.
-func (c *collector) sortDrafts(ds []*draft) {
-	if len(ds) < 2 {
-		return
-	}
-	p := len(ds[0].label)
-	for _, d := range ds[1:] {
-		p = min(p, len(d.label))
-		for i := 0; i < p; i++ {
-			if d.label[i] != ds[0].label[i] {
-				p = i
+		start := tb.Len()
+		tb.WriteString(m.label)
+		tb.WriteByte('.')
+		tb.WriteString(d.apex)
+		// tb's bytes never move: it was grown to the full length.
+		target := tb.String()[start:]
+		for _, num := range nums[m.set] {
+			if len(srvs) == build {
 				break
 			}
+			srvs = append(srvs, dns.SRV{Hdr: c.hdr(owner, dns.TypeSRV), Weight: weight, Port: num, Target: target})
+		}
+		if truncated {
+			continue
+		}
+		v4, v6 := m.v4(d.svcData), m.v6(d.svcData)
+		for j := 0; j < len(v4); j += 4 {
+			glue4 = append(glue4, dns.A{Hdr: c.hdr(target, dns.TypeA), A: net.IP(v4[j : j+4 : j+4])})
+		}
+		for j := 0; j < len(v6); j += 16 {
+			glue6 = append(glue6, dns.AAAA{Hdr: c.hdr(target, dns.TypeAAAA), AAAA: net.IP(v6[j : j+16 : j+16])})
 		}
 	}
-	byLabel := func(a, b *draft) int { return labelOrder(a.label, b.label) }
-	if len(ds) > 1<<16 {
-		slices.SortStableFunc(ds, byLabel)
-		return
+	answer = make([]dns.RR, len(srvs))
+	for i := range srvs {
+		answer[i] = &srvs[i]
 	}
-	keys := resize(c.keys, len(ds))
-	c.keys = keys
-	for i, d := range ds {
-		keys[i] = labelKey(d.label[p:])&^0xffff | uint64(i)
+	if truncated {
+		return answer, nil, true
 	}
-	slices.Sort(keys)
-	sorted := resize(c.sorted, len(ds))
-	c.sorted = sorted
-	for i, k := range keys {
-		sorted[i] = ds[uint16(k)]
+	extra = make([]dns.RR, 0, len(glue4)+len(glue6))
+	for i := range glue4 {
+		extra = append(extra, &glue4[i])
 	}
-	// Labels that the key does not tell apart, in the order they had.
-	for i := 0; i < len(keys); {
-		j := i + 1
-		for j < len(keys) && keys[j]>>16 == keys[i]>>16 {
-			j++
+	for i := range glue6 {
+		extra = append(extra, &glue6[i])
+	}
+	return answer, extra, false
+}
+
+// ptrRecords appends x's PTR records: one per headless service that names
+// the address, in name order.
+func (c *config) ptrRecords(dst []dns.RR, t *table, x hit, owner string) []dns.RR {
+	if x.kind != hitPTR {
+		return dst
+	}
+	primary := c.forward[0]
+	if len(x.ptr.apexes) == 1 && dst == nil {
+		// The usual case: one record and its list in one allocation.
+		apex := x.ptr.apexes[0]
+		idx, _ := t.svcs.Get(svcHash(apex[:len(apex)-len(primary)]), apex)
+		if idx == nil {
+			return nil
 		}
-		if j > i+1 {
-			slices.SortStableFunc(sorted[i:j], byLabel)
+		m := idx.namer(x.address())
+		if m == nil {
+			return nil
 		}
-		i = j
+		one := &onePTR{rr: dns.PTR{Hdr: c.hdr(owner, dns.TypePTR), Ptr: m.label + "." + apex}}
+		one.list[0] = &one.rr
+		return one.list[:]
 	}
-	copy(ds, sorted)
-}
-
-// resize returns s with length n, reusing its array when it has room.
-func resize[T any](s []T, n int) []T {
-	if cap(s) < n {
-		return make([]T, n)
-	}
-	return s[:n]
-}
-
-// labelKey is the first 8 bytes of s+".", padded with zeros, as a big
-// endian number: keys that differ order as compareLabels orders the labels.
-func labelKey(s string) uint64 {
-	var k uint64
-	for i := range 8 {
-		var c byte
-		switch {
-		case i < len(s):
-			c = s[i]
-		case i == len(s):
-			c = '.'
+	vals := make([]dns.PTR, 0, len(x.ptr.apexes))
+	for _, apex := range x.ptr.apexes {
+		idx, _ := t.svcs.Get(svcHash(apex[:len(apex)-len(primary)]), apex)
+		if idx == nil {
+			continue
 		}
-		k = k<<8 | uint64(c)
-	}
-	return k
-}
-
-func slicePorts(in []discovery.EndpointPort) []port {
-	out := make([]port, 0, len(in))
-	for _, p := range in {
-		if p.Port == nil || *p.Port < 0 || *p.Port > 65535 {
-			continue // a nil port means "all ports": nothing to put in an SRV record
-		}
-		q := port{num: uint16(*p.Port), proto: "tcp"}
-		if p.Protocol != nil {
-			q.proto = strings.ToLower(string(*p.Protocol))
-		}
-		if p.Name != nil && *p.Name != "" {
-			if !validLabel(*p.Name) {
-				continue
-			}
-			q.name = strings.ToLower(*p.Name)
-		}
-		out = append(out, q)
-	}
-	slices.SortFunc(out, comparePort)
-	return slices.Clip(slices.Compact(out))
-}
-
-func comparePort(a, b port) int {
-	if c := strings.Compare(a.name, b.name); c != 0 {
-		return c
-	}
-	if c := strings.Compare(a.proto, b.proto); c != 0 {
-		return c
-	}
-	return int(a.num) - int(b.num)
-}
-
-// portsOrNone returns ps, or a single port 0 when a service has no ports,
-// so that its members are still found through the port-less SRV query.
-func portsOrNone(ps []port) []port {
-	if len(ps) == 0 {
-		return []port{{}}
-	}
-	return ps
-}
-
-// reverseName is dns.ReverseAddr for an address already parsed:
-// "4.3.2.1.in-addr.arpa." or the nibbles under ip6.arpa.
-func reverseName(a netip.Addr) string {
-	var buf [maxReverse]byte
-	return string(appendReverse(buf[:0], a))
-}
-
-// maxReverse is the length of the longest reverse name, an IPv6 one.
-const maxReverse = 64 + len("ip6.arpa.")
-
-// addrInZones reports whether the reverse name of a is in the reverse
-// zones.
-func (z *names) addrInZones(a netip.Addr) bool {
-	for _, r := range z.reverse {
-		// The usual zones hold every address of a family.
-		if r == "arpa." || a.Is4() && r == "in-addr.arpa." || a.Is6() && r == "ip6.arpa." {
-			return true
+		if m := idx.namer(x.address()); m != nil {
+			vals = append(vals, dns.PTR{Hdr: c.hdr(owner, dns.TypePTR), Ptr: m.label + "." + apex})
 		}
 	}
-	var buf [maxReverse]byte
-	return inZones(appendReverse(buf[:0], a), z.reverse)
+	slices.SortFunc(vals, func(a, b dns.PTR) int { return strings.Compare(a.Ptr, b.Ptr) })
+	if dst == nil {
+		dst = make([]dns.RR, 0, len(vals))
+	}
+	for i := range vals {
+		dst = append(dst, &vals[i])
+	}
+	return dst
 }
 
-// appendReverse appends the reverse name of a to b.
-func appendReverse(b []byte, a netip.Addr) []byte {
-	if a.Is4() {
-		v := a.As4()
-		for i := 3; i >= 0; i-- {
-			b = strconv.AppendUint(b, uint64(v[i]), 10)
-			b = append(b, '.')
-		}
-		return append(b, "in-addr.arpa."...)
-	}
-	const hex = "0123456789abcdef"
-	v := a.As16()
-	for i := 15; i >= 0; i-- {
-		b = append(b, hex[v[i]&0xf], '.', hex[v[i]>>4], '.')
-	}
-	return append(b, "ip6.arpa."...)
-}
-
-func (z *names) hdr(owner string, t uint16) dns.RR_Header {
-	return dns.RR_Header{Name: owner, Rrtype: t, Class: dns.ClassINET, Ttl: z.ttl}
-}
-
-// inZones reports whether name, lowercased and without escapes, is one of
-// zones or below one.
-func inZones[T ~string | ~[]byte](name T, zones []string) bool {
-	for _, z := range zones {
-		if z == "." || string(name) == z || len(name) > len(z) && name[len(name)-len(z)-1] == '.' && string(name[len(name)-len(z):]) == z {
-			return true
-		}
-	}
-	return false
+func (c *config) hdr(owner string, t uint16) dns.RR_Header {
+	return dns.RR_Header{Name: owner, Rrtype: t, Class: dns.ClassINET, Ttl: c.ttl}
 }

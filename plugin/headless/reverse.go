@@ -1,7 +1,12 @@
 package headless
 
+import (
+	"net/netip"
+	"strconv"
+)
+
 // parseReverse reads the address of a reverse name in the form
-// reverseName writes: four decimal labels without leading zeros under
+// appendReverse writes: four decimal labels without leading zeros under
 // in-addr.arpa., or 32 lowercase hex nibbles under ip6.arpa. Any other
 // name, such as a partial one or 010.0.0.10.in-addr.arpa., reports false:
 // it is no record's owner. key is folded; it never allocates.
@@ -59,4 +64,38 @@ func parseReverse(key []byte) (x hit, ok bool) {
 		return x, true
 	}
 	return hit{}, false
+}
+
+// maxReverse is the length of the longest reverse name, an IPv6 one.
+const maxReverse = 64 + len("ip6.arpa.")
+
+// addrInZones reports whether the reverse name of a is in the reverse
+// zones.
+func (c *config) addrInZones(a netip.Addr) bool {
+	for _, r := range c.reverse {
+		// The usual zones hold every address of a family.
+		if r == "arpa." || a.Is4() && r == "in-addr.arpa." || a.Is6() && r == "ip6.arpa." {
+			return true
+		}
+	}
+	var buf [maxReverse]byte
+	return inZones(appendReverse(buf[:0], a), c.reverse)
+}
+
+// appendReverse appends the reverse name of a to b.
+func appendReverse(b []byte, a netip.Addr) []byte {
+	if a.Is4() {
+		v := a.As4()
+		for i := 3; i >= 0; i-- {
+			b = strconv.AppendUint(b, uint64(v[i]), 10)
+			b = append(b, '.')
+		}
+		return append(b, "in-addr.arpa."...)
+	}
+	const hex = "0123456789abcdef"
+	v := a.As16()
+	for i := 15; i >= 0; i-- {
+		b = append(b, hex[v[i]&0xf], '.', hex[v[i]>>4], '.')
+	}
+	return append(b, "ip6.arpa."...)
 }

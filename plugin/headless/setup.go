@@ -3,7 +3,6 @@ package headless
 import (
 	"errors"
 	"fmt"
-	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -12,6 +11,7 @@ import (
 	"github.com/coredns/caddy"
 	"github.com/coredns/coredns/core/dnsserver"
 	"github.com/coredns/coredns/plugin"
+	"github.com/coredns/coredns/plugin/kubernetes"
 	"github.com/go-logr/logr"
 	"github.com/miekg/dns"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -49,15 +49,25 @@ func setup(c *caddy.Controller) error {
 		// The kubernetes plugin of the same server block is set up by
 		// now; its endpoint_pod_names applies here too, so that both
 		// name an endpoint alike.
-		if !h.names.podNames && kubernetesPodNames(dnsserver.GetConfig(c).Handler("kubernetes")) {
-			h.setPodNames()
-			log.Infof("Naming endpoints without a hostname after their pods, as the kubernetes plugin's endpoint_pod_names does")
+		if k, ok := dnsserver.GetConfig(c).Handler("kubernetes").(*kubernetes.Kubernetes); ok && k != nil && !h.cfg.podNames {
+			on, err := newKubeProbe(k).podNames()
+			if err != nil {
+				return plugin.Error(pluginName, err)
+			}
+			if on {
+				h.setPodNames()
+				log.Infof("Naming endpoints without a hostname after their pods, as the kubernetes plugin's endpoint_pod_names does")
+			}
 		}
-		if h.kube = newKubeNX(h.Next, h.zones, h.reverse, h.flat); h.kube != nil {
+		kube, err := newKubeNX(h.Next, h.zones, h.reverse, h.flat)
+		if err != nil {
+			return plugin.Error(pluginName, err)
+		}
+		if h.kube = kube; kube != nil {
 			log.Infof("Answering NXDOMAIN for services the kubernetes plugin does not have, as it would")
 		}
 		if ks, ok := h.src.(*kubeSource); ok {
-			ks.podNames = h.names.podNames
+			ks.podNames = h.cfg.podNames
 		}
 		if err := h.src.start(h.publish); err != nil {
 			return plugin.Error(pluginName, err)
@@ -83,18 +93,7 @@ func setup(c *caddy.Controller) error {
 	return nil
 }
 
-// parse reads one headless stanza:
-//
-//	headless [ZONES...] {
-//	    kubeconfig PATH [CONTEXT]
-//	    manifests PATH...
-//	    reload DURATION
-//	    namespaces NAMESPACE...
-//	    ttl SECONDS
-//	    negative_ttl SECONDS
-//	    endpoint_pod_names
-//	    fallthrough [ZONES...]
-//	}
+// parse reads one headless stanza (README.md's Syntax).
 func parse(c *caddy.Controller) (*Headless, error) {
 	var h *Headless
 	for c.Next() {
@@ -216,26 +215,26 @@ func parse(c *caddy.Controller) (*Headless, error) {
 // configure sets the zones and TTLs and prepares what ServeDNS needs.
 func (h *Headless) configure(zones []string, ttl, negTTL uint32) error {
 	h.negTTL = negTTL
-	h.names = names{ttl: ttl}
+	h.cfg = config{ttl: ttl}
 	for _, z := range zones {
 		z = strings.ToLower(dns.Fqdn(z))
 		h.zones = append(h.zones, z)
 		rev := dns.IsSubDomain("in-addr.arpa.", z) || dns.IsSubDomain("ip6.arpa.", z)
 		h.reverse = append(h.reverse, rev)
 		if rev {
-			h.names.reverse = append(h.names.reverse, z)
+			h.cfg.reverse = append(h.cfg.reverse, z)
 		} else {
-			h.names.forward = append(h.names.forward, z)
+			h.cfg.forward = append(h.cfg.forward, z)
 		}
 	}
-	if len(h.names.forward) == 0 {
+	if len(h.cfg.forward) == 0 {
 		return fmt.Errorf("zones %s: at least one zone must be a forward zone (such as cluster.local)", strings.Join(zones, " "))
 	}
 	for i, z := range h.zones {
-		h.soa = append(h.soa, newSOA(z, h.names.forward[0], negTTL))
+		h.soa = append(h.soa, newSOA(z, h.cfg.forward[0], negTTL))
 		h.flat = append(h.flat, h.reverse[i] || flatZone(z, h.zones))
 	}
-	h.builder = newBuilder(h.names)
+	h.builder = newBuilder(h.cfg)
 	return nil
 }
 
@@ -253,29 +252,6 @@ func seconds(c *caddy.Controller, opt string, args []string) (uint32, error) {
 
 // setPodNames turns on endpoint_pod_names. Only before the first build.
 func (h *Headless) setPodNames() {
-	h.names.podNames = true
-	h.builder.names.podNames = true
+	h.cfg.podNames = true
+	h.builder.cfg.podNames = true
 }
-
-// kubernetesPodNames reports whether handler is CoreDNS's kubernetes plugin
-// with endpoint_pod_names set. The plugin keeps that option in an
-// unexported field (endpointNameMode), so it is read by reflection, which
-// only reads; a handler of another shape reports false. A test pins the
-// field against the CoreDNS version in go.mod.
-func kubernetesPodNames(handler plugin.Handler) bool {
-	if handler == nil {
-		return false
-	}
-	v := reflect.ValueOf(handler)
-	if v.Kind() != reflect.Pointer || v.IsNil() || v.Elem().Kind() != reflect.Struct {
-		return false
-	}
-	t := v.Elem().Type()
-	if t.PkgPath() != kubernetesPkg || t.Name() != "Kubernetes" {
-		return false
-	}
-	f := v.Elem().FieldByName("endpointNameMode")
-	return f.IsValid() && f.Kind() == reflect.Bool && f.Bool()
-}
-
-const kubernetesPkg = "github.com/coredns/coredns/plugin/kubernetes"

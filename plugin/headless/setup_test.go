@@ -93,11 +93,11 @@ func TestSetup(t *testing.T) {
 		if strings.Join(h.zones, " ") != strings.Join(tc.zones, " ") {
 			t.Errorf("test %d: zones %v, want %v", i, h.zones, tc.zones)
 		}
-		if h.names.ttl != tc.ttl || h.negTTL != tc.negTTL || h.soa[0].Minttl != tc.negTTL {
-			t.Errorf("test %d: ttl %d negative_ttl %d (SOA minimum %d), want %d and %d", i, h.names.ttl, h.negTTL, h.soa[0].Minttl, tc.ttl, tc.negTTL)
+		if h.cfg.ttl != tc.ttl || h.negTTL != tc.negTTL || h.soa[0].Minttl != tc.negTTL {
+			t.Errorf("test %d: ttl %d negative_ttl %d (SOA minimum %d), want %d and %d", i, h.cfg.ttl, h.negTTL, h.soa[0].Minttl, tc.ttl, tc.negTTL)
 		}
-		if h.names.podNames != tc.pods || h.builder.names.podNames != tc.pods {
-			t.Errorf("test %d: endpoint_pod_names %v (builder %v), want %v", i, h.names.podNames, h.builder.names.podNames, tc.pods)
+		if h.cfg.podNames != tc.pods || h.builder.cfg.podNames != tc.pods {
+			t.Errorf("test %d: endpoint_pod_names %v (builder %v), want %v", i, h.cfg.podNames, h.builder.cfg.podNames, tc.pods)
 		}
 		if fell := h.Fall.Through("x.cluster.local."); fell != tc.fall && tc.zones[0] == "cluster.local." {
 			t.Errorf("test %d: fallthrough %v, want %v", i, fell, tc.fall)

@@ -16,7 +16,7 @@ import (
 // snapshot is what ServeDNS reads: an immutable table and the SOA serial
 // that goes with it.
 type snapshot struct {
-	names  *table
+	table  *table
 	serial uint32
 }
 
@@ -35,7 +35,7 @@ type lister interface {
 // Sources call apply from one goroutine at a time; mu makes that a rule.
 type builder struct {
 	mu      sync.Mutex
-	names   names
+	cfg     config
 	scratch collector // reused by one build after another
 
 	cur       *snapshot // the last snapshot apply returned
@@ -50,16 +50,16 @@ type builder struct {
 
 // served is what the builder remembers of one headless service.
 type served struct {
-	sum       [32]byte // of the inputs of its data (see names.sum)
+	sum       [32]byte // of the inputs of its data (see config.sum)
 	data      *svcData
 	solo      *ptrSet // the reverse maps' value for addresses only it names
 	ancestors []string
 }
 
-func newBuilder(z names) *builder {
+func newBuilder(c config) *builder {
 	return &builder{
-		names:     z,
-		cur:       &snapshot{names: &table{}},
+		cfg:       c,
+		cur:       &snapshot{table: &table{}},
 		svcs:      map[svcKey]*served{},
 		byApex:    map[string]*served{},
 		ancestors: map[string]int{},
@@ -92,7 +92,7 @@ func (b *builder) apply(l lister, keys []svcKey) *snapshot {
 	start := time.Now()
 	defer func() { snapshotBuild.Observe(time.Since(start).Seconds()) }()
 
-	w := newTableWriter(b.cur.names)
+	w := newTableWriter(b.cur.table)
 	for _, k := range keys {
 		old := b.svcs[k]
 		svc := l.service(k)
@@ -102,13 +102,13 @@ func (b *builder) apply(l lister, keys []svcKey) *snapshot {
 			}
 			continue
 		}
-		members := b.scratch.collect(l.slices(k), b.names.podNames)
+		members := b.scratch.collect(l.slices(k), b.cfg.podNames)
 		var sum [32]byte
-		sum, b.scratch.sum = b.names.sum(svc, members, b.scratch.sum)
+		sum, b.scratch.sum = b.cfg.sum(svc, members, b.scratch.sum)
 		if old != nil && old.sum == sum {
 			continue // the same input gives the same data
 		}
-		b.replace(w, k, old, &served{sum: sum, data: b.names.build(members)})
+		b.replace(w, k, old, &served{sum: sum, data: b.cfg.build(members)})
 	}
 	b.scratch.release()
 	if !w.changed() && b.built {
@@ -119,7 +119,7 @@ func (b *builder) apply(l lister, keys []svcKey) *snapshot {
 	// The serial follows the clock, so that it moves forward across
 	// restarts too, and moves at least by one for every change.
 	serial := max(b.cur.serial+1, uint32(time.Now().Unix()))
-	b.cur = &snapshot{names: w.done(), serial: serial}
+	b.cur = &snapshot{table: w.done(), serial: serial}
 	servedObjects.WithLabelValues("service").Set(float64(len(b.svcs)))
 	servedObjects.WithLabelValues("endpoint").Set(float64(b.total))
 	b.named += w.delta()
@@ -135,7 +135,7 @@ var none = &served{data: &svcData{}}
 // nothing).
 func (b *builder) replace(w *tableWriter, k svcKey, old, s *served) {
 	ns, name := strings.ToLower(k.Namespace), strings.ToLower(k.Name)
-	primary := name + "." + ns + ".svc." + b.names.forward[0]
+	primary := name + "." + ns + ".svc." + b.cfg.forward[0]
 	if old == nil {
 		old = none
 	}
@@ -146,14 +146,14 @@ func (b *builder) replace(w *tableWriter, k svcKey, old, s *served) {
 		next.solo, next.ancestors = old.solo, old.ancestors // the same service
 		if next.solo == nil {
 			next.solo = &ptrSet{apexes: []string{primary}}
-			for _, zone := range b.names.forward {
+			for _, zone := range b.cfg.forward {
 				next.ancestors = append(next.ancestors, "svc."+zone, ns+".svc."+zone)
 			}
 		}
 	}
 
 	// Forward names: one new index per zone.
-	for i, zone := range b.names.forward {
+	for i, zone := range b.cfg.forward {
 		apex := primary
 		if i > 0 {
 			apex = name + "." + ns + ".svc." + zone
@@ -235,9 +235,9 @@ func walkSorted[T any](was, is []T, compare func(w, i T) int, f func(e T, gained
 // or as no more one.
 func (b *builder) renamed(w *tableWriter, a []byte, apex string, solo *ptrSet, gained bool) {
 	if gained {
-		w.putPTR(a, with(w.next.namers(a), apex, solo))
+		w.putPTR(a, with(w.namers(a), apex, solo))
 	} else {
-		w.putPTR(a, b.without(w.next.namers(a), apex))
+		w.putPTR(a, b.without(w.namers(a), apex))
 	}
 }
 

@@ -17,8 +17,13 @@ const (
 	CPUSVG      = "qps-per-cpu.svg"
 )
 
+// HandWritten marks the start of what a person wrote at the end of the
+// markdown report; WriteAll keeps it there.
+const HandWritten = "<!-- Written by hand, not by make bench-dns, which keeps what follows this line. -->"
+
 // WriteAll writes results.json and the two plots into dir, and the
 // markdown report to mdPath, which links the plots relative to itself.
+// What follows HandWritten in the report it replaces stays at its end.
 func WriteAll(r *Results, dir, mdPath string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -46,7 +51,13 @@ func WriteAll(r *Results, dir, mdPath string) error {
 	if err != nil {
 		rel = dir
 	}
-	return os.WriteFile(mdPath, []byte(Markdown(r, filepath.ToSlash(rel))), 0o644)
+	md := Markdown(r, filepath.ToSlash(rel))
+	if old, err := os.ReadFile(mdPath); err == nil {
+		if i := strings.Index(string(old), HandWritten); i >= 0 {
+			md += "\n" + string(old[i:])
+		}
+	}
+	return os.WriteFile(mdPath, []byte(md), 0o644)
 }
 
 // Markdown renders the report: the table of every run, the ratios

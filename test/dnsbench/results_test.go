@@ -4,6 +4,8 @@ import (
 	"encoding/xml"
 	"io"
 	"math"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -216,6 +218,30 @@ func TestMarkdown(t *testing.T) {
 		if !strings.Contains(md, s) {
 			t.Errorf("report lacks %q", s)
 		}
+	}
+}
+
+// A report written again keeps what a person wrote at its end, once.
+func TestWriteAllKeepsHandWritten(t *testing.T) {
+	r := fixture()
+	r.Ratios = ComputeRatios(r, 10, 100)
+	dir := t.TempDir()
+	md := filepath.Join(dir, "BENCHMARKS.md")
+	tail := HandWritten + "\n## By hand\n\nkept\n"
+	if err := os.WriteFile(md, []byte("# an older report\n\n"+tail), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := WriteAll(r, filepath.Join(dir, "results"), md); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile(md)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(b); !strings.HasPrefix(got, Markdown(r, "results")) || !strings.HasSuffix(got, tail) || strings.Count(got, HandWritten) != 1 || strings.Contains(got, "an older report") {
+		t.Errorf("report written twice over a hand-written tail:\n%s", got)
 	}
 }
 

@@ -229,7 +229,7 @@ func (o *Objects) add(file string, n *yaml.Node, kind string) error {
 			return fail(err)
 		}
 		if errs := validation.IsDNS1035Label(s.Name); len(errs) > 0 {
-			return fail(fmt.Errorf("Service name %q: %s", s.Name, strings.Join(errs, "; ")))
+			return fail(fmt.Errorf("metadata.name %q of a Service: %s", s.Name, strings.Join(errs, "; ")))
 		}
 		o.Services = append(o.Services, s)
 	case "EndpointSlice":
@@ -358,7 +358,8 @@ func defaultNamespace(ns *string) {
 	}
 }
 
-// names checks that a namespace and a name can stand in DNS names.
+// names checks that an object has a name and that its namespace can
+// stand in DNS names.
 func names(ns, name string) error {
 	if name == "" {
 		return errors.New("metadata.name is missing")

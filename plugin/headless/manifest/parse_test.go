@@ -26,7 +26,7 @@ func TestParse(t *testing.T) {
 		{name: "kubectl output with managed fields and status", in: kubectlFull, services: 1, slices: 1, pods: 1},
 		{name: "syntax error", in: "kind: Service\nmetadata:\n  name: [\n", err: "f.yaml:3: "},
 		{name: "wrong type", in: "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec:\n  ports:\n  - port: http\n", err: "f.yaml:1: Service: json: cannot unmarshal string"},
-		{name: "second document wrong", in: "kind: Pod\napiVersion: v1\nmetadata: {name: p}\n---\n\nkind: Service\napiVersion: v1\nmetadata: {name: 5x}\n", err: "f.yaml:6: Service name \"5x\""},
+		{name: "second document wrong", in: "kind: Pod\napiVersion: v1\nmetadata: {name: p}\n---\n\nkind: Service\napiVersion: v1\nmetadata: {name: 5x}\n", err: "f.yaml:6: metadata.name \"5x\" of a Service"},
 		{name: "list item wrong", in: "kind: List\nitems:\n- {kind: Pod, apiVersion: v1, metadata: {name: p}}\n- kind: Service\n  apiVersion: v1\n  metadata: {namespace: Bad_NS, name: a}\n", err: "f.yaml:4: metadata.namespace \"Bad_NS\""},
 		{name: "no kind", in: "apiVersion: v1\nmetadata: {name: a}\n", err: "f.yaml:1: no kind"},
 		{name: "scalar document", in: "just a string\n", err: "f.yaml:1: not an object"},

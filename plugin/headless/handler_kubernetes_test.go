@@ -228,7 +228,10 @@ func TestSameNamesAsKubernetes(t *testing.T) {
 		if err := h.configure([]string{"cluster.local.", "in-addr.arpa.", "ip6.arpa."}, 5, 5); err != nil {
 			t.Fatal(err)
 		}
-		if kubernetesPodNames(stock) { // inherited, as OnStartup does
+		// Inherited, as OnStartup does.
+		if on, err := newKubeProbe(stock).podNames(); err != nil || on != podNames {
+			t.Fatalf("%s: endpoint_pod_names %v, %v", mode, on, err)
+		} else if on {
 			h.setPodNames()
 		}
 		h.Fall.SetZonesFromArgs(nil)

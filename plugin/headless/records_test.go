@@ -175,7 +175,7 @@ func TestSRVTruncationEquivalent(t *testing.T) {
 							t.Fatalf("%s: cannot fold", desc)
 						}
 						zi := h.zoneOf(key)
-						x, _ := h.find(snap.names, key, hsh, zi)
+						x, _ := h.find(snap.table, key, hsh, zi)
 						if !x.owned() {
 							t.Fatalf("%s: not found", desc)
 						}
@@ -230,7 +230,7 @@ func TestSRVTruncationBoundTooSmall(t *testing.T) {
 	name := "s.ns.svc.cluster.local."
 	key, hsh, _ := fold(new([maxName]byte), name)
 	zi := h.zoneOf(key)
-	x, _ := h.find(snap.names, key, hsh, zi)
+	x, _ := h.find(snap.table, key, hsh, zi)
 	q := new(dns.Msg)
 	q.SetQuestion(name, dns.TypeSRV)
 	q.SetEdns0(4096, false)
