@@ -33,8 +33,12 @@ import (
 // Binary is one of petset's commands and the image that ships it.
 type Binary struct {
 	Name       string // image name under the registry, and the file name
-	Package    string // Go package, relative to the main module's root
-	VersionVar string // variable set to the version with -ldflags -X
+	Package    string // Go package, relative to the main module's root, or a path it requires
+	VersionVar string // variable set to the version with -ldflags -X; none if empty
+	// BindsLowPorts gives the binary the file capability
+	// cap_net_bind_service=+ep, so it binds ports below 1024 as a
+	// non-root user without other privileges.
+	BindsLowPorts bool
 }
 
 // Binaries are the images `make images` builds.
@@ -131,7 +135,10 @@ func (s Stamp) validate() error {
 // GoBuild builds b for platform p from the main module in root into a
 // static, reproducible binary at out.
 func GoBuild(ctx context.Context, root string, b Binary, p v1.Platform, s Stamp, out string) error {
-	ldflags := fmt.Sprintf("-s -w -buildid= -X %s=%s", b.VersionVar, s.Version)
+	ldflags := "-s -w -buildid="
+	if b.VersionVar != "" {
+		ldflags += fmt.Sprintf(" -X %s=%s", b.VersionVar, s.Version)
+	}
 	if b.Name == "coredns" {
 		ldflags += " -X github.com/coredns/coredns/coremain.GitCommit=" + s.Revision
 	}
@@ -150,8 +157,10 @@ func GoBuild(ctx context.Context, root string, b Binary, p v1.Platform, s Stamp,
 }
 
 // Layer is a tar of the binary at Dir/name, with its parent directories,
-// owned by root, dated at the stamp's time, entries sorted.
-func Layer(name string, binary []byte, created time.Time) (v1.Layer, error) {
+// owned by root, dated at the stamp's time, entries sorted; with
+// bindsLowPorts the binary carries the file capability
+// cap_net_bind_service=+ep.
+func Layer(name string, binary []byte, created time.Time, bindsLowPorts bool) (v1.Layer, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	file := strings.TrimPrefix(path.Join(Dir, name), "/")
@@ -165,7 +174,11 @@ func Layer(name string, binary []byte, created time.Time) (v1.Layer, error) {
 			return nil, err
 		}
 	}
-	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: file, Mode: 0o755, Size: int64(len(binary)), ModTime: created, Format: tar.FormatPAX}); err != nil {
+	h := &tar.Header{Typeflag: tar.TypeReg, Name: file, Mode: 0o755, Size: int64(len(binary)), ModTime: created, Format: tar.FormatPAX}
+	if bindsLowPorts {
+		h.PAXRecords = map[string]string{"SCHILY.xattr.security.capability": string(netBindServiceCap)}
+	}
+	if err := tw.WriteHeader(h); err != nil {
 		return nil, err
 	}
 	if _, err := tw.Write(binary); err != nil {
@@ -180,12 +193,24 @@ func Layer(name string, binary []byte, created time.Time) (v1.Layer, error) {
 	}, tarball.WithMediaType(types.OCILayer))
 }
 
+// netBindServiceCap is the security.capability extended attribute of
+// cap_net_bind_service=+ep: struct vfs_cap_data, revision 2, little
+// endian: magic and the effective flag, then the permitted and inheritable
+// sets of capabilities 0-31 and 32-63. CAP_NET_BIND_SERVICE is 10.
+var netBindServiceCap = []byte{
+	0x01, 0x00, 0x00, 0x02, // VFS_CAP_REVISION_2 | VFS_CAP_FLAGS_EFFECTIVE
+	0x00, 0x04, 0x00, 0x00, // permitted: 1 << 10
+	0x00, 0x00, 0x00, 0x00, // inheritable
+	0x00, 0x00, 0x00, 0x00,
+	0x00, 0x00, 0x00, 0x00,
+}
+
 // Image is the image of one binary for one platform.
 func Image(b Binary, p v1.Platform, binary []byte, s Stamp) (v1.Image, error) {
 	if err := s.validate(); err != nil {
 		return nil, err
 	}
-	layer, err := Layer(b.Name, binary, s.Created)
+	layer, err := Layer(b.Name, binary, s.Created, b.BindsLowPorts)
 	if err != nil {
 		return nil, fmt.Errorf("layer of %s: %w", b.Name, err)
 	}
