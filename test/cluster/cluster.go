@@ -49,6 +49,11 @@ type Options struct {
 	// ControllerManagerArgs are added to kube-controller-manager's
 	// flags (the DNS benchmark lifts its API rate limit).
 	ControllerManagerArgs []string
+	// RealNode adds a node run by a real kubelet, with containerd and
+	// kube-proxy (realnode.go); it needs root, and one runs on a machine
+	// at a time. kwok's node is then tainted NoSchedule, so pods that do
+	// not tolerate it run on the real node.
+	RealNode bool
 	// Reaper is the command that runs Reap in a process of its own when
 	// Detach is set (`testbed reap DIR`); without Detach, Reap runs in
 	// this process.
@@ -72,6 +77,8 @@ type Cluster struct {
 
 	stopReaper context.CancelFunc
 	reaped     chan struct{}
+
+	node *realNode // with Options.RealNode
 }
 
 // Binaries builds (or finds in the cache) the control-plane binaries and
@@ -93,7 +100,7 @@ func Binaries() (string, error) {
 // Start builds what is missing and starts the control plane, one node
 // managed by kwok, and a pool of PersistentVolumes. On error everything it
 // started is stopped.
-func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
+func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if opts.Volumes == 0 {
 		opts.Volumes = 200
 	}
@@ -109,12 +116,21 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 			return nil, err
 		}
 	}
-	c = &Cluster{Dir: opts.Dir, opts: opts, bins: bins, procs: map[string]*exec.Cmd{}, ports: map[string]int{}}
+	c := &Cluster{Dir: opts.Dir, opts: opts, bins: bins, procs: map[string]*exec.Cmd{}, ports: map[string]int{}}
 	defer func() {
 		if err != nil {
 			c.Stop()
 		}
 	}()
+	if opts.RealNode && opts.Detach {
+		return nil, errors.New("the real node does not run detached")
+	}
+	if opts.RealNode {
+		opts.Log("preparing the host for the real node (address %s on lo, guard rules)", NodeIP)
+		if err := c.prepareRealNode(); err != nil {
+			return nil, err
+		}
+	}
 	for _, d := range []string{"logs", "pki", "etcd"} {
 		if err := os.MkdirAll(filepath.Join(c.Dir, d), 0o755); err != nil {
 			return nil, err
@@ -139,7 +155,7 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	if err := waitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/health", c.ports["etcd"]), "", 60*time.Second); err != nil {
 		return nil, fmt.Errorf("etcd: %w (log: %s)", err, c.logPath("etcd"))
 	}
-	opts.Log("starting kube-apiserver on 127.0.0.1:%d", c.ports["apiserver"])
+	opts.Log("starting kube-apiserver on %s:%d", c.host(), c.ports["apiserver"])
 	if err := c.StartAPIServer(ctx); err != nil {
 		return nil, err
 	}
@@ -156,7 +172,12 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	if err := c.addNode(ctx); err != nil {
 		return nil, fmt.Errorf("node: %w (kwok log: %s)", err, c.logPath("kwok"))
 	}
-	if err := c.addVolumes(ctx, opts.Volumes); err != nil {
+	if opts.RealNode {
+		opts.Log("starting the real node: registry, containerd, kubelet, kube-proxy")
+		if err := c.startRealNode(ctx); err != nil {
+			return nil, err
+		}
+	} else if err := c.addVolumes(ctx, opts.Volumes); err != nil {
 		return nil, err
 	}
 	opts.Log("cluster ready; kubeconfig %s", c.Kubeconfig)
@@ -177,6 +198,15 @@ rules:
   verbs: ["create", "update", "patch", "delete", "deletecollection"]
 - level: None
 `
+
+// host is the address the API server listens on and advertises: the real
+// node's, so that pods reach it through the kubernetes Service.
+func (c *Cluster) host() string {
+	if c.opts.RealNode {
+		return NodeIP
+	}
+	return "127.0.0.1"
+}
 
 func (c *Cluster) bin(name string) string { return filepath.Join(c.bins, name) }
 func (c *Cluster) path(parts ...string) string {
@@ -214,7 +244,7 @@ kind: Config
 clusters:
 - name: petset
   cluster:
-    server: https://127.0.0.1:%d
+    server: https://%s:%d
     insecure-skip-tls-verify: true
 users:
 - name: admin
@@ -224,7 +254,7 @@ contexts:
 - name: petset
   context: {cluster: petset, user: admin}
 current-context: petset
-`, c.ports["apiserver"], c.token)
+`, c.host(), c.ports["apiserver"], c.token)
 	if err := os.WriteFile(c.Kubeconfig, []byte(cfg), 0o600); err != nil {
 		return err
 	}
@@ -251,28 +281,35 @@ func (c *Cluster) startEtcd() error {
 // StartAPIServer starts kube-apiserver (again, after StopAPIServer) on the
 // same port and waits until it is ready.
 func (c *Cluster) StartAPIServer(ctx context.Context) error {
-	err := c.run("kube-apiserver", c.bin("kube-apiserver"),
-		"--etcd-servers="+fmt.Sprintf("http://127.0.0.1:%d", c.ports["etcd"]),
-		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
-		"--secure-port="+strconv.Itoa(c.ports["apiserver"]), "--cert-dir="+c.path("pki"),
-		"--service-account-key-file="+c.path("pki", "sa.pub"),
-		"--service-account-signing-key-file="+c.path("pki", "sa.key"),
+	args := []string{
+		"--etcd-servers=" + fmt.Sprintf("http://127.0.0.1:%d", c.ports["etcd"]),
+		"--bind-address=" + c.host(), "--advertise-address=" + c.host(),
+		"--secure-port=" + strconv.Itoa(c.ports["apiserver"]), "--cert-dir=" + c.path("pki"),
+		"--service-account-key-file=" + c.path("pki", "sa.pub"),
+		"--service-account-signing-key-file=" + c.path("pki", "sa.key"),
 		"--service-account-issuer=https://kubernetes.default.svc",
-		"--token-auth-file="+c.path("pki", "tokens.csv"),
+		"--token-auth-file=" + c.path("pki", "tokens.csv"),
 		"--authorization-mode=RBAC",
 		"--service-cluster-ip-range=10.96.0.0/16",
-		// Namespaces are made and used at once in tests; the default
-		// service account may not exist yet, and nothing here mounts it.
-		"--disable-admission-plugins=ServiceAccount",
 		"--enable-priority-and-fairness=false",
 		// Every write, with who made it, for tests that count writes.
-		"--audit-policy-file="+c.path("audit-policy.yaml"),
+		"--audit-policy-file=" + c.path("audit-policy.yaml"),
 		// Never rotated: tests read it from an offset.
-		"--audit-log-path="+c.AuditLog(), "--audit-log-format=json", "--audit-log-maxsize=100000")
-	if err != nil {
+		"--audit-log-path=" + c.AuditLog(), "--audit-log-format=json", "--audit-log-maxsize=100000"}
+	if c.opts.RealNode {
+		// Pods that call the API get their service account's token,
+		// and the API server reaches the kubelet (logs, exec) at its
+		// node address.
+		args = append(args, "--kubelet-preferred-address-types=InternalIP", "--allow-privileged=true")
+	} else {
+		// Namespaces are made and used at once in tests; the default
+		// service account may not exist yet, and nothing here mounts it.
+		args = append(args, "--disable-admission-plugins=ServiceAccount")
+	}
+	if err := c.run("kube-apiserver", c.bin("kube-apiserver"), args...); err != nil {
 		return err
 	}
-	url := fmt.Sprintf("https://127.0.0.1:%d/readyz", c.ports["apiserver"])
+	url := fmt.Sprintf("https://%s:%d/readyz", c.host(), c.ports["apiserver"])
 	if err := waitHTTP(ctx, url, c.token, 120*time.Second); err != nil {
 		return fmt.Errorf("kube-apiserver: %w (log: %s)", err, c.logPath("kube-apiserver"))
 	}
@@ -283,12 +320,20 @@ func (c *Cluster) StartAPIServer(ctx context.Context) error {
 func (c *Cluster) StopAPIServer() { c.kill("kube-apiserver") }
 
 func (c *Cluster) startRest() error {
+	controllers := "*,-nodeipam,-nodelifecycle,-ttl,-bootstrapsigner,-tokencleaner"
+	if c.opts.RealNode {
+		// The node lifecycle controller lifts the kubelet's node's
+		// not-ready taint once it is Ready.
+		controllers = "*,-nodeipam,-ttl,-bootstrapsigner,-tokencleaner"
+	}
 	kcm := append([]string{
 		"--kubeconfig=" + c.Kubeconfig,
-		"--controllers=*,-nodeipam,-nodelifecycle,-ttl,-bootstrapsigner,-tokencleaner",
+		"--controllers=" + controllers,
 		"--leader-elect=false", "--secure-port=0",
 		"--service-account-private-key-file=" + c.path("pki", "sa.key"),
 		"--root-ca-file=" + c.path("pki", "apiserver.crt"),
+		// Not /usr/libexec/kubernetes/kubelet-plugins/volume/exec.
+		"--flex-volume-plugin-dir=" + c.path("flexvolume"),
 		"--concurrent-statefulset-syncs=10"}, c.opts.ControllerManagerArgs...)
 	if err := c.run("kube-controller-manager", c.bin("kube-controller-manager"), kcm...); err != nil {
 		return err
@@ -302,10 +347,12 @@ func (c *Cluster) startRest() error {
 		"--pod-max-in-unschedulable-pods-duration=1s", "-v=2"); err != nil {
 		return err
 	}
+	// kwok manages only the nodes annotated as its own, never the real
+	// node.
 	return c.run("kwok", c.bin("kwok"),
-		"--kubeconfig="+c.Kubeconfig, "--manage-all-nodes=true",
+		"--kubeconfig="+c.Kubeconfig, "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
 		"--cidr=10.244.0.0/16", "--node-ip=10.244.255.254",
-		"--config="+c.bin("kwok-stages.yaml"))
+		"--config="+c.bin("kwok-stages-without-delete.yaml"))
 }
 
 // run starts a process with its output in logs/NAME.log.
@@ -347,7 +394,7 @@ func (c *Cluster) kill(name string) {
 
 // processes are the control plane's processes, newest first: the order
 // they are stopped in.
-var processes = []string{"reaper", "kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"}
+var processes = []string{"reaper", "kube-proxy", "kubelet", "containerd", "registry", "kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"}
 
 // startReaper runs Reap for kwok's node: in this process, or, detached,
 // as the Reaper command.
@@ -369,8 +416,9 @@ func (c *Cluster) startReaper() error {
 	return nil
 }
 
-// Stop ends every process, newest first.
+// Stop ends every process, newest first; the real node's pods first.
 func (c *Cluster) Stop() {
+	c.stopRealNode()
 	if c.stopReaper != nil {
 		c.stopReaper()
 		<-c.reaped

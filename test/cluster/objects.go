@@ -17,9 +17,13 @@ import (
 // NodeName is the one node kwok manages.
 const NodeName = "kwok-node-0"
 
+// KwokTaint is on kwok's node when a real node runs beside it.
+var KwokTaint = corev1.Taint{Key: "kwok.x-k8s.io/node", Value: "fake", Effect: corev1.TaintEffectNoSchedule}
+
 // addNode creates the kwok node, gives it the Ready condition kwok's stage
 // looks for, waits until kwok makes it Ready, and removes the not-ready
-// taint that nobody else would (the node lifecycle controller is off).
+// taint that nobody else would (the node lifecycle controller is off, or
+// ignores kwok's node).
 func (c *Cluster) addNode(ctx context.Context) error {
 	nodes := c.Client.CoreV1().Nodes()
 	big := corev1.ResourceList{
@@ -55,17 +59,22 @@ func (c *Cluster) addNode(ctx context.Context) error {
 	}); err != nil {
 		return fmt.Errorf("status: %w", err)
 	}
+	// Beside a real node, kwok's takes only pods that tolerate KwokTaint.
+	var want []corev1.Taint
+	if c.opts.RealNode {
+		want = []corev1.Taint{KwokTaint}
+	}
 	return waitFor(ctx, 60*time.Second, func() (bool, error) {
 		n, err := nodes.Get(ctx, NodeName, metav1.GetOptions{})
 		if err != nil || !nodeReady(n) {
 			return false, nil
 		}
-		if len(n.Spec.Taints) == 0 {
+		if len(n.Spec.Taints) == len(want) && (len(want) == 0 || n.Spec.Taints[0].MatchTaint(&want[0])) {
 			return true, nil
 		}
-		n.Spec.Taints = nil
+		n.Spec.Taints = want
 		_, err = nodes.Update(ctx, n, metav1.UpdateOptions{})
-		return false, nil // check again that the taint stays gone
+		return false, nil // check again that the taints stay so
 	})
 }
 
