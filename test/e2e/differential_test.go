@@ -79,21 +79,19 @@ func startServer(t *testing.T, label, body string) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait(); logf.Close() })
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	err = poll(pollInterval, 60*time.Second, "CoreDNS "+label+" ready", func() (bool, string) {
 		resp, err := http.Get("http://127.0.0.1:" + readyPort + "/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return "127.0.0.1:" + port
-			}
+		if err != nil {
+			return false, err.Error()
 		}
-		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(logf.Name())
-			t.Fatalf("CoreDNS %s not ready after 60s:\n%s", label, b)
-		}
-		time.Sleep(100 * time.Millisecond)
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, resp.Status
+	})
+	if err != nil {
+		b, _ := os.ReadFile(logf.Name())
+		t.Fatalf("%v\n%s", err, b)
 	}
+	return "127.0.0.1:" + port
 }
 
 // query asks server one question over UDP (TCP when truncated) and renders
@@ -350,30 +348,25 @@ func TestDifferentialKubernetes(t *testing.T) {
 	// has the data, so that agreement is not two empty answers.
 	for label, addr := range servers {
 		for _, q := range []diffQuery{{at("web-0", "web"), dns.TypeA}, {at("db-0", "v6"), dns.TypeAAAA}} {
-			deadline := time.Now().Add(30 * time.Second)
-			for {
+			pollEvery(t, 50*time.Millisecond, 30*time.Second, label+": an answer to "+q.String(), func() (bool, string) {
 				a, err := query(addr, q.name, q.qtype)
-				if err == nil && strings.Contains(a, "answer ") {
-					break
+				if err != nil {
+					return false, err.Error()
 				}
-				if time.Now().After(deadline) {
-					t.Fatalf("%s: no answer to %s after 30s: %v %s", label, q, err, a)
-				}
-				time.Sleep(50 * time.Millisecond)
-			}
+				return strings.Contains(a, "answer "), a
+			})
 		}
 	}
 	for _, v := range []struct{ variant, h, s string }{{"addr", "headless", "stock"}, {"pods", "headless-pods", "stock-pods"}} {
 		var bad []string
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			if bad = compare(v.variant, v.h, v.s); len(bad) == 0 || time.Now().After(deadline) {
-				break
+		err := poll(200*time.Millisecond, 30*time.Second, v.variant+": the same answers", func() (bool, string) {
+			bad = compare(v.variant, v.h, v.s)
+			return len(bad) == 0, fmt.Sprintf("%d differences", len(bad))
+		})
+		if err != nil {
+			for _, b := range bad {
+				t.Error(b)
 			}
-			time.Sleep(200 * time.Millisecond)
-		}
-		for _, b := range bad {
-			t.Error(b)
 		}
 		t.Logf("%s: %d questions, %d listed differences, %d unexpected", v.variant, len(questions), len(differs), len(bad))
 	}
@@ -418,17 +411,15 @@ func TestDifferentialKubernetes(t *testing.T) {
 		// The serial is the time of the cluster's last service change,
 		// which other tests move: compare within a window where the
 		// NXDOMAIN's serial stayed the same.
-		for try := 0; ; try++ {
-			before := soaSerial(t, servers[label], at("nx"), dns.TypeA)
-			nodata := soaSerial(t, servers[label], at("web-lb"), dns.TypeAAAA)
-			after := soaSerial(t, servers[label], at("nx"), dns.TypeA)
-			if before != after && try < 20 {
-				continue
-			}
-			if before != after || nodata != before {
-				t.Errorf("%s: NXDOMAIN for a missing service has SOA serial %d then %d, the kubernetes plugin's NODATA %d", label, before, after, nodata)
-			}
-			break
+		var before, nodata, after uint32
+		err = poll(pollInterval, 10*time.Second, label+": the same NXDOMAIN serial before and after the NODATA", func() (bool, string) {
+			before = soaSerial(t, servers[label], at("nx"), dns.TypeA)
+			nodata = soaSerial(t, servers[label], at("web-lb"), dns.TypeAAAA)
+			after = soaSerial(t, servers[label], at("nx"), dns.TypeA)
+			return before == after, fmt.Sprintf("serial %d, then %d", before, after)
+		})
+		if err != nil || nodata != before {
+			t.Errorf("%s: NXDOMAIN for a missing service has SOA serial %d then %d, the kubernetes plugin's NODATA %d", label, before, after, nodata)
 		}
 	}
 

@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -65,19 +66,20 @@ func TestPetSetLeaderElection(t *testing.T) {
 
 // liveLeader waits for a controller to lead and returns its identity. A
 // controller killed by an earlier test may still hold the lease until it
-// expires; a live leader is one whose renewals keep coming.
+// expires; a live leader is one whose renewals keep coming: the lease's
+// renew time moves on while it holds it.
 func liveLeader(t *testing.T) string {
 	t.Helper()
-	for deadline := time.Now().Add(60 * time.Second); ; {
-		h1, r1 := holder()
-		time.Sleep(3 * time.Second)
-		if h2, r2 := holder(); h2 != "" && h2 == h1 && r2.After(r1) {
-			return h2
+	h, since := holder()
+	pollUntil(t, 60*time.Second, "a live leader", func() (bool, string) {
+		h2, r := holder()
+		if h2 != h {
+			h, since = h2, r
+			return false, "new holder " + h
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("no live leader")
-		}
-	}
+		return h != "" && r.After(since), fmt.Sprintf("holder %q renewed %v", h, r)
+	})
+	return h
 }
 
 // holder returns the lease's holder and its last renewal.

@@ -131,24 +131,25 @@ func startCoreDNS(ctx context.Context) (string, func(), error) {
 		return "", nil, err
 	}
 	stop := func() { cmd.Process.Kill(); cmd.Wait(); logf.Close() }
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	// Ready can answer before the DNS listener is up: the server is
+	// started once it also answers a query.
+	err = poll(pollInterval, 60*time.Second, "ready, and answering "+dnsAddr, func() (bool, string) {
 		resp, err := http.Get("http://127.0.0.1:" + readyPort + "/ready")
-		if err == nil {
-			resp.Body.Close()
-			// Ready can answer before the DNS listener is up: the server
-			// is started once it also answers a query.
-			if resp.StatusCode == http.StatusOK && answers(dnsAddr) {
-				return bin, stop, nil
-			}
+		if err != nil {
+			return false, err.Error()
 		}
-		if time.Now().After(deadline) {
-			stop()
-			b, _ := os.ReadFile(logf.Name())
-			return "", nil, fmt.Errorf("not ready after 60s:\n%s", b)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return false, "ready says " + resp.Status
 		}
-		time.Sleep(100 * time.Millisecond)
+		return answers(dnsAddr), "ready, but no answer to a query"
+	})
+	if err != nil {
+		stop()
+		b, _ := os.ReadFile(logf.Name())
+		return "", nil, fmt.Errorf("%w\n%s", err, b)
 	}
+	return bin, stop, nil
 }
 
 // answers reports whether a DNS server at addr replies, with any rcode,

@@ -32,43 +32,6 @@ const holdGate = "petset.dev/e2e-hold"
 // so a test can see which pods a controller has asked to delete at once.
 const holdFinalizer = "petset.dev/e2e-hold"
 
-// petPods lists the pods of app in ns by name.
-func petPods(t *testing.T, ns, app string) map[string]*corev1.Pod {
-	t.Helper()
-	list, err := tb.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + app})
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]*corev1.Pod{}
-	for i := range list.Items {
-		out[list.Items[i].Name] = &list.Items[i]
-	}
-	return out
-}
-
-// describePods is a one-line state of pods for failure messages.
-func describePods(pods map[string]*corev1.Pod) string {
-	var s []string
-	for _, name := range slices.Sorted(func(yield func(string) bool) {
-		for n := range pods {
-			if !yield(n) {
-				return
-			}
-		}
-	}) {
-		p := pods[name]
-		state := string(p.Status.Phase)
-		if podReady(p) {
-			state += ",Ready"
-		}
-		if p.DeletionTimestamp != nil {
-			state += ",Terminating"
-		}
-		s = append(s, name+"("+state+")")
-	}
-	return strings.Join(s, " ")
-}
-
 // ungate takes holdGate off a pod so it is scheduled and kwok makes it Ready.
 func ungate(t *testing.T, ns, name string) {
 	t.Helper()

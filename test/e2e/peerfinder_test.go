@@ -100,8 +100,7 @@ func peerFinderAcrossScale(t *testing.T, ns string, scaleTo func(int32), notRead
 	// checks that every run saw members 0 ... k-1 in order.
 	lastRun := func(n int) {
 		t.Helper()
-		deadline := time.Now().Add(60 * time.Second)
-		for {
+		pollUntil(t, 60*time.Second, fmt.Sprintf("the sidecar's last run with %d members", n), func() (bool, string) {
 			b, _ := os.ReadFile(log)
 			runs := strings.Split(string(b), "--- ")[1:]
 			if len(runs) > 0 {
@@ -114,14 +113,11 @@ func peerFinderAcrossScale(t *testing.T, ns string, scaleTo func(int32), notRead
 							t.Fatalf("a sidecar run saw:\n%s", r)
 						}
 					}
-					return
+					return true, ""
 				}
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("sidecar's runs:\n%s\nwant the last with %d members\n%s", b, n, sidecarErr.String())
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+			return false, fmt.Sprintf("sidecar's runs:\n%s\n%s", b, sidecarErr.String())
+		})
 	}
 
 	lastRun(3)
@@ -189,18 +185,11 @@ func peerFinderAcrossScale(t *testing.T, ns string, scaleTo func(int32), notRead
 // is surely there, prints n peers.
 func waitPeerCount(t *testing.T, bin string, base []string, n int) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	pollEvery(t, 200*time.Millisecond, 30*time.Second, fmt.Sprintf("%d peers", n), func() (bool, string) {
 		cmd := exec.Command(bin, append(base, "-hostname", "etcd-0", "-timeout", "10s")...)
 		out, _ := cmd.Output()
-		if strings.Count(string(out), "\n") == n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("peers:\n%s\nwant %d", out, n)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return strings.Count(string(out), "\n") == n, "peers:\n" + string(out)
+	})
 }
 
 func setPublishNotReady(t *testing.T, ns, name string, v bool) {

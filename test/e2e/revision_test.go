@@ -31,15 +31,15 @@ import (
 // Running and Ready, and returns it.
 func waitNewPod(t *testing.T, ns, name string, old types.UID) *corev1.Pod {
 	t.Helper()
-	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		p, err := tb.Client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
-		if err == nil && p.UID != old && p.DeletionTimestamp == nil && podReady(p) {
-			return p
+	var p *corev1.Pod
+	pollUntil(t, 60*time.Second, name+" back as a new pod, Ready", func() (bool, string) {
+		var err error
+		if p, err = tb.Client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{}); err != nil {
+			return false, err.Error()
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s never came back: %v", name, err)
-		}
-	}
+		return p.UID != old && p.DeletionTimestamp == nil && podReady(p), describePod(p) + " uid " + string(p.UID)
+	})
+	return p
 }
 
 // A canary below which pets must keep the old template: with partition 2
@@ -205,17 +205,11 @@ func TestPetSetOrphanDeletion(t *testing.T) {
 	if err := c.Delete(ctx, cur, client.PropagationPolicy(metav1.DeletePropagationOrphan)); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		err := c.Get(ctx, client.ObjectKeyFromObject(ps), &v1alpha1.PetSet{})
-		if apierrors.IsNotFound(err) {
-			break
-		}
-		if time.Now().After(deadline) {
-			var left v1alpha1.PetSet
-			c.Get(ctx, client.ObjectKeyFromObject(ps), &left)
-			t.Fatalf("PetSet still there a minute after an orphaning delete: finalizers %v, deleted %v", left.Finalizers, left.DeletionTimestamp)
-		}
-	}
+	pollEvery(t, 200*time.Millisecond, 60*time.Second, "PetSet gone after an orphaning delete", func() (bool, string) {
+		var left v1alpha1.PetSet
+		err := c.Get(ctx, client.ObjectKeyFromObject(ps), &left)
+		return apierrors.IsNotFound(err), fmt.Sprintf("finalizers %v, deleted %v", left.Finalizers, left.DeletionTimestamp)
+	})
 	left := revisions()
 	if len(left) != 2 {
 		t.Fatalf("%d revisions after the orphaning delete, want both kept", len(left))
@@ -294,10 +288,10 @@ func TestOrdinalControllerKubeconfigOnly(t *testing.T) {
 	go func() { waitErr = cmd.Wait(); close(exited) }()
 	t.Cleanup(func() { cmd.Process.Signal(syscall.SIGKILL); <-exited; logf.Close() })
 
-	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+	pollEvery(t, 200*time.Millisecond, 60*time.Second, "a lease held in "+ns, func() (bool, string) {
 		l, err := tb.Client.CoordinationV1().Leases(ns).Get(ctx, "ordinal-controller.petset.dev", metav1.GetOptions{})
 		if err == nil && l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity != "" {
-			break
+			return true, ""
 		}
 		select {
 		case <-exited:
@@ -305,10 +299,11 @@ func TestOrdinalControllerKubeconfigOnly(t *testing.T) {
 			t.Fatalf("controller exited: %v\n%s", waitErr, b)
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no lease in %s: %v", ns, err)
+		if err != nil {
+			return false, err.Error()
 		}
-	}
+		return false, "no holder"
+	})
 	b, _ := os.ReadFile(logPath)
 	var lines []string
 	for _, line := range strings.Split(string(b), "\n") {

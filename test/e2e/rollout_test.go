@@ -49,11 +49,10 @@ func TestPetSetRollingUpdate(t *testing.T) {
 	}
 	waitRevision := func(name, rev string) {
 		t.Helper()
-		for deadline := time.Now().Add(60 * time.Second); revisionOf(name) != rev; time.Sleep(50 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s never reached revision %s (has %q)", name, rev, revisionOf(name))
-			}
-		}
+		pollEvery(t, 50*time.Millisecond, 60*time.Second, name+" at revision "+rev, func() (bool, string) {
+			got := revisionOf(name)
+			return got == rev, "revision " + got
+		})
 		waitPods(t, ns, "kv", 3)
 	}
 
@@ -63,7 +62,14 @@ func TestPetSetRollingUpdate(t *testing.T) {
 	if got := deleted(); !slices.Equal(got, []string{"kv-2", "kv-1"}) {
 		t.Errorf("update order %v, want kv-2 then kv-1", got)
 	}
-	time.Sleep(time.Second) // give a wrong controller time to touch kv-0
+	// Give a wrong controller a second to touch kv-0.
+	holdsFor(t, pollInterval, time.Second, "kv-0 below the partition left alone", func() (bool, string) {
+		p, err := tb.Client.CoreV1().Pods(ns).Get(ctx, "kv-0", metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		return p.UID == before["kv-0"].UID && p.DeletionTimestamp == nil, describePod(p) + " uid " + string(p.UID)
+	})
 	if now := waitPods(t, ns, "kv", 3)["kv-0"]; now.UID != before["kv-0"].UID {
 		t.Error("kv-0 below the partition was replaced")
 	}
@@ -71,11 +77,10 @@ func TestPetSetRollingUpdate(t *testing.T) {
 	// A broken revision: kv-2 comes up at r3 but never becomes Ready (as a
 	// failing readiness probe would have it).
 	r3 := setImage("registry.invalid/petset/broken:3")
-	for deadline := time.Now().Add(60 * time.Second); revisionOf("kv-2") != r3; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("kv-2 never got the broken revision")
-		}
-	}
+	pollEvery(t, 20*time.Millisecond, 60*time.Second, "kv-2 at the broken revision "+r3, func() (bool, string) {
+		got := revisionOf("kv-2")
+		return got == r3, "revision " + got
+	})
 	waitPods(t, ns, "kv", 3)
 	if err := tb.SetPodReady(ctx, ns, "kv-2", false); err != nil {
 		t.Fatal(err)
