@@ -354,41 +354,6 @@ func waitStatus(t *testing.T, c client.Client, ns, name string, cond func(v1alph
 	})
 }
 
-// whenScaled: Delete drops the claims of ordinals scaled away; deleting the
-// set lets the garbage collector delete its pods, then whenDeleted: Delete
-// drops the rest of the claims.
-func TestPetSetDeletion(t *testing.T) {
-	c, stop := startController(t)
-	defer stop()
-	ns := tb.Namespace(t, "del")
-	headlessService(t, ns, "q", map[string]string{"app": "q"}, false, svcPort{"amqp", 5672, corev1.ProtocolTCP})
-	ps := newPetSet(ns, "q", "q", 3)
-	ps.Spec.PersistentVolumeClaimRetentionPolicy = &v1alpha1.RetentionPolicy{WhenScaled: v1alpha1.Delete, WhenDeleted: v1alpha1.Delete}
-	if err := c.Create(ctx, ps); err != nil {
-		t.Fatal(err)
-	}
-	waitPods(t, ns, "q", 3)
-	waitLiveClaims(t, ns, "data-q-0", "data-q-1", "data-q-2")
-
-	scalePetSet(t, c, ns, "q", 2)
-	waitPods(t, ns, "q", 2)
-	waitLiveClaims(t, ns, "data-q-0", "data-q-1")
-
-	_, deleted, stopWatch := podEvents(t, ns, "q")
-	defer stopWatch()
-	if err := c.Delete(ctx, ps); err != nil {
-		t.Fatal(err)
-	}
-	pollUntil(t, 60*time.Second, "PetSet and its pods deleted", func() (bool, string) {
-		err := c.Get(ctx, client.ObjectKeyFromObject(ps), &v1alpha1.PetSet{})
-		return apierrors.IsNotFound(err) && len(deleted()) == 2, fmt.Sprintf("%v, deleted %v", err, deleted())
-	})
-	if got := slices.Sorted(slices.Values(deleted())); !slices.Equal(got, []string{"q-0", "q-1"}) {
-		t.Errorf("deleted %v, want q-0 and q-1", got)
-	}
-	waitLiveClaims(t, ns)
-}
-
 // updatePetSet changes a PetSet, retrying on conflicts with the
 // controller's own writes, and returns the result.
 func updatePetSet(t *testing.T, c client.Client, key client.ObjectKey, change func(*v1alpha1.PetSet)) *v1alpha1.PetSet {
