@@ -1,9 +1,10 @@
 //go:build e2e
 
-// Package e2e proves the headless plugin against a real control plane:
-// CoreDNS (cmd/coredns, headless in front of kubernetes) serves a cluster
-// started by test/cluster, objects are made through the API, and answers
-// are read with dig.
+// Package e2e tests petset on a real control plane started by test/cluster
+// (kwok in place of kubelets): mostly the PetSet controller, often beside
+// the StatefulSet controller it follows; also the headless plugin (answers
+// read with dig, and compared with the kubernetes plugin's), peer-finder,
+// and the manifests in deploy/. Every wait polls a condition through poll.
 package e2e
 
 import (
