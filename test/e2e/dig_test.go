@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"os/exec"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -148,19 +147,4 @@ func eventually(t *testing.T, timeout time.Duration, name string, qtype uint16, 
 		return cond(m), "\n" + m.String()
 	})
 	return time.Since(start)
-}
-
-// addrs returns the A and AAAA addresses of an answer, sorted.
-func addrs(m *dns.Msg) []string {
-	var out []string
-	for _, rr := range m.Answer {
-		switch v := rr.(type) {
-		case *dns.A:
-			out = append(out, v.A.String())
-		case *dns.AAAA:
-			out = append(out, v.AAAA.String())
-		}
-	}
-	slices.Sort(out)
-	return out
 }

@@ -15,7 +15,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -182,5 +181,3 @@ func freeUDPTCPPort() (string, error) {
 	}
 	return "", fmt.Errorf("no free port")
 }
-
-func trimDot(s string) string { return strings.TrimSuffix(s, ".") }
