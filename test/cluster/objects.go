@@ -64,8 +64,8 @@ func (c *Cluster) addNode(ctx context.Context) error {
 			return true, nil
 		}
 		n.Spec.Taints = nil
-		_, err = nodes.Update(ctx, n, metav1.UpdateOptions{})
-		return false, nil // check again that the taint stays gone
+		nodes.Update(ctx, n, metav1.UpdateOptions{}) // on failure, the next poll tries again
+		return false, nil                            // check again that the taint stays gone
 	})
 }
 
