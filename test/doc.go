@@ -1,5 +1,6 @@
-// Package test holds petset's cross-cutting tests: every Corefile in
-// corefile/ and every Corefile example in a README is started as a real
-// CoreDNS server and queried. The end-to-end suite against a real control
-// plane lives in test/e2e.
+// Package test holds petset's tests that span packages and need no
+// cluster (every Corefile in corefile/, a README or deploy/ is started as
+// a real CoreDNS server and queried, for one), and helpers that test/e2e
+// uses too. The end-to-end suite against a real control plane lives in
+// test/e2e.
 package test

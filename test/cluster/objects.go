@@ -73,8 +73,8 @@ func (c *Cluster) addNode(ctx context.Context) error {
 			return true, nil
 		}
 		n.Spec.Taints = want
-		_, err = nodes.Update(ctx, n, metav1.UpdateOptions{})
-		return false, nil // check again that the taints stay so
+		nodes.Update(ctx, n, metav1.UpdateOptions{}) // on failure, the next poll tries again
+		return false, nil                            // check again that the taints stay so
 	})
 }
 

@@ -17,22 +17,6 @@ import (
 	"petset.dev/petset/controller"
 )
 
-// pollUntil polls cond every 100ms until it holds or the deadline passes.
-func pollUntil(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	last := ""
-	for deadline := time.Now().Add(timeout); ; time.Sleep(100 * time.Millisecond) {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		last = state
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not after %s: %s", what, timeout, last)
-		}
-	}
-}
-
 // podUIDs returns the UIDs of the pods of app in ns, by name.
 func podUIDs(t *testing.T, ns, app string) map[string]types.UID {
 	t.Helper()

@@ -5,6 +5,7 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -44,18 +45,14 @@ func (e *kubectlError) Error() string {
 	return "kubectl " + strings.Join(e.args, " ") + ": " + e.err.Error() + ": " + strings.TrimSpace(e.stderr)
 }
 
-// pollKubectl runs kubectl until ok accepts its output, or fails the test
-// at the deadline with the last output.
+// pollKubectl runs kubectl every 500ms until ok accepts its output, or
+// fails the test at the deadline with the last output.
 func pollKubectl(t *testing.T, what string, timeout time.Duration, ok func(string) bool, args ...string) {
 	t.Helper()
-	var out string
-	var err error
-	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
-		if out, err = kubectl(t, args...); err == nil && ok(out) {
-			return
-		}
-	}
-	t.Fatalf("%s: not within %v; last: %q %v", what, timeout, out, err)
+	pollEvery(t, 500*time.Millisecond, timeout, what, func() (bool, string) {
+		out, err := kubectl(t, args...)
+		return err == nil && ok(out), fmt.Sprintf("%q %v", out, err)
+	})
 }
 
 // `kubectl apply -k deploy/` with the testbed's own kubectl installs the

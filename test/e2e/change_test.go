@@ -39,17 +39,14 @@ func TestChangesFollow(t *testing.T) {
 	}
 	// The StatefulSet controller recreates app-0; wait for the new pod.
 	var ip string
-	for deadline := time.Now().Add(60 * time.Second); ; {
+	pollEvery(t, 50*time.Millisecond, 60*time.Second, "app-0 recreated, Ready, with an IP", func() (bool, string) {
 		p, err := tb.Client.CoreV1().Pods(ns).Get(ctx, "app-0", metav1.GetOptions{})
-		if err == nil && p.UID != oldUID && p.Status.PodIP != "" && podReady(p) {
-			ip = p.Status.PodIP
-			break
+		if err != nil {
+			return false, err.Error()
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("app-0 was not recreated")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		ip = p.Status.PodIP
+		return p.UID != oldUID && ip != "" && podReady(p), describePod(p) + " uid " + string(p.UID)
+	})
 	eventually(t, 30*time.Second, fqdn("app-0", "app", ns), dns.TypeA, func(m *dns.Msg) bool {
 		return len(m.Answer) == 1 && m.Answer[0].(*dns.A).A.String() == ip
 	})

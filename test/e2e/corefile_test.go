@@ -77,15 +77,10 @@ func serveTestbed(t *testing.T, body, what string) func(name string, qtype uint1
 		return r
 	}
 	host := fqdn("pets-0", "pets", ns)
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) { // past a cached negative answer
+	pollUntil(t, 30*time.Second, what+" serving "+host, func() (bool, string) { // past a cached negative answer
 		r := ask(host, dns.TypeA)
-		if len(r.Answer) == 1 && r.Answer[0].(*dns.A).A.String() == pods["pets-0"].Status.PodIP {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s never served %s:\n%s", what, host, r)
-		}
-	}
+		return len(r.Answer) == 1 && r.Answer[0].(*dns.A).A.String() == pods["pets-0"].Status.PodIP, "\n" + r.String()
+	})
 	if r := ask("kubernetes.default.svc.cluster.local.", dns.TypeA); len(r.Answer) != 1 {
 		t.Errorf("%s: the kubernetes plugin behind headless did not answer:\n%s", what, r)
 	}

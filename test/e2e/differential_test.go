@@ -79,21 +79,19 @@ func startServer(t *testing.T, label, body string) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait(); logf.Close() })
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	err = poll(pollInterval, 60*time.Second, "CoreDNS "+label+" ready", func() (bool, string) {
 		resp, err := http.Get("http://127.0.0.1:" + readyPort + "/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return "127.0.0.1:" + port
-			}
+		if err != nil {
+			return false, err.Error()
 		}
-		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(logf.Name())
-			t.Fatalf("CoreDNS %s not ready after 60s:\n%s", label, b)
-		}
-		time.Sleep(100 * time.Millisecond)
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, resp.Status
+	})
+	if err != nil {
+		b, _ := os.ReadFile(logf.Name())
+		t.Fatalf("%v\n%s", err, b)
 	}
+	return "127.0.0.1:" + port
 }
 
 // query asks server one question over UDP (TCP when truncated) and renders
@@ -159,18 +157,68 @@ func (q diffQuery) String() string { return q.name + " " + dns.TypeToString[q.qt
 
 // Headless in front of kubernetes answers every name as kubernetes alone
 // does, on the same objects, with and without endpoint_pod_names; where
-// the answers differ on purpose, the table below names the question and
-// the reason, and the test requires that they do differ.
+// the answers differ on purpose, diffExpected names the question and the
+// reason, and the test requires that they do differ. Then, on the same
+// servers: headless answers the kubernetes plugin's NXDOMAIN for missing
+// services (counted, with that plugin's SOA serial), each server's zone
+// transfer and PTR answers agree with its queries, and pod-named endpoints
+// resolve.
 func TestDifferentialKubernetes(t *testing.T) {
+	f := newDiffFixture(t)
+	questions, expected := f.questions(), f.expected()
+	f.waitServed(t)
+	t.Run("same answers", func(t *testing.T) {
+		for _, v := range diffVariants {
+			t.Run(v.variant, func(t *testing.T) { f.sameAnswers(t, v, questions, expected) })
+		}
+	})
+	t.Run("kubeNX counted", f.kubeNXCounted)
+	t.Run("kubeNX serial", func(t *testing.T) {
+		for _, v := range diffVariants {
+			t.Run(v.headless, func(t *testing.T) { f.kubeNXSerial(t, v.headless) })
+		}
+	})
+	t.Run("self-consistent", func(t *testing.T) {
+		for _, v := range diffVariants {
+			t.Run(v.headless, func(t *testing.T) {
+				for _, b := range selfConsistent(t, f.servers[v.headless], f.ns, f.addrs()) {
+					t.Errorf("%s: %s", v.headless, b)
+				}
+			})
+		}
+	})
+	t.Run("pod-named endpoints", f.podNamed)
+}
+
+// diffVariant is a pair of servers compared, by label: headless in front
+// of kubernetes, and kubernetes alone.
+type diffVariant struct{ variant, headless, stock string }
+
+// diffVariants are the pairs without and with endpoint_pod_names.
+var diffVariants = []diffVariant{
+	{"addr", "headless", "stock"},
+	{"pods", "headless-pods", "stock-pods"},
+}
+
+// diffFixture is what the differential test asks about: the objects in ns
+// and the servers, by label, that serve them.
+type diffFixture struct {
+	ns      string
+	pods    map[string]*corev1.Pod
+	servers map[string]string // address by label
+	metrics string            // the headless server's Prometheus endpoint
+}
+
+// newDiffFixture makes the objects and starts the servers. The objects: a
+// headless service whose pods have a hostname, none, and a name that is
+// not one DNS label; a ClusterIP service over the same pods; a headless
+// service without ports; a selectorless IPv6 service with a hand-written
+// slice (kwok gives pods IPv4 only), whose addresses test the trailing-dash
+// rule and whose targetRef names a pod; and an IPv4 slice holding an
+// IPv4-mapped IPv6 address.
+func newDiffFixture(t *testing.T) *diffFixture {
 	kc := tb.Kubeconfig
 	ns := tb.Namespace(t, "diff")
-
-	// Objects: a headless service whose pods have a hostname, none, and a
-	// name that is not one DNS label; a ClusterIP service over the same
-	// pods; a headless service without ports; and a selectorless IPv6
-	// service with a hand-written slice (kwok gives pods IPv4 only), whose
-	// addresses test the trailing-dash rule and whose targetRef names a
-	// pod.
 	headlessService(t, ns, "web", map[string]string{"app": "web"}, false, svcPort{"http", 80, corev1.ProtocolTCP})
 	headlessService(t, ns, "noports", map[string]string{"app": "web"}, false)
 	headlessService(t, ns, "v6", nil, false, svcPort{"db", 5432, corev1.ProtocolTCP})
@@ -197,9 +245,9 @@ func TestDifferentialKubernetes(t *testing.T) {
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	// An IPv4 slice holding an IPv4-mapped IPv6 address: the API server
-	// takes it (with a warning that a later release will not), and the
-	// kubernetes plugin makes a label with colons of it.
+	// The API server takes the IPv4-mapped address (with a warning that a
+	// later release will not), and the kubernetes plugin makes a label
+	// with colons of it.
 	headlessService(t, ns, "mapped", nil, false, svcPort{"http", 80, corev1.ProtocolTCP})
 	httpName := "http"
 	httpPort := int32(80)
@@ -211,25 +259,44 @@ func TestDifferentialKubernetes(t *testing.T) {
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	pods := waitPods(t, ns, "web", 3)
-	dashed := func(pod string) string { return strings.ReplaceAll(pods[pod].Status.PodIP, ".", "-") }
+	f := &diffFixture{ns: ns, pods: waitPods(t, ns, "web", 3), servers: map[string]string{}}
 
 	metricsPort, err := freeUDPTCPPort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	servers := map[string]string{}
+	f.metrics = "http://127.0.0.1:" + metricsPort + "/metrics"
 	for _, v := range []struct{ label, body string }{
 		{"headless", "    prometheus 127.0.0.1:" + metricsPort + "\n" + diffTransfer + fmt.Sprintf(diffHeadless, kc) + fmt.Sprintf(diffKubernetes, kc, "")},
 		{"stock", fmt.Sprintf(diffKubernetes, kc, "")},
 		{"headless-pods", diffTransfer + fmt.Sprintf(diffHeadless, kc) + fmt.Sprintf(diffKubernetes, kc, "        endpoint_pod_names\n")},
 		{"stock-pods", fmt.Sprintf(diffKubernetes, kc, "        endpoint_pod_names\n")},
 	} {
-		servers[v.label] = startServer(t, v.label, v.body)
+		f.servers[v.label] = startServer(t, v.label, v.body)
 	}
+	return f
+}
 
-	at := func(labels ...string) string { return strings.Join(labels, ".") + "." + ns + ".svc.cluster.local." }
-	names := []string{
+// at is the name of labels in the fixture's namespace.
+func (f *diffFixture) at(labels ...string) string {
+	return strings.Join(labels, ".") + "." + f.ns + ".svc.cluster.local."
+}
+
+// dashed is the IPv4 address of pod as a DNS label.
+func (f *diffFixture) dashed(pod string) string {
+	return strings.ReplaceAll(f.pods[pod].Status.PodIP, ".", "-")
+}
+
+// addrs are the endpoint addresses whose PTR names are asked.
+func (f *diffFixture) addrs() []string {
+	return []string{f.pods["web-0"].Status.PodIP, f.pods["test-name"].Status.PodIP, f.pods["a.b"].Status.PodIP,
+		"fd00:10:244::", "fd00:10:244::7", "fd00:10:244::8"}
+}
+
+// names are the names asked for A, AAAA and SRV.
+func (f *diffFixture) names() []string {
+	at, dashed := f.at, f.dashed
+	return []string{
 		at("web"), at("web-0", "web"), at(dashed("web-0"), "web"),
 		at("test-name", "web"), at(dashed("test-name"), "web"),
 		at("a", "b", "web"), at("b", "web"), at(dashed("a.b"), "web"),
@@ -239,9 +306,9 @@ func TestDifferentialKubernetes(t *testing.T) {
 		at("v6"), at("fd00-10-244--0", "v6"), at("fd00-10-244--", "v6"), at("fd00-10-244--1-0", "v6"),
 		at("db-0", "v6"), at("v6-pod", "v6"), at("fd00-10-244--8", "v6"), at("_db", "_tcp", "v6"),
 		// Escaped dots: outside the zone, or one label below it.
-		`web-0\.web.` + ns + `.svc.cluster.local.`,
-		`web\.` + ns + `.svc.cluster.local.`,
-		`web-0.web.` + ns + `.svc.cluster\.local.`,
+		`web-0\.web.` + f.ns + `.svc.cluster.local.`,
+		`web\.` + f.ns + `.svc.cluster.local.`,
+		`web-0.web.` + f.ns + `.svc.cluster\.local.`,
 		`foo\.cluster.local.`,
 		// Names under services that do not exist, which headless answers
 		// for the kubernetes plugin (kubeNX): a missing service, below
@@ -249,31 +316,40 @@ func TestDifferentialKubernetes(t *testing.T) {
 		// question's case.
 		at("mapped"), at("_http", "_tcp", "mapped"), at("10-244-200-9", "mapped"), at("::ffff:10-244-200-9", "mapped"),
 		at("nx"), at("web-0", "nx"), at("_http", "_tcp", "nx"), at("api", "example", "com"), "api.example.com.svc.cluster.local.",
-		"nx.nope-" + ns + ".svc.cluster.local.", "NX." + ns + ".SVC.Cluster.LOCAL.",
+		"nx.nope-" + f.ns + ".svc.cluster.local.", "NX." + f.ns + ".SVC.Cluster.LOCAL.",
 	}
+}
+
+// questions are every name asked for A, AAAA and SRV, a missing service
+// asked for the types headless leaves to the kubernetes plugin even there,
+// and the PTR name of every address.
+func (f *diffFixture) questions() []diffQuery {
 	var questions []diffQuery
-	for _, n := range names {
+	for _, n := range f.names() {
 		for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeSRV} {
 			questions = append(questions, diffQuery{n, qt})
 		}
 	}
-	// The types headless leaves to the kubernetes plugin even there.
 	for _, qt := range []uint16{dns.TypeTXT, dns.TypeSOA, dns.TypeMX} {
-		questions = append(questions, diffQuery{at("nx"), qt})
+		questions = append(questions, diffQuery{f.at("nx"), qt})
 	}
-	for _, a := range []string{pods["web-0"].Status.PodIP, pods["test-name"].Status.PodIP, pods["a.b"].Status.PodIP,
-		"fd00:10:244::", "fd00:10:244::7", "fd00:10:244::8"} {
-		rev, _ := dns.ReverseAddr(a)
-		questions = append(questions, diffQuery{rev, dns.TypePTR})
+	for _, a := range f.addrs() {
+		questions = append(questions, diffQuery{mustReverse(a), dns.TypePTR})
 	}
+	return questions
+}
 
-	// The answers that differ on purpose, by variant ("" both, "pods"
-	// only with endpoint_pod_names, "addr" only without), with the reason
-	// and the answer headless must give instead.
-	type why struct {
-		variant, reason string
-		expect          func(got string) error
-	}
+// diffExpected is an answer that differs on purpose, in variant ("" both,
+// "pods" only with endpoint_pod_names, "addr" only without), with the
+// reason and a check of the answer headless must give instead.
+type diffExpected struct {
+	variant, reason string
+	expect          func(got string) error
+}
+
+// expected are the answers that differ on purpose, by question.
+func (f *diffFixture) expected() map[diffQuery]diffExpected {
+	at, dashed, pods := f.at, f.dashed, f.pods
 	srvPort0 := srvAnswers(func(port, target string) error {
 		if port != "0" {
 			return fmt.Errorf("SRV port %s, want 0", port)
@@ -286,7 +362,7 @@ func TestDifferentialKubernetes(t *testing.T) {
 		}
 		return nil
 	})
-	differs := map[diffQuery]why{
+	return map[diffQuery]diffExpected{
 		{at("_http", "_tcp", "web"), dns.TypeA}:           {"", "only SRV records at _port._proto names (spec 1.1.0): headless answers NODATA, kubernetes the addresses", noData},
 		{at("_db", "_tcp", "v6"), dns.TypeAAAA}:           {"", "only SRV records at _port._proto names (spec 1.1.0)", noData},
 		{at("noports"), dns.TypeSRV}:                      {"", "headless answers the port-less SRV form with port 0 for a service without ports, so that peer-finder finds its members; kubernetes has no SRV records (NODATA)", srvPort0},
@@ -316,138 +392,136 @@ func TestDifferentialKubernetes(t *testing.T) {
 		{at("b", "web"), dns.TypeAAAA}:                      {"pods", "empty non-terminal above a.b (NODATA, not NXDOMAIN)", noData},
 		{at("b", "web"), dns.TypeSRV}:                       {"pods", "empty non-terminal above a.b (NODATA, not NXDOMAIN)", noData},
 	}
+}
 
-	compare := func(variant, h, s string) []string {
-		var bad []string
-		for _, q := range questions {
-			want, err := query(servers[s], q.name, q.qtype)
-			if err != nil {
-				bad = append(bad, fmt.Sprintf("%s: %s: %v", q, s, err))
-				continue
-			}
-			got, err := query(servers[h], q.name, q.qtype)
-			if err != nil {
-				bad = append(bad, fmt.Sprintf("%s: %s: %v", q, h, err))
-				continue
-			}
-			if w, ok := differs[q]; ok && (w.variant == "" || w.variant == variant) {
-				if got == want {
-					bad = append(bad, fmt.Sprintf("%s (%s): listed as different (%s), but both answer\n%s", q, variant, w.reason, got))
-				} else if err := w.expect(got); err != nil {
-					bad = append(bad, fmt.Sprintf("%s (%s): %s: %v; %s answers\n%s", q, variant, w.reason, err, h, got))
-				}
-				continue
-			}
-			if got != want {
-				bad = append(bad, fmt.Sprintf("%s (%s): %s differs from %s\n%s:\n%s%s:\n%s", q, variant, h, s, s, want, h, got))
-			}
-		}
-		return bad
-	}
-
-	// The four servers watch on their own; compare until they agree, and
-	// only then count what differs. Before that, make sure every server
-	// has the data, so that agreement is not two empty answers.
-	for label, addr := range servers {
-		for _, q := range []diffQuery{{at("web-0", "web"), dns.TypeA}, {at("db-0", "v6"), dns.TypeAAAA}} {
-			deadline := time.Now().Add(30 * time.Second)
-			for {
+// waitServed waits until every server answers for the objects, so that
+// servers that agree later do not agree on two empty answers.
+func (f *diffFixture) waitServed(t *testing.T) {
+	t.Helper()
+	for label, addr := range f.servers {
+		for _, q := range []diffQuery{{f.at("web-0", "web"), dns.TypeA}, {f.at("db-0", "v6"), dns.TypeAAAA}} {
+			pollEvery(t, 50*time.Millisecond, 30*time.Second, label+": an answer to "+q.String(), func() (bool, string) {
 				a, err := query(addr, q.name, q.qtype)
-				if err == nil && strings.Contains(a, "answer ") {
-					break
+				if err != nil {
+					return false, err.Error()
 				}
-				if time.Now().After(deadline) {
-					t.Fatalf("%s: no answer to %s after 30s: %v %s", label, q, err, a)
-				}
-				time.Sleep(50 * time.Millisecond)
-			}
+				return strings.Contains(a, "answer "), a
+			})
 		}
 	}
-	for _, v := range []struct{ variant, h, s string }{{"addr", "headless", "stock"}, {"pods", "headless-pods", "stock-pods"}} {
-		var bad []string
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			if bad = compare(v.variant, v.h, v.s); len(bad) == 0 || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
+}
+
+// sameAnswers asks every question of both servers of a variant, which
+// watch on their own, until they agree, and then reports what differs:
+// every answer must be the same, but those expected to differ, which must
+// differ and pass their check.
+func (f *diffFixture) sameAnswers(t *testing.T, v diffVariant, questions []diffQuery, expected map[diffQuery]diffExpected) {
+	var bad []string
+	err := poll(200*time.Millisecond, 30*time.Second, v.variant+": the same answers", func() (bool, string) {
+		bad = f.compare(v.variant, v.headless, v.stock, questions, expected)
+		return len(bad) == 0, fmt.Sprintf("%d differences", len(bad))
+	})
+	if err != nil {
 		for _, b := range bad {
 			t.Error(b)
 		}
-		t.Logf("%s: %d questions, %d listed differences, %d unexpected", v.variant, len(questions), len(differs), len(bad))
 	}
+	t.Logf("%s: %d questions, %d listed differences, %d unexpected", v.variant, len(questions), len(expected), len(bad))
+}
 
-	// headless answers the missing services for the kubernetes plugin in
-	// both shipped arrangements, with that plugin's SOA serial: the same
-	// as in the kubernetes plugin's own NODATA (web-lb has no IPv6
-	// address) from the same server.
-	// It is headless that writes those answers, and only those: it
-	// counts them.
-	metricsURL := "http://127.0.0.1:" + metricsPort + "/metrics"
+// compare asks server h and server s every question and returns what does
+// not hold.
+func (f *diffFixture) compare(variant, h, s string, questions []diffQuery, expected map[diffQuery]diffExpected) []string {
+	var bad []string
+	for _, q := range questions {
+		want, err := query(f.servers[s], q.name, q.qtype)
+		if err != nil {
+			bad = append(bad, fmt.Sprintf("%s: %s: %v", q, s, err))
+			continue
+		}
+		got, err := query(f.servers[h], q.name, q.qtype)
+		if err != nil {
+			bad = append(bad, fmt.Sprintf("%s: %s: %v", q, h, err))
+			continue
+		}
+		if w, ok := expected[q]; ok && (w.variant == "" || w.variant == variant) {
+			if got == want {
+				bad = append(bad, fmt.Sprintf("%s (%s): listed as different (%s), but both answer\n%s", q, variant, w.reason, got))
+			} else if err := w.expect(got); err != nil {
+				bad = append(bad, fmt.Sprintf("%s (%s): %s: %v; %s answers\n%s", q, variant, w.reason, err, h, got))
+			}
+			continue
+		}
+		if got != want {
+			bad = append(bad, fmt.Sprintf("%s (%s): %s differs from %s\n%s:\n%s%s:\n%s", q, variant, h, s, s, want, h, got))
+		}
+	}
+	return bad
+}
+
+// kubeNXCounted: it is headless that answers the missing services for the
+// kubernetes plugin, and only those: it counts them.
+func (f *diffFixture) kubeNXCounted(t *testing.T) {
+	const metric = "coredns_headless_kubernetes_nxdomain_total"
 	for _, c := range []struct {
 		q    diffQuery
 		mine bool
 	}{
-		{diffQuery{at("nx"), dns.TypeA}, true},
+		{diffQuery{f.at("nx"), dns.TypeA}, true},
 		{diffQuery{"api.example.com.svc.cluster.local.", dns.TypeSRV}, true},
-		{diffQuery{at("web-lb"), dns.TypeA}, false},
-		{diffQuery{at("nx"), dns.TypeTXT}, false},
+		{diffQuery{f.at("web-lb"), dns.TypeA}, false},
+		{diffQuery{f.at("nx"), dns.TypeTXT}, false},
 	} {
-		before := metricValue(t, metricsURL, "coredns_headless_kubernetes_nxdomain_total")
-		if _, err := query(servers["headless"], c.q.name, c.q.qtype); err != nil {
+		before := metricValue(t, f.metrics, metric)
+		if _, err := query(f.servers["headless"], c.q.name, c.q.qtype); err != nil {
 			t.Fatal(err)
 		}
 		want := before
 		if c.mine {
 			want++
 		}
-		if n := metricValue(t, metricsURL, "coredns_headless_kubernetes_nxdomain_total"); n != want {
-			t.Errorf("%s: coredns_headless_kubernetes_nxdomain_total went from %v to %v, want %v", c.q, before, n, want)
+		if n := metricValue(t, f.metrics, metric); n != want {
+			t.Errorf("%s: %s went from %v to %v, want %v", c.q, metric, before, n, want)
 		}
 	}
+}
 
-	for _, label := range []string{"headless", "headless-pods"} {
-		b, err := os.ReadFile(filepath.Join(tb.Dir, "logs", "coredns-"+label+".log"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !strings.Contains(string(b), "Answering NXDOMAIN for services the kubernetes plugin does not have") {
-			t.Errorf("%s: headless does not answer for the kubernetes plugin; log:\n%s", label, b)
-		}
-		// The serial is the time of the cluster's last service change,
-		// which other tests move: compare within a window where the
-		// NXDOMAIN's serial stayed the same.
-		for try := 0; ; try++ {
-			before := soaSerial(t, servers[label], at("nx"), dns.TypeA)
-			nodata := soaSerial(t, servers[label], at("web-lb"), dns.TypeAAAA)
-			after := soaSerial(t, servers[label], at("nx"), dns.TypeA)
-			if before != after && try < 20 {
-				continue
-			}
-			if before != after || nodata != before {
-				t.Errorf("%s: NXDOMAIN for a missing service has SOA serial %d then %d, the kubernetes plugin's NODATA %d", label, before, after, nodata)
-			}
-			break
-		}
+// kubeNXSerial: headless answers the missing services for the kubernetes
+// plugin in the server labelled label, and says so in its log, with that
+// plugin's SOA serial: the same as in the kubernetes plugin's own NODATA
+// (web-lb has no IPv6 address) from the same server.
+func (f *diffFixture) kubeNXSerial(t *testing.T, label string) {
+	b, err := os.ReadFile(filepath.Join(tb.Dir, "logs", "coredns-"+label+".log"))
+	if err != nil {
+		t.Fatal(err)
 	}
-
-	// The server's own zone transfer and PTR answers name only records that
-	// its A, AAAA and SRV queries give out: the inconsistency that naming
-	// endpoints unlike the kubernetes plugin caused.
-	for _, label := range []string{"headless", "headless-pods"} {
-		ptrs := []string{pods["web-0"].Status.PodIP, pods["test-name"].Status.PodIP, pods["a.b"].Status.PodIP, "fd00:10:244::", "fd00:10:244::7", "fd00:10:244::8"}
-		for _, b := range selfConsistent(t, servers[label], ns, ptrs) {
-			t.Errorf("%s: %s", label, b)
-		}
+	if !strings.Contains(string(b), "Answering NXDOMAIN for services the kubernetes plugin does not have") {
+		t.Errorf("%s: headless does not answer for the kubernetes plugin; log:\n%s", label, b)
 	}
+	// The serial is the time of the cluster's last service change, which
+	// other tests move: compare within a window where the NXDOMAIN's
+	// serial stayed the same.
+	server := f.servers[label]
+	var before, nodata, after uint32
+	err = poll(pollInterval, 10*time.Second, label+": the same NXDOMAIN serial before and after the NODATA", func() (bool, string) {
+		before = soaSerial(t, server, f.at("nx"), dns.TypeA)
+		nodata = soaSerial(t, server, f.at("web-lb"), dns.TypeAAAA)
+		after = soaSerial(t, server, f.at("nx"), dns.TypeA)
+		return before == after, fmt.Sprintf("serial %d, then %d", before, after)
+	})
+	if err != nil || nodata != before {
+		t.Errorf("%s: NXDOMAIN for a missing service has SOA serial %d then %d, the kubernetes plugin's NODATA %d", label, before, after, nodata)
+	}
+}
 
-	// The pod-named endpoint resolves in both, through headless.
-	got, _ := query(servers["headless-pods"], at("test-name", "web"), dns.TypeA)
-	if !strings.Contains(got, pods["test-name"].Status.PodIP) {
+// podNamed: the pod-named endpoints resolve through headless with
+// endpoint_pod_names.
+func (f *diffFixture) podNamed(t *testing.T) {
+	got, _ := query(f.servers["headless-pods"], f.at("test-name", "web"), dns.TypeA)
+	if !strings.Contains(got, f.pods["test-name"].Status.PodIP) {
 		t.Errorf("test-name.web with endpoint_pod_names: %s", got)
 	}
-	got, _ = query(servers["headless-pods"], at("v6-pod", "v6"), dns.TypeAAAA)
+	got, _ = query(f.servers["headless-pods"], f.at("v6-pod", "v6"), dns.TypeAAAA)
 	if !strings.Contains(got, "fd00:10:244::8") {
 		t.Errorf("v6-pod.v6 with endpoint_pod_names: %s", got)
 	}

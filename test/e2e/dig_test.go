@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"os/exec"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -134,35 +133,18 @@ func check(t *testing.T, tc test.Case, opts ...string) *dns.Msg {
 	return m
 }
 
-// eventually polls dig until cond accepts the answer, and returns how long
-// that took. It fails the test after the timeout with the last answer.
+// eventually polls dig every 20ms until cond accepts the answer, and
+// returns how long that took. It fails the test after the timeout with the
+// last answer.
 func eventually(t *testing.T, timeout time.Duration, name string, qtype uint16, cond func(*dns.Msg) bool, opts ...string) time.Duration {
 	t.Helper()
 	start := time.Now()
-	var last *dns.Msg
-	var lastErr error
-	for time.Since(start) < timeout {
-		last, lastErr = dig(name, qtype, opts...)
-		if lastErr == nil && cond(last) {
-			return time.Since(start)
+	pollEvery(t, 20*time.Millisecond, timeout, name+" "+dns.TypeToString[qtype]+": the expected answer", func() (bool, string) {
+		m, err := dig(name, qtype, opts...)
+		if err != nil {
+			return false, err.Error()
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("%s %s: no expected answer after %s; last: %v\n%v", name, dns.TypeToString[qtype], timeout, lastErr, last)
-	return 0
-}
-
-// addrs returns the A and AAAA addresses of an answer, sorted.
-func addrs(m *dns.Msg) []string {
-	var out []string
-	for _, rr := range m.Answer {
-		switch v := rr.(type) {
-		case *dns.A:
-			out = append(out, v.A.String())
-		case *dns.AAAA:
-			out = append(out, v.AAAA.String())
-		}
-	}
-	slices.Sort(out)
-	return out
+		return cond(m), "\n" + m.String()
+	})
+	return time.Since(start)
 }

@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -65,15 +66,13 @@ func TestPetSetClaimExpansion(t *testing.T) {
 			p.Spec.VolumeClaimTemplates[i].Spec.Resources.Requests[corev1.ResourceStorage] = resource.MustParse("2Gi")
 		}
 	})
-	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+	pollUntil(t, 60*time.Second, "data-st-0 request grown to 2Gi", func() (bool, string) {
 		claim, err := tb.Client.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "data-st-0", metav1.GetOptions{})
-		if err == nil && claim.Spec.Resources.Requests.Storage().String() == "2Gi" {
-			break
+		if err != nil {
+			return false, err.Error()
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("data-st-0 request not grown: %v", claim.Spec.Resources.Requests)
-		}
-	}
+		return claim.Spec.Resources.Requests.Storage().String() == "2Gi", fmt.Sprint(claim.Spec.Resources.Requests)
+	})
 	logsClaim, _ := tb.Client.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "logs-st-0", metav1.GetOptions{})
 	if got := logsClaim.Spec.Resources.Requests.Storage().String(); got != "1Gi" {
 		t.Errorf("logs-st-0 request %s, want it left at 1Gi", got)

@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -25,11 +26,10 @@ func TestPetSetControllerKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Kill it once two pets exist.
-	for deadline := time.Now().Add(60 * time.Second); len(added()) < 2; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("no pets before the kill")
-		}
-	}
+	pollEvery(t, 10*time.Millisecond, 60*time.Second, "two pets before the kill", func() (bool, string) {
+		got := added()
+		return len(got) >= 2, fmt.Sprint(got)
+	})
 	kill()
 	claimsBefore := map[string]types.UID{}
 	list, _ := tb.Client.CoreV1().PersistentVolumeClaims(ns).List(ctx, metav1.ListOptions{})

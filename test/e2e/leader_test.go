@@ -3,9 +3,12 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -65,19 +68,20 @@ func TestPetSetLeaderElection(t *testing.T) {
 
 // liveLeader waits for a controller to lead and returns its identity. A
 // controller killed by an earlier test may still hold the lease until it
-// expires; a live leader is one whose renewals keep coming.
+// expires; a live leader is one whose renewals keep coming: the lease's
+// renew time moves on while it holds it.
 func liveLeader(t *testing.T) string {
 	t.Helper()
-	for deadline := time.Now().Add(60 * time.Second); ; {
-		h1, r1 := holder()
-		time.Sleep(3 * time.Second)
-		if h2, r2 := holder(); h2 != "" && h2 == h1 && r2.After(r1) {
-			return h2
+	h, since := holder()
+	pollUntil(t, 60*time.Second, "a live leader", func() (bool, string) {
+		h2, r := holder()
+		if h2 != h {
+			h, since = h2, r
+			return false, "new holder " + h
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("no live leader")
-		}
-	}
+		return h != "" && r.After(since), fmt.Sprintf("holder %q renewed %v", h, r)
+	})
+	return h
 }
 
 // holder returns the lease's holder and its last renewal.
@@ -107,4 +111,80 @@ func TestPetSetLeaseReleasedOnStop(t *testing.T) {
 		h, _ := holder()
 		return h != "" && h != leader, "holder " + h
 	})
+}
+
+// Run out of cluster with --kubeconfig and no leader-election flag, the
+// controller puts its lease in the kubeconfig context's namespace, says
+// so in one log line, and works.
+func TestOrdinalControllerKubeconfigOnly(t *testing.T) {
+	c := installCRD(t)
+	ns := tb.Namespace(t, "lease")
+	kc, err := os.ReadFile(tb.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withNS := strings.Replace(string(kc), "context: {cluster: petset, user: admin}", "context: {cluster: petset, user: admin, namespace: "+ns+"}", 1)
+	if withNS == string(kc) {
+		t.Fatal("the testbed kubeconfig has no context line to give a namespace")
+	}
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(path, []byte(withNS), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), "ordinal-controller")
+	if out, err := exec.Command("go", "build", "-o", bin, "petset.dev/petset/cmd/ordinal-controller").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	logPath := filepath.Join(tb.Dir, "logs", "ordinal-controller-kubeconfig-only.log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Metrics and probes off only so that no port is bound on this shared
+	// machine; nothing about leader election is given.
+	cmd := exec.Command(bin, "--kubeconfig="+path, "--metrics-bind-address=0", "--health-probe-bind-address=0")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var waitErr error
+	exited := make(chan struct{})
+	go func() { waitErr = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() { cmd.Process.Signal(syscall.SIGKILL); <-exited; logf.Close() })
+
+	pollEvery(t, 200*time.Millisecond, 60*time.Second, "a lease held in "+ns, func() (bool, string) {
+		l, err := tb.Client.CoordinationV1().Leases(ns).Get(ctx, "ordinal-controller.petset.dev", metav1.GetOptions{})
+		if err == nil && l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity != "" {
+			return true, ""
+		}
+		select {
+		case <-exited:
+			b, _ := os.ReadFile(logPath)
+			t.Fatalf("controller exited: %v\n%s", waitErr, b)
+		default:
+		}
+		if err != nil {
+			return false, err.Error()
+		}
+		return false, "no holder"
+	})
+	b, _ := os.ReadFile(logPath)
+	var lines []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.Contains(line, `"Leader election"`) {
+			lines = append(lines, line)
+		}
+	}
+	if len(lines) != 1 || !strings.Contains(lines[0], ns+"/ordinal-controller.petset.dev") {
+		t.Errorf("log lines naming the lease: %q, want one naming %s", lines, ns)
+	}
+
+	headlessService(t, ns, "solo", map[string]string{"app": "solo"}, false, svcPort{"peer", 7000, corev1.ProtocolTCP})
+	solo := newPetSet(ns, "solo", "solo", 1)
+	solo.Spec.VolumeClaimTemplates = nil
+	if err := c.Create(ctx, solo); err != nil {
+		t.Fatal(err)
+	}
+	waitPods(t, ns, "solo", 1)
 }

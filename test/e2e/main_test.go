@@ -1,9 +1,10 @@
 //go:build e2e
 
-// Package e2e proves the headless plugin against a real control plane:
-// CoreDNS (cmd/coredns, headless in front of kubernetes) serves a cluster
-// started by test/cluster, objects are made through the API, and answers
-// are read with dig.
+// Package e2e tests petset on a real control plane started by test/cluster
+// (kwok in place of kubelets): mostly the PetSet controller, often beside
+// the StatefulSet controller it follows; also the headless plugin (answers
+// read with dig, and compared with the kubernetes plugin's), peer-finder,
+// and the manifests in deploy/. Every wait polls a condition through poll.
 package e2e
 
 import (
@@ -14,7 +15,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -131,24 +131,25 @@ func startCoreDNS(ctx context.Context) (string, func(), error) {
 		return "", nil, err
 	}
 	stop := func() { cmd.Process.Kill(); cmd.Wait(); logf.Close() }
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	// Ready can answer before the DNS listener is up: the server is
+	// started once it also answers a query.
+	err = poll(pollInterval, 60*time.Second, "ready, and answering "+dnsAddr, func() (bool, string) {
 		resp, err := http.Get("http://127.0.0.1:" + readyPort + "/ready")
-		if err == nil {
-			resp.Body.Close()
-			// Ready can answer before the DNS listener is up: the server
-			// is started once it also answers a query.
-			if resp.StatusCode == http.StatusOK && answers(dnsAddr) {
-				return bin, stop, nil
-			}
+		if err != nil {
+			return false, err.Error()
 		}
-		if time.Now().After(deadline) {
-			stop()
-			b, _ := os.ReadFile(logf.Name())
-			return "", nil, fmt.Errorf("not ready after 60s:\n%s", b)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return false, "ready says " + resp.Status
 		}
-		time.Sleep(100 * time.Millisecond)
+		return answers(dnsAddr), "ready, but no answer to a query"
+	})
+	if err != nil {
+		stop()
+		b, _ := os.ReadFile(logf.Name())
+		return "", nil, fmt.Errorf("%w\n%s", err, b)
 	}
+	return bin, stop, nil
 }
 
 // answers reports whether a DNS server at addr replies, with any rcode,
@@ -180,5 +181,3 @@ func freeUDPTCPPort() (string, error) {
 	}
 	return "", fmt.Errorf("no free port")
 }
-
-func trimDot(s string) string { return strings.TrimSuffix(s, ".") }

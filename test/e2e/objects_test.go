@@ -5,6 +5,9 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,7 +16,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/util/retry"
 )
 
@@ -101,29 +103,63 @@ func podReady(p *corev1.Pod) bool {
 	return false
 }
 
+// petPods lists the pods of app in ns by name.
+func petPods(t *testing.T, ns, app string) map[string]*corev1.Pod {
+	t.Helper()
+	list, err := tb.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + app})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]*corev1.Pod{}
+	for i := range list.Items {
+		out[list.Items[i].Name] = &list.Items[i]
+	}
+	return out
+}
+
+// describePods is a one-line state of pods for failure messages.
+func describePods(pods map[string]*corev1.Pod) string {
+	var s []string
+	for _, name := range slices.Sorted(maps.Keys(pods)) {
+		s = append(s, describePod(pods[name]))
+	}
+	return strings.Join(s, " ")
+}
+
+// describePod is a pod's name and state, such as web-0(Running,Ready).
+func describePod(p *corev1.Pod) string {
+	state := string(p.Status.Phase)
+	if podReady(p) {
+		state += ",Ready"
+	}
+	if p.DeletionTimestamp != nil {
+		state += ",Terminating"
+	}
+	return p.Name + "(" + state + ")"
+}
+
 // waitPods waits until n pods matching app are running and ready with an
 // IP, and returns them by name.
 func waitPods(t *testing.T, ns, app string, n int) map[string]*corev1.Pod {
 	t.Helper()
 	var out map[string]*corev1.Pod
 	sel := labels.SelectorFromSet(labels.Set{"app": app}).String()
-	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 120*time.Second, true, func(context.Context) (bool, error) {
+	pollUntil(t, 120*time.Second, fmt.Sprintf("%d ready pods of %s", n, app), func() (bool, string) {
 		list, err := tb.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: sel})
 		if err != nil {
-			return false, nil
+			return false, err.Error()
 		}
 		out = map[string]*corev1.Pod{}
+		all := map[string]*corev1.Pod{}
 		for i := range list.Items {
 			p := &list.Items[i]
+			all[p.Name] = p
 			if p.DeletionTimestamp == nil && p.Status.PodIP != "" && podReady(p) {
 				out[p.Name] = p
 			}
 		}
-		return len(out) == n && len(list.Items) == n, nil
+		return len(out) == n && len(list.Items) == n, fmt.Sprintf("%d ready: %s", len(out), describePods(all))
 	})
-	if err != nil {
-		t.Fatalf("%d ready pods of %s: have %d: %v", n, app, len(out), err)
-	}
 	return out
 }
 

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -31,43 +33,6 @@ const holdGate = "petset.dev/e2e-hold"
 // holdFinalizer keeps a deleted pod Terminating until the test removes it,
 // so a test can see which pods a controller has asked to delete at once.
 const holdFinalizer = "petset.dev/e2e-hold"
-
-// petPods lists the pods of app in ns by name.
-func petPods(t *testing.T, ns, app string) map[string]*corev1.Pod {
-	t.Helper()
-	list, err := tb.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + app})
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]*corev1.Pod{}
-	for i := range list.Items {
-		out[list.Items[i].Name] = &list.Items[i]
-	}
-	return out
-}
-
-// describePods is a one-line state of pods for failure messages.
-func describePods(pods map[string]*corev1.Pod) string {
-	var s []string
-	for _, name := range slices.Sorted(func(yield func(string) bool) {
-		for n := range pods {
-			if !yield(n) {
-				return
-			}
-		}
-	}) {
-		p := pods[name]
-		state := string(p.Status.Phase)
-		if podReady(p) {
-			state += ",Ready"
-		}
-		if p.DeletionTimestamp != nil {
-			state += ",Terminating"
-		}
-		s = append(s, name+"("+state+")")
-	}
-	return strings.Join(s, " ")
-}
 
 // ungate takes holdGate off a pod so it is scheduled and kwok makes it Ready.
 func ungate(t *testing.T, ns, name string) {
@@ -332,4 +297,114 @@ func TestPetSetParallelRollingUpdate(t *testing.T) {
 	waitStatus(t, c, ns, "pru", func(st v1alpha1.PetSetStatus) bool {
 		return st.UpdateRevision == r2 && st.UpdatedReplicas == 3 && st.ReadyReplicas == 3
 	})
+}
+
+// A rolling update under Parallel with maxUnavailable 40% of five pets (2),
+// as StatefulSet's MaxUnavailableStatefulSet: a watch of the pods, from the
+// resourceVersion of the list the rollout starts from, tracks which
+// wanted pets are unavailable (missing, Terminating or not Ready) after
+// every event. The most at any moment must be 2: never more, and more
+// than one, or the budget is not used.
+func TestPetSetParallelMaxUnavailable(t *testing.T) {
+	const replicas, budget = 5, 2
+	c, stop := startController(t)
+	defer stop()
+	ns := tb.Namespace(t, "maxunavail")
+	headlessService(t, ns, "mu", map[string]string{"app": "mu"}, false, svcPort{"peer", 2380, corev1.ProtocolTCP})
+	ps := newPetSet(ns, "mu", "mu", replicas)
+	ps.Spec.VolumeClaimTemplates = nil
+	ps.Spec.PodManagementPolicy = appsv1.ParallelPodManagement
+	ps.Spec.UpdateStrategy.RollingUpdate = &v1alpha1.RollingUpdate{MaxUnavailable: ptr(intstr.FromString("40%"))}
+	if err := c.Create(ctx, ps); err != nil {
+		t.Fatal(err)
+	}
+	waitPods(t, ns, "mu", replicas)
+	waitStatus(t, c, ns, "mu", func(st v1alpha1.PetSetStatus) bool {
+		return st.ReadyReplicas == replicas && st.UpdatedReplicas == replicas && st.CurrentRevision == st.UpdateRevision
+	})
+
+	list, err := tb.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=mu"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := map[string]*corev1.Pod{}
+	for i := range list.Items {
+		state[list.Items[i].Name] = &list.Items[i]
+	}
+	w, err := tb.Client.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{LabelSelector: "app=mu", ResourceVersion: list.ResourceVersion})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu       sync.Mutex
+		most     int
+		worst    string // the state when most was reached
+		watchErr string
+	)
+	unavailable := func() []string {
+		var out []string
+		for o := range replicas {
+			name := "mu-" + strconv.Itoa(o)
+			if p := state[name]; p == nil || p.DeletionTimestamp != nil || !podReady(p) {
+				out = append(out, name)
+			}
+		}
+		return out
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ev := range w.ResultChan() {
+			p, ok := ev.Object.(*corev1.Pod)
+			if !ok {
+				mu.Lock()
+				watchErr = fmt.Sprintf("watch event %s %T", ev.Type, ev.Object)
+				mu.Unlock()
+				continue
+			}
+			mu.Lock()
+			if ev.Type == watch.Deleted {
+				delete(state, p.Name)
+			} else {
+				state[p.Name] = p
+			}
+			if down := unavailable(); len(down) > most {
+				most, worst = len(down), fmt.Sprint(down)+" "+describePods(state)
+			}
+			mu.Unlock()
+		}
+	}()
+	defer func() { w.Stop(); <-done }()
+
+	cur := updatePetSet(t, c, client.ObjectKeyFromObject(ps), func(p *v1alpha1.PetSet) {
+		p.Spec.Template.Spec.Containers[0].Image = "registry.invalid/petset/fake:2"
+	})
+	r2 := controller.Revision(cur)
+	pollUntil(t, 90*time.Second, "every pet at the new revision and Ready", func() (bool, string) {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for o := range replicas {
+			p := state["mu-"+strconv.Itoa(o)]
+			if p != nil && p.DeletionTimestamp == nil && podReady(p) && p.Labels[controller.LabelRevision] == r2 {
+				n++
+			}
+		}
+		return n == replicas, describePods(state)
+	})
+	waitStatus(t, c, ns, "mu", func(st v1alpha1.PetSetStatus) bool {
+		return st.UpdateRevision == r2 && st.CurrentRevision == r2 && st.UpdatedReplicas == replicas && st.ReadyReplicas == replicas
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if watchErr != "" {
+		t.Fatalf("the watch broke, so the count may have missed events: %s", watchErr)
+	}
+	if most > budget {
+		t.Errorf("%d pets unavailable at once, maxUnavailable %d: %s", most, budget, worst)
+	}
+	if most < budget {
+		t.Errorf("at most %d pet unavailable at once: the rollout did not use maxUnavailable %d", most, budget)
+	}
+	t.Logf("most pets unavailable at once: %d (%s)", most, worst)
 }

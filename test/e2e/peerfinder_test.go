@@ -103,21 +103,17 @@ func peerFinderAcrossScale(t *testing.T, ns string, scaleTo func(int32), ordered
 	// n-1, and checks every run against what the sidecar promises.
 	lastRun := func(n int) {
 		t.Helper()
-		deadline := time.Now().Add(60 * time.Second)
-		for {
+		pollUntil(t, 60*time.Second, fmt.Sprintf("the sidecar's last run with %d members", n), func() (bool, string) {
 			b, _ := os.ReadFile(log)
 			runs := strings.Split(string(b), "--- ")[1:]
 			if len(runs) > 0 && runs[len(runs)-1] == fmt.Sprintf("%d\n", n)+etcdPeers(ns, n) {
 				if err := checkSidecarRuns(runs, ns, 5, ordered); err != nil {
 					t.Fatalf("%v\nsidecar's runs:\n%s", err, b)
 				}
-				return
+				return true, ""
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("sidecar's runs:\n%s\nwant the last with %d members\n%s", b, n, sidecarErr.String())
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+			return false, fmt.Sprintf("sidecar's runs:\n%s\n%s", b, sidecarErr.String())
+		})
 	}
 
 	lastRun(3)
@@ -230,18 +226,11 @@ func checkSidecarRuns(runs []string, ns string, most int, ordered bool) error {
 // is surely there, prints n peers.
 func waitPeerCount(t *testing.T, bin string, base []string, n int) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	pollEvery(t, 200*time.Millisecond, 30*time.Second, fmt.Sprintf("%d peers", n), func() (bool, string) {
 		cmd := exec.Command(bin, append(base, "-hostname", "etcd-0", "-timeout", "10s")...)
 		out, _ := cmd.Output()
-		if strings.Count(string(out), "\n") == n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("peers:\n%s\nwant %d", out, n)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return strings.Count(string(out), "\n") == n, "peers:\n" + string(out)
+	})
 }
 
 func setPublishNotReady(t *testing.T, ns, name string, v bool) {

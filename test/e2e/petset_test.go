@@ -62,13 +62,10 @@ func installCRD(t *testing.T) client.Client {
 		t.Fatal(err)
 	}
 	// The CRD is served once a list works.
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		if err := c.List(ctx, &v1alpha1.PetSetList{}); err == nil {
-			break
-		} else if time.Now().After(deadline) {
-			t.Fatalf("PetSet API not served: %v", err)
-		}
-	}
+	pollUntil(t, 30*time.Second, "PetSet API served", func() (bool, string) {
+		err := c.List(ctx, &v1alpha1.PetSetList{})
+		return err == nil, fmt.Sprint(err)
+	})
 
 	return c
 }
@@ -278,17 +275,17 @@ func TestPetSet(t *testing.T) {
 	if err := tb.Client.CoreV1().Pods(ns).Delete(ctx, "db-1", metav1.DeleteOptions{GracePeriodSeconds: ptr(int64(0))}); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+	var back *corev1.Pod
+	pollUntil(t, 60*time.Second, "db-1 back", func() (bool, string) {
 		p, err := tb.Client.CoreV1().Pods(ns).Get(ctx, "db-1", metav1.GetOptions{})
-		if err == nil && p.UID != old.UID && podReady(p) {
-			if v := p.Spec.Volumes; len(v) == 0 || v[0].PersistentVolumeClaim == nil || v[0].PersistentVolumeClaim.ClaimName != "data-db-1" {
-				t.Errorf("recreated db-1 volumes %+v", v)
-			}
-			break
+		if err != nil {
+			return false, err.Error()
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("db-1 did not come back")
-		}
+		back = p
+		return p.UID != old.UID && podReady(p), describePod(p) + " uid " + string(p.UID)
+	})
+	if v := back.Spec.Volumes; len(v) == 0 || v[0].PersistentVolumeClaim == nil || v[0].PersistentVolumeClaim.ClaimName != "data-db-1" {
+		t.Errorf("recreated db-1 volumes %+v", v)
 	}
 
 	// Deleting the set lets the garbage collector delete its pods, as
@@ -298,15 +295,10 @@ func TestPetSet(t *testing.T) {
 	if err := c.Delete(ctx, ps); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+	pollUntil(t, 60*time.Second, "PetSet and its pods deleted", func() (bool, string) {
 		err := c.Get(ctx, client.ObjectKeyFromObject(ps), &v1alpha1.PetSet{})
-		if apierrors.IsNotFound(err) && len(deleted()) == before+3 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("PetSet or its pods not deleted: %v, deleted %v", err, deleted())
-		}
-	}
+		return apierrors.IsNotFound(err) && len(deleted()) == before+3, fmt.Sprintf("%v, deleted %v", err, deleted())
+	})
 	// db-1's recreation shows as one more deletion before these.
 	if got := slices.Sorted(slices.Values(deleted()[before:])); !slices.Equal(got, []string{"db-0", "db-1", "db-2"}) {
 		t.Errorf("deleted %v, want db-0, db-1, db-2", got)
@@ -320,15 +312,16 @@ func TestPetSet(t *testing.T) {
 
 func boundVolume(t *testing.T, ns, claim string) string {
 	t.Helper()
-	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+	var volume string
+	pollUntil(t, 60*time.Second, "claim "+claim+" bound", func() (bool, string) {
 		pvc, err := tb.Client.CoreV1().PersistentVolumeClaims(ns).Get(ctx, claim, metav1.GetOptions{})
-		if err == nil && pvc.Status.Phase == corev1.ClaimBound && pvc.Spec.VolumeName != "" {
-			return pvc.Spec.VolumeName
+		if err != nil {
+			return false, err.Error()
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("claim %s not bound: %v %v", claim, err, pvc)
-		}
-	}
+		volume = pvc.Spec.VolumeName
+		return pvc.Status.Phase == corev1.ClaimBound && volume != "", fmt.Sprintf("%s, volume %q", pvc.Status.Phase, volume)
+	})
+	return volume
 }
 
 func scalePetSet(t *testing.T, c client.Client, ns, name string, replicas int32) {
@@ -349,79 +342,16 @@ func scalePetSet(t *testing.T, c client.Client, ns, name string, replicas int32)
 	}
 }
 
+// waitStatus waits until cond accepts the status of PetSet name.
 func waitStatus(t *testing.T, c client.Client, ns, name string, cond func(v1alpha1.PetSetStatus) bool) {
 	t.Helper()
-	var ps v1alpha1.PetSet
-	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &ps); err == nil && cond(ps.Status) {
-			return
+	pollUntil(t, 60*time.Second, "the wanted status of "+name, func() (bool, string) {
+		var ps v1alpha1.PetSet
+		if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &ps); err != nil {
+			return false, err.Error()
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("status of %s never as wanted: %+v", name, ps.Status)
-		}
-	}
-}
-
-// whenScaled: Delete drops the claims of ordinals scaled away; deleting the
-// set lets the garbage collector delete its pods, then whenDeleted: Delete
-// drops the rest of the claims.
-func TestPetSetDeletion(t *testing.T) {
-	c, stop := startController(t)
-	defer stop()
-	ns := tb.Namespace(t, "del")
-	headlessService(t, ns, "q", map[string]string{"app": "q"}, false, svcPort{"amqp", 5672, corev1.ProtocolTCP})
-	ps := newPetSet(ns, "q", "q", 3)
-	ps.Spec.PersistentVolumeClaimRetentionPolicy = &v1alpha1.RetentionPolicy{WhenScaled: v1alpha1.Delete, WhenDeleted: v1alpha1.Delete}
-	if err := c.Create(ctx, ps); err != nil {
-		t.Fatal(err)
-	}
-	waitPods(t, ns, "q", 3)
-	claims := func() []string {
-		list, err := tb.Client.CoreV1().PersistentVolumeClaims(ns).List(ctx, metav1.ListOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var out []string
-		for _, c := range list.Items {
-			if c.DeletionTimestamp == nil {
-				out = append(out, c.Name)
-			}
-		}
-		slices.Sort(out)
-		return out
-	}
-	waitClaims := func(want ...string) {
-		t.Helper()
-		for deadline := time.Now().Add(60 * time.Second); !slices.Equal(claims(), want); time.Sleep(100 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("claims %v, want %v", claims(), want)
-			}
-		}
-	}
-	waitClaims("data-q-0", "data-q-1", "data-q-2")
-
-	scalePetSet(t, c, ns, "q", 2)
-	waitPods(t, ns, "q", 2)
-	waitClaims("data-q-0", "data-q-1")
-
-	_, deleted, stopWatch := podEvents(t, ns, "q")
-	defer stopWatch()
-	if err := c.Delete(ctx, ps); err != nil {
-		t.Fatal(err)
-	}
-	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		err := c.Get(ctx, client.ObjectKeyFromObject(ps), &v1alpha1.PetSet{})
-		if apierrors.IsNotFound(err) && len(deleted()) == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("PetSet or its pods still there: %v, deleted %v", err, deleted())
-		}
-	}
-	if got := slices.Sorted(slices.Values(deleted())); !slices.Equal(got, []string{"q-0", "q-1"}) {
-		t.Errorf("deleted %v, want q-0 and q-1", got)
-	}
-	waitClaims()
+		return cond(ps.Status), fmt.Sprintf("%+v", ps.Status)
+	})
 }
 
 // updatePetSet changes a PetSet, retrying on conflicts with the

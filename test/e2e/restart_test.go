@@ -3,6 +3,8 @@
 package e2e
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,8 +13,6 @@ import (
 	discovery "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
-
-// This file sorts last, so the outage happens after the other tests.
 
 // The API server goes away while queries run: answers keep coming from the
 // last data; after it is back, new changes show up.
@@ -31,13 +31,10 @@ func TestAPIServerRestart(t *testing.T) {
 			tb.StartAPIServer(ctx)
 		}
 	}()
-	for range 20 { // about four seconds of queries with the API server down
+	holdsFor(t, 200*time.Millisecond, 4*time.Second, host+" answered with the API server down", func() (bool, string) {
 		m, err := dig(host, dns.TypeA)
-		if err != nil || len(m.Answer) != 1 || m.Answer[0].(*dns.A).A.String() != pods["kept-1"].Status.PodIP {
-			t.Fatalf("with the API server down: %v %v", err, m)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return err == nil && len(m.Answer) == 1 && m.Answer[0].(*dns.A).A.String() == pods["kept-1"].Status.PodIP, fmt.Sprintf("%v %v", err, m)
+	})
 	if err := tb.StartAPIServer(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -70,19 +67,27 @@ func TestAPIServerRestart(t *testing.T) {
 func waitSliceHostname(t *testing.T, ns, svc, hostname string) time.Time {
 	t.Helper()
 	sel := discovery.LabelServiceName + "=" + svc
-	for deadline := time.Now().Add(90 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+	var seen time.Time
+	pollEvery(t, 20*time.Millisecond, 90*time.Second, "ready "+hostname+" in the EndpointSlices of "+svc, func() (bool, string) {
 		list, err := tb.Client.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{LabelSelector: sel})
 		if err != nil {
-			continue
+			return false, err.Error()
 		}
+		var hosts []string
 		for _, s := range list.Items {
 			for _, e := range s.Endpoints {
-				if e.Hostname != nil && *e.Hostname == hostname && (e.Conditions.Ready == nil || *e.Conditions.Ready) {
-					return time.Now()
+				if e.Hostname == nil {
+					continue
 				}
+				ready := e.Conditions.Ready == nil || *e.Conditions.Ready
+				if *e.Hostname == hostname && ready {
+					seen = time.Now()
+					return true, ""
+				}
+				hosts = append(hosts, fmt.Sprintf("%s(ready %v)", *e.Hostname, ready))
 			}
 		}
-	}
-	t.Fatalf("%s never appeared in the EndpointSlices of %s", hostname, svc)
-	return time.Time{}
+		return false, "hostnames " + strings.Join(hosts, ",")
+	})
+	return seen
 }

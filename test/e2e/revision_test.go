@@ -3,21 +3,14 @@
 package e2e
 
 import (
-	"encoding/json"
-	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -31,15 +24,15 @@ import (
 // Running and Ready, and returns it.
 func waitNewPod(t *testing.T, ns, name string, old types.UID) *corev1.Pod {
 	t.Helper()
-	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		p, err := tb.Client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
-		if err == nil && p.UID != old && p.DeletionTimestamp == nil && podReady(p) {
-			return p
+	var p *corev1.Pod
+	pollUntil(t, 60*time.Second, name+" back as a new pod, Ready", func() (bool, string) {
+		var err error
+		if p, err = tb.Client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{}); err != nil {
+			return false, err.Error()
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s never came back: %v", name, err)
-		}
-	}
+		return p.UID != old && p.DeletionTimestamp == nil && podReady(p), describePod(p) + " uid " + string(p.UID)
+	})
+	return p
 }
 
 // A canary below which pets must keep the old template: with partition 2
@@ -117,216 +110,6 @@ func TestPetSetRevisionBelowPartition(t *testing.T) {
 	if !strings.Contains(string(cr.Data.Raw), oldImage) || strings.Contains(string(cr.Data.Raw), broken) {
 		t.Errorf("revision %s data %s does not record %s", r1, cr.Data.Raw, oldImage)
 	}
-}
-
-// A set made by an earlier version keeps a revision whose data is in
-// struct order, which the garbage collector's patch cannot touch. Deleted
-// with orphan propagation, the set still goes: the controller takes its
-// owner reference off that revision with an update (data byte for byte).
-func TestPetSetOrphanDeletionOldRevision(t *testing.T) {
-	c, stop := startController(t)
-	defer stop()
-	ns := tb.Namespace(t, "orphan-old")
-	headlessService(t, ns, "oo", map[string]string{"app": "oo"}, false, svcPort{"peer", 2380, corev1.ProtocolTCP})
-	ps := newPetSet(ns, "oo", "oo", 1)
-	ps.Spec.VolumeClaimTemplates = nil
-	if err := c.Create(ctx, ps); err != nil {
-		t.Fatal(err)
-	}
-	waitPods(t, ns, "oo", 1)
-	var cur v1alpha1.PetSet
-	if err := c.Get(ctx, client.ObjectKeyFromObject(ps), &cur); err != nil {
-		t.Fatal(err)
-	}
-	old := cur.Spec.Template.DeepCopy()
-	old.Spec.Containers[0].Image = "registry.invalid/petset/fake:0"
-	structOrder, _ := json.Marshal(map[string]any{"spec": map[string]any{"template": old}})
-	rev := &appsv1.ControllerRevision{
-		ObjectMeta: metav1.ObjectMeta{Name: "oo-struct", Labels: map[string]string{"app": "oo", controller.LabelSetName: "oo"},
-			OwnerReferences: []metav1.OwnerReference{{APIVersion: "petset.dev/v1alpha1", Kind: "PetSet", Name: "oo", UID: cur.UID,
-				Controller: ptr(true), BlockOwnerDeletion: ptr(true)}}},
-		Data:     runtime.RawExtension{Raw: structOrder},
-		Revision: 0,
-	}
-	if _, err := tb.Client.AppsV1().ControllerRevisions(ns).Create(ctx, rev, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Delete(ctx, &cur, client.PropagationPolicy(metav1.DeletePropagationOrphan)); err != nil {
-		t.Fatal(err)
-	}
-	pollUntil(t, 60*time.Second, "PetSet gone after an orphaning delete", func() (bool, string) {
-		var left v1alpha1.PetSet
-		err := c.Get(ctx, client.ObjectKeyFromObject(ps), &left)
-		return apierrors.IsNotFound(err), fmt.Sprintf("finalizers %v, err %v", left.Finalizers, err)
-	})
-	got, err := tb.Client.AppsV1().ControllerRevisions(ns).Get(ctx, "oo-struct", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got.OwnerReferences) != 0 || string(got.Data.Raw) != string(structOrder) {
-		t.Errorf("struct-order revision: refs %v, data changed %v", got.OwnerReferences, string(got.Data.Raw) != string(structOrder))
-	}
-}
-
-// `kubectl delete petset --cascade=orphan` finishes: the garbage collector
-// patches the owner reference off every ControllerRevision, which the API
-// server only accepts because the revision data is canonical JSON. A
-// revision stored the way the controller used to (keys in struct order)
-// is shown to be rejected by the same kind of patch.
-func TestPetSetOrphanDeletion(t *testing.T) {
-	c, stop := startController(t)
-	defer stop()
-	ns := tb.Namespace(t, "orphan")
-	headlessService(t, ns, "ob", map[string]string{"app": "ob"}, false, svcPort{"peer", 2380, corev1.ProtocolTCP})
-	ps := newPetSet(ns, "ob", "ob", 1)
-	ps.Spec.VolumeClaimTemplates = nil
-	if err := c.Create(ctx, ps); err != nil {
-		t.Fatal(err)
-	}
-	waitPods(t, ns, "ob", 1)
-	cur := updatePetSet(t, c, client.ObjectKeyFromObject(ps), func(p *v1alpha1.PetSet) {
-		p.Spec.Template.Spec.Containers[0].Image = "registry.invalid/petset/fake:2"
-		p.Spec.Template.Annotations = map[string]string{"z": "last", "a": "<first & html>"}
-	})
-	waitStatus(t, c, ns, "ob", func(st v1alpha1.PetSetStatus) bool {
-		return st.ObservedGeneration >= cur.Generation && st.UpdatedReplicas == 1 && st.ReadyReplicas == 1 && st.CurrentRevision == st.UpdateRevision
-	})
-	revisions := func() []appsv1.ControllerRevision {
-		list, err := tb.Client.AppsV1().ControllerRevisions(ns).List(ctx, metav1.ListOptions{LabelSelector: controller.LabelSetName + "=ob"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return list.Items
-	}
-	if n := len(revisions()); n != 2 {
-		t.Fatalf("%d revisions before the deletion, want 2", n)
-	}
-
-	if err := c.Delete(ctx, cur, client.PropagationPolicy(metav1.DeletePropagationOrphan)); err != nil {
-		t.Fatal(err)
-	}
-	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		err := c.Get(ctx, client.ObjectKeyFromObject(ps), &v1alpha1.PetSet{})
-		if apierrors.IsNotFound(err) {
-			break
-		}
-		if time.Now().After(deadline) {
-			var left v1alpha1.PetSet
-			c.Get(ctx, client.ObjectKeyFromObject(ps), &left)
-			t.Fatalf("PetSet still there a minute after an orphaning delete: finalizers %v, deleted %v", left.Finalizers, left.DeletionTimestamp)
-		}
-	}
-	left := revisions()
-	if len(left) != 2 {
-		t.Fatalf("%d revisions after the orphaning delete, want both kept", len(left))
-	}
-	for _, cr := range left {
-		for _, ref := range cr.OwnerReferences {
-			if ref.UID == cur.UID {
-				t.Errorf("revision %s still owned by the deleted set", cr.Name)
-			}
-		}
-	}
-
-	// The garbage collector patches built-in objects with a strategic
-	// merge patch, which the API server applies to the object decoded
-	// into maps: the data is encoded again, with sorted keys. On a
-	// revision whose data is in struct order, as the controller used to
-	// write it, the same kind of patch fails: the failure this fix
-	// removes.
-	structOrder, _ := json.Marshal(map[string]any{"spec": map[string]any{"template": cur.Spec.Template}})
-	old := &appsv1.ControllerRevision{
-		ObjectMeta: metav1.ObjectMeta{Name: "struct-order", Labels: map[string]string{"app": "none"}},
-		Data:       runtime.RawExtension{Raw: structOrder},
-		Revision:   1,
-	}
-	if _, err := tb.Client.AppsV1().ControllerRevisions(ns).Create(ctx, old, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	_, err := tb.Client.AppsV1().ControllerRevisions(ns).Patch(ctx, "struct-order", types.StrategicMergePatchType, []byte(`{"metadata":{"labels":{"app":"other"}}}`), metav1.PatchOptions{})
-	if err == nil || !strings.Contains(err.Error(), "immutable") {
-		t.Errorf("patching a struct-order revision: %v, want data: field is immutable", err)
-	}
-	for _, cr := range left {
-		if _, err := tb.Client.AppsV1().ControllerRevisions(ns).Patch(ctx, cr.Name, types.StrategicMergePatchType, []byte(`{"metadata":{"labels":{"patched":"yes"}}}`), metav1.PatchOptions{}); err != nil {
-			t.Errorf("patching %s: %v", cr.Name, err)
-		}
-	}
-}
-
-// Run out of cluster with --kubeconfig and no leader-election flag, the
-// controller puts its lease in the kubeconfig context's namespace, says
-// so in one log line, and works.
-func TestOrdinalControllerKubeconfigOnly(t *testing.T) {
-	c := installCRD(t)
-	ns := tb.Namespace(t, "lease")
-	kc, err := os.ReadFile(tb.Kubeconfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	withNS := strings.Replace(string(kc), "context: {cluster: petset, user: admin}", "context: {cluster: petset, user: admin, namespace: "+ns+"}", 1)
-	if withNS == string(kc) {
-		t.Fatal("the testbed kubeconfig has no context line to give a namespace")
-	}
-	path := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(path, []byte(withNS), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(t.TempDir(), "ordinal-controller")
-	if out, err := exec.Command("go", "build", "-o", bin, "petset.dev/petset/cmd/ordinal-controller").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	logPath := filepath.Join(tb.Dir, "logs", "ordinal-controller-kubeconfig-only.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Metrics and probes off only so that no port is bound on this shared
-	// machine; nothing about leader election is given.
-	cmd := exec.Command(bin, "--kubeconfig="+path, "--metrics-bind-address=0", "--health-probe-bind-address=0")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var waitErr error
-	exited := make(chan struct{})
-	go func() { waitErr = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() { cmd.Process.Signal(syscall.SIGKILL); <-exited; logf.Close() })
-
-	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		l, err := tb.Client.CoordinationV1().Leases(ns).Get(ctx, "ordinal-controller.petset.dev", metav1.GetOptions{})
-		if err == nil && l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity != "" {
-			break
-		}
-		select {
-		case <-exited:
-			b, _ := os.ReadFile(logPath)
-			t.Fatalf("controller exited: %v\n%s", waitErr, b)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no lease in %s: %v", ns, err)
-		}
-	}
-	b, _ := os.ReadFile(logPath)
-	var lines []string
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.Contains(line, `"Leader election"`) {
-			lines = append(lines, line)
-		}
-	}
-	if len(lines) != 1 || !strings.Contains(lines[0], ns+"/ordinal-controller.petset.dev") {
-		t.Errorf("log lines naming the lease: %q, want one naming %s", lines, ns)
-	}
-
-	headlessService(t, ns, "solo", map[string]string{"app": "solo"}, false, svcPort{"peer", 7000, corev1.ProtocolTCP})
-	solo := newPetSet(ns, "solo", "solo", 1)
-	solo.Spec.VolumeClaimTemplates = nil
-	if err := c.Create(ctx, solo); err != nil {
-		t.Fatal(err)
-	}
-	waitPods(t, ns, "solo", 1)
 }
 
 // Revision identity on the real API server: going back to an earlier

@@ -124,12 +124,13 @@ func (p *controllerProc) settledMemory(t *testing.T) (rss, heap int64) {
 		depth, ok2 := p.metric(`workqueue_depth{controller="petset"`)
 		return ok && ok2 && n >= 1 && depth == 0, fmt.Sprintf("reconciles %v, queue depth %v", n, depth)
 	})
-	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(250 * time.Millisecond) {
+	holdsFor(t, 250*time.Millisecond, 3*time.Second, "memory sampled", func() (bool, string) {
 		rss = max(rss, p.rssBytes(t))
 		if h, ok := p.metric("go_memstats_heap_inuse_bytes"); ok {
 			heap = max(heap, int64(h))
 		}
-	}
+		return true, ""
+	})
 	return rss, heap
 }
 
@@ -286,30 +287,25 @@ func readyNames(t *testing.T, ns, app string, n int, start time.Time, timeout ti
 	t.Helper()
 	var names []string
 	var took time.Duration
-	last := ""
-	for deadline := time.Now().Add(timeout); ; time.Sleep(time.Second) {
+	pollEvery(t, time.Second, timeout, fmt.Sprintf("%d Ready pods of %s in %s", n, app, ns), func() (bool, string) {
 		list, err := tb.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + app})
-		if err == nil {
-			names = names[:0]
-			ready := 0
-			for i := range list.Items {
-				p := &list.Items[i]
-				names = append(names, p.Name)
-				if p.DeletionTimestamp == nil && podReady(p) {
-					ready++
-				}
-			}
-			if ready == n && len(list.Items) == n {
-				took = time.Since(start)
-				slices.Sort(names)
-				return took, names
-			}
-			last = fmt.Sprintf("%d pods, %d Ready", len(list.Items), ready)
+		if err != nil {
+			return false, err.Error()
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d Ready pods of %s in %s: not after %s: %s", n, app, ns, timeout, last)
+		names = names[:0]
+		ready := 0
+		for i := range list.Items {
+			p := &list.Items[i]
+			names = append(names, p.Name)
+			if p.DeletionTimestamp == nil && podReady(p) {
+				ready++
+			}
 		}
-	}
+		took = time.Since(start)
+		return ready == n && len(list.Items) == n, fmt.Sprintf("%d pods, %d Ready", len(list.Items), ready)
+	})
+	slices.Sort(names)
+	return took, names
 }
 
 // A StatefulSet and a PetSet of 1,000 pets each (Parallel, no claims),

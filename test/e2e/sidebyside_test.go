@@ -168,19 +168,16 @@ func quietWrites(t *testing.T, offset int64, ns, who string) map[string]writeCou
 	t.Helper()
 	const quiet = 5 * time.Second
 	last, since := -1, time.Now()
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		got := countWrites(t, offset, ns)
+	var got map[string]writeCount
+	pollEvery(t, 250*time.Millisecond, 2*time.Minute, fmt.Sprintf("%s quiet for %v", who, quiet), func() (bool, string) {
+		got = countWrites(t, offset, ns)
 		if n := got[who].total(); n != last {
 			last, since = n, time.Now()
-		} else if time.Since(since) >= quiet {
-			return got
+			return false, got[who].String()
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s still writing after 2m: %v", who, got[who])
-		}
-		time.Sleep(250 * time.Millisecond) // poll interval of the quiet check
-	}
+		return time.Since(since) >= quiet, got[who].String()
+	})
+	return got
 }
 
 // The same spec as a StatefulSet and as a PetSet, side by side: the same
