@@ -27,6 +27,7 @@ all: build
 build:
 	$(GO) build -o bin/coredns ./cmd/coredns
 	$(GO) build -o bin/peer-finder ./cmd/peer-finder
+	$(GO) build -o bin/ordinal-controller ./cmd/ordinal-controller
 
 # The image builder is the module in build/ (go-containerregistry stays out
 # of the main module's dependency graph).
@@ -57,7 +58,13 @@ lint: verify-generated
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -tags e2e ./test/...
 	$(GO) -C build vet ./...
+	$(STATICCHECK) ./...
+	$(STATICCHECK) -tags e2e ./test/...
+	cd build && $(STATICCHECK) ./...
+
+STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 # generate rewrites the deepcopy functions and the PetSet CRD from
 # api/v1alpha1 with the controller-gen release named in the CRD.
@@ -133,7 +140,7 @@ bench:
 # services of 10 pods, then 100 more of 100 pods (11,000 pods), CoreDNS with
 # headless + kubernetes, kubernetes alone and whoami pinned to CPU 0, dnsperf
 # on CPU 1, then 60 s of readiness churn. Writes BENCHMARKS.md and
-# test/dnsbench/results/ (results.json, qps.svg, rss.svg). About 15 minutes.
+# test/dnsbench/results/ (results.json, qps.svg, rss.svg). About 30 minutes.
 # BENCH_DNS_FLAGS passes flags to it (go run ./test/dnsbench/cmd/dnsbench -h).
 BENCH_DNS_FLAGS ?=
 bench-dns: setup build testbed
