@@ -117,7 +117,7 @@ func ParseFlags(args []string, env Environment) (*Config, error) {
 	fs.IntVar(&c.MinPeers, "min-peers", 1, "wait until at least this many peers, this pod included, are published")
 	fs.Var(&waitDNS, "wait-dns", "also wait until this fully qualified NAME has an A or AAAA record (repeatable)")
 	fs.Var(&waitTCP, "wait-tcp", "also wait until HOST:PORT accepts TCP connections (repeatable)")
-	fs.DurationVar(&c.Interval, "interval", time.Second, "the shortest pause between lookups; longer when the answer's TTL is")
+	fs.DurationVar(&c.Interval, "interval", time.Second, "the pause between lookups while waiting for this pod and -min-peers; after the first run the shortest, longer when the answer's TTL is")
 	fs.DurationVar(&c.MaxInterval, "max-interval", 30*time.Second, "the longest pause between lookups, TTLs and back-off included")
 	fs.StringVar(&c.TemplateName, "template", "", "Go text/template FILE to render from the peers, or builtin:etcd, builtin:zookeeper, builtin:json")
 	fs.StringVar(&c.Out, "out", "", "write the rendered -template to this FILE, atomically; default standard output")

@@ -121,7 +121,8 @@ func (f *finder) run(ctx context.Context) error {
 		wctx, cancel = context.WithTimeout(ctx, cfg.Timeout)
 		defer cancel()
 	}
-	peers, err := f.wait(ctx, wctx)
+	first, err := f.wait(ctx, wctx)
+	peers := first.peers
 	if err != nil {
 		if errors.Is(err, ErrInterrupted) && cfg.Watching() {
 			f.log.Info("stopped before the first run")
@@ -156,7 +157,7 @@ func (f *finder) run(ctx context.Context) error {
 		f.markReady(peers)
 	}
 
-	var ttl uint32
+	ttl := first.ttl
 	lastSkip := ""
 	for {
 		if f.sleep(ctx, f.delay(ttl, max(failures, applyFailures))) != nil {
@@ -200,15 +201,18 @@ func (f *finder) run(ctx context.Context) error {
 	}
 }
 
-// wait waits for the dependencies and then for an acceptable peer set.
+// wait waits for the dependencies and then for an answer with an
+// acceptable peer set.
 // When wctx ends first it is a *TimeoutError naming what was missing, or
-// ErrInterrupted when ctx itself ended.
-func (f *finder) wait(ctx, wctx context.Context) ([]Peer, error) {
+// ErrInterrupted when ctx itself ended. It asks again every -interval, not
+// after the answer's TTL: the pods of a set starting together are
+// published within moments of each other, and the first run waits on the
+// last of them.
+func (f *finder) wait(ctx, wctx context.Context) (answer, error) {
 	var (
 		missing  string
 		logged   string
 		failures int
-		ttl      uint32
 	)
 	end := func() error {
 		if ctx.Err() != nil {
@@ -234,12 +238,11 @@ func (f *finder) wait(ctx, wctx context.Context) ([]Peer, error) {
 		missing = strings.Join(pending, "; ")
 		note("deps " + missing)
 		if wctx.Err() != nil || f.sleep(wctx, f.delay(0, 0)) != nil {
-			return nil, end()
+			return answer{}, end()
 		}
 	}
 	for {
 		a, err := f.lookup(wctx)
-		ttl = a.ttl
 		var kind string
 		switch {
 		case errors.Is(err, ErrNoSuchService):
@@ -251,7 +254,7 @@ func (f *finder) wait(ctx, wctx context.Context) ([]Peer, error) {
 				if missing == "" {
 					missing = "no answer from DNS for " + f.cfg.ServiceName() + " yet: " + err.Error()
 				}
-				return nil, end()
+				return answer{}, end()
 			}
 			failures++
 			missing = "DNS lookups of " + f.cfg.ServiceName() + " failing: " + err.Error()
@@ -260,13 +263,13 @@ func (f *finder) wait(ctx, wctx context.Context) ([]Peer, error) {
 			failures = 0
 			missing = f.check(a.peers)
 			if missing == "" {
-				return a.peers, nil
+				return a, nil
 			}
 			kind = missing
 		}
 		note(kind)
-		if f.sleep(wctx, f.delay(ttl, failures)) != nil {
-			return nil, end()
+		if f.sleep(wctx, f.delay(0, failures)) != nil {
+			return answer{}, end()
 		}
 	}
 }
