@@ -43,8 +43,8 @@ const netnsEnv = "PETSET_PEERFINDER_ETCD_NETNS"
 // account's token and CA. It bootstraps three members, deletes a pet (it
 // comes back as the same member with its data), scales 3 -> 5 -> 3 while a
 // key is read in a loop, scales to 4 again on a claim that holds a removed
-// member's data, replaces a member whose data was lost, and removes the
-// member of a force-deleted pet with a run-once -etcd-leave.
+// member's data, replaces a member whose data was lost, removes the member
+// of a force-deleted pet with a run-once -etcd-leave, and scales 3 -> 1.
 //
 // Pods have their own network namespaces, where every etcd listens on
 // etcd's ports, and names the cluster DNS resolves. The test gives the
@@ -216,6 +216,22 @@ func testEtcdInNamespace(t *testing.T, pf, etcdBin string) {
 	if failures := health(); len(failures) > 0 {
 		t.Fatalf("reads through the first three members failed while the set scaled: %q", failures)
 	}
+
+	// Scale 3 -> 1, both condemned pets at once: each member has left
+	// before its etcd stops, so the last one has its quorum alone.
+	p.scale(1)
+	for _, i := range []int{1, 2} {
+		wg.Go(func() {
+			if msg := p.delete(i); !strings.Contains(msg, "removed member") {
+				t.Errorf("preStop of scaled-down etcd-%d: %q", i, msg)
+			}
+		})
+	}
+	wg.Wait()
+	if got := p.waitMembers(1); got["etcd-0"] != ids["etcd-0"] {
+		t.Fatalf("members after scaling to one: %v", got)
+	}
+	p.waitValue(0, "k", "v")
 }
 
 // namespaceSetup brings up the loopback interface of a new network
