@@ -95,8 +95,9 @@ verify-generated:
 # ./test starts whole CoreDNS servers one after another in one process.
 # CoreDNS's kubernetes plugin sets klog's logger in every setup while the
 # previous server's reflectors may still read it: an upstream race, so that
-# package runs without the race detector.
-unit:
+# package runs without the race detector. It also runs the testbed's etcd,
+# built first (cold, in minutes) outside go test's timeout.
+unit: testbed
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v '^petset.dev/petset/test$$')
 	$(GO) test -count=1 ./test/
 	$(GO) -C build test -count=1 ./...

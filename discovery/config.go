@@ -45,6 +45,14 @@ type Config struct {
 	HealthAddr string
 	Verbosity  int // klog's -v
 
+	// etcd membership (etcd.go): -etcd-join in the init container,
+	// -etcd-promote and -etcd-leave in the sidecar.
+	EtcdJoin          bool
+	EtcdPromote       bool
+	EtcdLeave         string // KIND/NAME of the set, or ""
+	EtcdDataDir       string
+	ServiceAccountDir string
+
 	tmpl *template.Template
 }
 
@@ -117,7 +125,7 @@ func ParseFlags(args []string, env Environment) (*Config, error) {
 	fs.IntVar(&c.MinPeers, "min-peers", 1, "wait until at least this many peers, this pod included, are published")
 	fs.Var(&waitDNS, "wait-dns", "also wait until this fully qualified NAME has an A or AAAA record (repeatable)")
 	fs.Var(&waitTCP, "wait-tcp", "also wait until HOST:PORT accepts TCP connections (repeatable)")
-	fs.DurationVar(&c.Interval, "interval", time.Second, "the shortest pause between lookups; longer when the answer's TTL is")
+	fs.DurationVar(&c.Interval, "interval", time.Second, "the pause between lookups while waiting for this pod and -min-peers; after the first run the shortest, longer when the answer's TTL is")
 	fs.DurationVar(&c.MaxInterval, "max-interval", 30*time.Second, "the longest pause between lookups, TTLs and back-off included")
 	fs.StringVar(&c.TemplateName, "template", "", "Go text/template FILE to render from the peers, or builtin:etcd, builtin:zookeeper, builtin:json")
 	fs.StringVar(&c.Out, "out", "", "write the rendered -template to this FILE, atomically; default standard output")
@@ -125,6 +133,11 @@ func ParseFlags(args []string, env Environment) (*Config, error) {
 	fs.BoolVar(&c.Watch, "watch", false, "keep watching and re-render -template on every change, even without -on-change")
 	fs.StringVar(&c.ReadyFile, "ready-file", "", "create this file after the first successful run (readiness for a sidecar)")
 	fs.StringVar(&c.HealthAddr, "health-addr", "", "serve /healthz, /readyz (200 after the first successful run) and /metrics on this address, such as :8080")
+	fs.BoolVar(&c.EtcdJoin, "etcd-join", false, "before the first run, join the etcd cluster of the peers' client ports, or bootstrap one with the first -min-peers peers; builtin:etcd renders the result (an init container; see README)")
+	fs.BoolVar(&c.EtcdPromote, "etcd-promote", false, "with -watch or -on-change: promote this pod's etcd member from learner to voting member once it has caught up")
+	fs.StringVar(&c.EtcdLeave, "etcd-leave", "", "petset/NAME or statefulset/NAME: remove this pod's etcd member when a scale-down of that set removed its ordinal; a watching peer-finder does it on GET /etcd/leave of -health-addr (the etcd container's preStop hook), a run-once one at once")
+	fs.StringVar(&c.EtcdDataDir, "etcd-data-dir", "/var/lib/etcd", "etcd's data-dir, mounted in the -etcd-join init container")
+	fs.StringVar(&c.ServiceAccountDir, "service-account-dir", DefaultServiceAccountDir, "the service account token and CA that -etcd-leave reads the set with")
 	fs.IntVar(&c.Verbosity, "v", 0, "log verbosity; 1 logs every lookup that keeps it waiting and every TCP retry")
 	fs.BoolVar(&version, "version", false, "print the version and exit")
 	fs.Usage = func() {
@@ -281,7 +294,41 @@ func ParseFlags(args []string, env Environment) (*Config, error) {
 			return nil, usagef("-health-addr %q: port %s is not a number from 0 to 65535", c.HealthAddr, port)
 		}
 	}
+	if err := c.checkEtcd(); err != nil {
+		return nil, err
+	}
 	return &c, nil
+}
+
+// checkEtcd checks the etcd flags against each other and the rest.
+func (c *Config) checkEtcd() error {
+	if c.EtcdJoin {
+		if c.Watching() {
+			return usagef("-etcd-join is for the init container: not with -watch or -on-change")
+		}
+		if !isDir(c.EtcdDataDir) {
+			return usagef("-etcd-join: -etcd-data-dir %s is not a directory: mount etcd's data volume there, so that a member with data is told from one without", c.EtcdDataDir)
+		}
+	}
+	if c.EtcdPromote && !c.Watching() {
+		return usagef("-etcd-promote is for the sidecar: it needs -watch or -on-change")
+	}
+	if c.EtcdLeave == "" {
+		return nil
+	}
+	if _, _, err := parseSetRef(c.EtcdLeave); err != nil {
+		return usagef("-etcd-leave: %w", err)
+	}
+	if ordinalOf(c.Hostname) < 0 {
+		return usagef("-etcd-leave: hostname %s has no ordinal to compare with the set's", c.Hostname)
+	}
+	switch {
+	case c.Watching() && c.HealthAddr == "":
+		return usagef("-etcd-leave in a watching peer-finder serves /etcd/leave on -health-addr: give one")
+	case !c.Watching() && (c.EtcdJoin || c.tmpl != nil || c.OnStart != nil):
+		return usagef("-etcd-leave without -watch leaves and exits: not with -etcd-join, -template or -on-start")
+	}
+	return nil
 }
 
 // isDir reports whether path names an existing directory (through

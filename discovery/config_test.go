@@ -138,6 +138,26 @@ func TestParseFlags(t *testing.T) {
 		{name: "ready-file a directory with files", args: append(base, "-ready-file", dir), err: "is a directory"},
 		{name: "out an empty directory", args: append(base, "-template", tmpl, "-out", emptyDir), err: "-out " + emptyDir + " is a directory"},
 		{name: "no resolv.conf and no server", args: []string{"-service", "web", "-resolv-conf", filepath.Join(dir, "none")}, err: "give -dns-server"},
+		{name: "etcd init container", args: append(base, "-etcd-join", "-etcd-data-dir", emptyDir, "-template", "builtin:etcd"), check: func(c *Config) string {
+			if !c.EtcdJoin || c.EtcdDataDir != emptyDir {
+				return "etcd"
+			}
+			return ""
+		}},
+		{name: "etcd sidecar", args: append(base, "-watch", "-etcd-promote", "-etcd-leave", "petset/web", "-health-addr", ":8081"), check: func(c *Config) string {
+			if !c.EtcdPromote || c.EtcdLeave != "petset/web" || c.ServiceAccountDir != DefaultServiceAccountDir {
+				return "etcd"
+			}
+			return ""
+		}},
+		{name: "etcd leave once", args: append(base, "-etcd-leave", "statefulset/web")},
+		{name: "etcd-join without its data", args: append(base, "-etcd-join", "-etcd-data-dir", filepath.Join(dir, "none")), err: "mount etcd's data volume there"},
+		{name: "etcd-join watching", args: append(base, "-etcd-join", "-etcd-data-dir", emptyDir, "-watch"), err: "-etcd-join is for the init container"},
+		{name: "etcd-promote once", args: append(base, "-etcd-promote"), err: "-etcd-promote is for the sidecar"},
+		{name: "etcd-leave of a deployment", args: append(base, "-etcd-leave", "deployment/web"), err: "want petset/NAME or statefulset/NAME"},
+		{name: "etcd-leave without an ordinal", args: append(base, "-etcd-leave", "petset/web", "-hostname", "web"), err: "has no ordinal"},
+		{name: "etcd-leave watching without health", args: append(base, "-etcd-leave", "petset/web", "-watch"), err: "give one"},
+		{name: "etcd-leave once with a template", args: append(base, "-etcd-leave", "petset/web", "-template", tmpl), err: "leaves and exits"},
 	}
 	if os.Geteuid() != 0 { // root reads any file
 		tests = append(tests, struct {

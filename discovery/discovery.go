@@ -6,6 +6,8 @@
 // waits until its own name is among the targets, orders peers by ordinal
 // (web-2 before web-10), gives up after a timeout with a message that names
 // what was missing, and runs hooks with an argument list, never a shell.
+// For etcd it also keeps the cluster's members in step with the set's
+// ordinals: joining, promoting and leaving (etcd.go).
 package discovery
 
 import (
@@ -44,6 +46,8 @@ type Data struct {
 	Namespace string `json:"namespace"`
 	Domain    string `json:"domain"`
 	Peers     []Peer `json:"peers"` // in ordinal order, this pod included
+	// Etcd is the cluster -etcd-join found, nil without it.
+	Etcd *EtcdCluster `json:"etcd,omitempty"`
 }
 
 // Names returns the peers' fully qualified names, in order.

@@ -13,6 +13,8 @@ type metrics struct {
 	peers      prometheus.Gauge
 	hookRuns   *prometheus.CounterVec
 	ready      prometheus.Gauge
+	// etcdChanges counts etcd membership changes: add, remove, promote.
+	etcdChanges *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -38,7 +40,11 @@ func newMetrics() *metrics {
 			Name: "petset_peer_finder_ready",
 			Help: "1 once the first run succeeded.",
 		}),
+		etcdChanges: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "petset_peer_finder_etcd_changes_total",
+			Help: "etcd membership changes asked for, by change (add, remove, promote) and result (ok, error).",
+		}, []string{"change", "result"}),
 	}
-	m.reg.MustRegister(m.lookups, m.tcpRetries, m.peers, m.hookRuns, m.ready)
+	m.reg.MustRegister(m.lookups, m.tcpRetries, m.peers, m.hookRuns, m.ready, m.etcdChanges)
 	return m
 }

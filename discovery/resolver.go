@@ -18,10 +18,10 @@ type Resolver interface {
 	Exchange(ctx context.Context, name string, qtype uint16) (*dns.Msg, error)
 }
 
-// DNSResolver asks its servers in turn over UDP, and again over TCP when a
-// UDP reply comes back truncated: a service with many members does not fit
-// in 512 bytes. A server that fails, or answers SERVFAIL or REFUSED, hands
-// the question to the next one.
+// DNSResolver asks its servers in turn over UDP with an EDNS0 buffer of
+// EDNSBufferSize bytes, and again over TCP when a UDP reply comes back
+// truncated all the same. A server that fails, or answers SERVFAIL or
+// REFUSED, hands the question to the next one.
 type DNSResolver struct {
 	Servers []string      // host:port
 	Timeout time.Duration // per exchange; 0 means 2s
@@ -30,6 +30,11 @@ type DNSResolver struct {
 	// the question is asked again over TCP.
 	Truncated func()
 }
+
+// EDNSBufferSize is the UDP payload size peer-finder advertises: DNS flag
+// day 2020's default, which common paths carry unfragmented. It holds the
+// answer for nine members with two ports each, where 512 bytes hold three.
+const EDNSBufferSize = 1232
 
 // Exchange implements Resolver.
 func (r *DNSResolver) Exchange(ctx context.Context, name string, qtype uint16) (*dns.Msg, error) {
@@ -42,13 +47,10 @@ func (r *DNSResolver) Exchange(ctx context.Context, name string, qtype uint16) (
 	}
 	q := new(dns.Msg)
 	q.SetQuestion(dns.Fqdn(name), qtype)
+	q.SetEdns0(EDNSBufferSize, false)
 	var errs []error
 	for _, server := range r.Servers {
-		// The question carries no EDNS0, so servers keep UDP replies to
-		// 512 bytes and set TC beyond; the larger read buffer only
-		// guards against a server that sends more anyway.
-		udp := &dns.Client{Net: "udp", Timeout: timeout, UDPSize: dns.MaxMsgSize}
-		in, _, err := udp.ExchangeContext(ctx, q, server)
+		in, err := exchangeUDP(ctx, q, server, timeout)
 		if err == nil && in.Truncated {
 			r.Log.V(1).Info("UDP reply truncated, asking again over TCP", "name", q.Question[0].Name, "server", server, "answers", len(in.Answer))
 			if r.Truncated != nil {
@@ -70,6 +72,35 @@ func (r *DNSResolver) Exchange(ctx context.Context, name string, qtype uint16) (
 		}
 	}
 	return nil, fmt.Errorf("lookup %s %s: %w", strings.TrimSuffix(q.Question[0].Name, "."), dns.TypeToString[qtype], errors.Join(errs...))
+}
+
+// exchangeUDP asks q of server over UDP. Servers keep their replies to the
+// EDNS0 buffer size q advertises and set TC beyond it; the read buffer is
+// larger all the same, for a server that sends more anyway (dns.Client
+// would read no more than the advertised size).
+func exchangeUDP(ctx context.Context, q *dns.Msg, server string, timeout time.Duration) (*dns.Msg, error) {
+	deadline := time.Now().Add(timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	co, err := (&dns.Client{Net: "udp", Timeout: timeout}).DialContext(ctx, server)
+	if err != nil {
+		return nil, err
+	}
+	defer co.Close()
+	defer context.AfterFunc(ctx, func() { co.Close() })()
+	co.SetDeadline(deadline)
+	co.UDPSize = dns.MaxMsgSize
+	if err := co.WriteMsg(q); err != nil {
+		return nil, err
+	}
+	for {
+		// A reply with another ID answers an earlier question.
+		r, err := co.ReadMsg()
+		if err != nil || r.Id == q.Id {
+			return r, err
+		}
+	}
 }
 
 // withPort adds DNS's port 53 to a server address without one.

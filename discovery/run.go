@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -40,6 +41,12 @@ type Options struct {
 
 	// sleep pauses between lookups; tests see the pauses through it.
 	sleep func(context.Context, time.Duration) error
+	// etcd connects to an etcd cluster through some of its client URLs;
+	// nil is dialEtcd.
+	etcd func(ctx context.Context, endpoints []string) (etcdCluster, error)
+	// set reads the scale of -etcd-leave's set; nil reads it from the
+	// Kubernetes API.
+	set setReader
 }
 
 type finder struct {
@@ -51,6 +58,11 @@ type finder struct {
 	ready atomic.Bool
 	// dropped are the SRV targets outside the service already logged.
 	dropped map[string]bool
+	// latest are the peers of the last successful lookup.
+	latest atomic.Pointer[[]Peer]
+	// etcd is what -etcd-join found, for the templates.
+	etcd    *EtcdCluster
+	leaveMu sync.Mutex
 }
 
 // Run finds the peers and does what cfg asks: waits for -wait-dns and
@@ -80,6 +92,21 @@ func Run(ctx context.Context, cfg *Config, o Options) error {
 	}
 	if o.sleep == nil {
 		o.sleep = sleep
+	}
+	if o.etcd == nil {
+		dial := o.Dial
+		o.etcd = func(ctx context.Context, endpoints []string) (etcdCluster, error) {
+			return dialEtcd(ctx, endpoints, dial)
+		}
+	}
+	if cfg.EtcdLeave != "" && o.set == nil {
+		kind, name, err := parseSetRef(cfg.EtcdLeave)
+		if err != nil {
+			return &UsageError{Err: fmt.Errorf("-etcd-leave: %w", err)}
+		}
+		if o.set, err = newKubeSet(kind, name, cfg.Namespace, cfg.ServiceAccountDir, os.Getenv); err != nil {
+			return fmt.Errorf("-etcd-leave: %w", err)
+		}
 	}
 	f := &finder{cfg: cfg, o: o, log: o.Log, m: newMetrics(), res: o.Resolver}
 	if f.res == nil {
@@ -121,13 +148,29 @@ func (f *finder) run(ctx context.Context) error {
 		wctx, cancel = context.WithTimeout(ctx, cfg.Timeout)
 		defer cancel()
 	}
-	peers, err := f.wait(ctx, wctx)
+	if cfg.EtcdLeave != "" && !cfg.Watching() {
+		return f.leaveOnce(ctx, wctx)
+	}
+	first, err := f.wait(ctx, wctx)
+	peers := first.peers
 	if err != nil {
 		if errors.Is(err, ErrInterrupted) && cfg.Watching() {
 			f.log.Info("stopped before the first run")
 			return nil
 		}
 		return err
+	}
+	if cfg.EtcdJoin {
+		if f.etcd, err = f.etcdJoin(ctx, wctx, peers); err != nil {
+			return err
+		}
+	}
+	if cfg.EtcdPromote {
+		var wg sync.WaitGroup
+		pctx, stop := context.WithCancel(ctx)
+		wg.Go(func() { f.etcdPromote(pctx) })
+		defer wg.Wait()
+		defer stop()
 	}
 
 	err = f.apply(ctx, peers, true)
@@ -156,7 +199,7 @@ func (f *finder) run(ctx context.Context) error {
 		f.markReady(peers)
 	}
 
-	var ttl uint32
+	ttl := first.ttl
 	lastSkip := ""
 	for {
 		if f.sleep(ctx, f.delay(ttl, max(failures, applyFailures))) != nil {
@@ -200,26 +243,20 @@ func (f *finder) run(ctx context.Context) error {
 	}
 }
 
-// wait waits for the dependencies and then for an acceptable peer set.
+// wait waits for the dependencies and then for an answer with an
+// acceptable peer set.
 // When wctx ends first it is a *TimeoutError naming what was missing, or
-// ErrInterrupted when ctx itself ended.
-func (f *finder) wait(ctx, wctx context.Context) ([]Peer, error) {
+// ErrInterrupted when ctx itself ended. It asks again every -interval, not
+// after the answer's TTL: the pods of a set starting together are
+// published within moments of each other, and the first run waits on the
+// last of them.
+func (f *finder) wait(ctx, wctx context.Context) (answer, error) {
 	var (
 		missing  string
 		logged   string
 		failures int
-		ttl      uint32
 	)
-	end := func() error {
-		if ctx.Err() != nil {
-			var sig *SignalError
-			if errors.As(context.Cause(ctx), &sig) {
-				return fmt.Errorf("%w: %w", ErrInterrupted, sig)
-			}
-			return ErrInterrupted
-		}
-		return &TimeoutError{After: f.cfg.Timeout.String(), Missing: missing}
-	}
+	end := func() error { return f.stopped(ctx, missing) }
 	// note logs what is missing when it changes in kind (errors carry
 	// changing details such as source ports), and at -v=1 every time.
 	note := func(kind string) {
@@ -234,12 +271,11 @@ func (f *finder) wait(ctx, wctx context.Context) ([]Peer, error) {
 		missing = strings.Join(pending, "; ")
 		note("deps " + missing)
 		if wctx.Err() != nil || f.sleep(wctx, f.delay(0, 0)) != nil {
-			return nil, end()
+			return answer{}, end()
 		}
 	}
 	for {
 		a, err := f.lookup(wctx)
-		ttl = a.ttl
 		var kind string
 		switch {
 		case errors.Is(err, ErrNoSuchService):
@@ -251,7 +287,7 @@ func (f *finder) wait(ctx, wctx context.Context) ([]Peer, error) {
 				if missing == "" {
 					missing = "no answer from DNS for " + f.cfg.ServiceName() + " yet: " + err.Error()
 				}
-				return nil, end()
+				return answer{}, end()
 			}
 			failures++
 			missing = "DNS lookups of " + f.cfg.ServiceName() + " failing: " + err.Error()
@@ -260,15 +296,37 @@ func (f *finder) wait(ctx, wctx context.Context) ([]Peer, error) {
 			failures = 0
 			missing = f.check(a.peers)
 			if missing == "" {
-				return a.peers, nil
+				return a, nil
 			}
 			kind = missing
 		}
 		note(kind)
-		if f.sleep(wctx, f.delay(ttl, failures)) != nil {
-			return nil, end()
+		if f.sleep(wctx, f.delay(0, failures)) != nil {
+			return answer{}, end()
 		}
 	}
+}
+
+// stopped is the error of a wait that ended: ErrInterrupted when ctx
+// ended, with the signal if one did it, else a *TimeoutError (-timeout)
+// naming what was missing.
+func (f *finder) stopped(ctx context.Context, missing string) error {
+	if ctx.Err() != nil {
+		var sig *SignalError
+		if errors.As(context.Cause(ctx), &sig) {
+			return fmt.Errorf("%w: %w", ErrInterrupted, sig)
+		}
+		return ErrInterrupted
+	}
+	return &TimeoutError{After: f.cfg.Timeout.String(), Missing: missing}
+}
+
+// peers are the peers of the last successful lookup.
+func (f *finder) peers() []Peer {
+	if p := f.latest.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // check says why a peer set is not acceptable yet, or "".
@@ -358,6 +416,7 @@ func (f *finder) lookup(ctx context.Context) (answer, error) {
 	default:
 		f.m.lookups.WithLabelValues("ok").Inc()
 		f.m.peers.Set(float64(len(a.peers)))
+		f.latest.Store(&a.peers)
 	}
 	return a, err
 }
@@ -428,6 +487,7 @@ func (f *finder) data(peers []Peer) Data {
 		Namespace: f.cfg.Namespace,
 		Domain:    f.cfg.Domain,
 		Peers:     peers,
+		Etcd:      f.etcd,
 	}
 }
 
@@ -461,6 +521,9 @@ func (f *finder) serveHealth() (func(), error) {
 		io.WriteString(w, "ok\n")
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(f.m.reg, promhttp.HandlerOpts{}))
+	if f.cfg.EtcdLeave != "" {
+		mux.HandleFunc("GET /etcd/leave", f.serveLeave)
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)
 	f.log.Info("serving health", "addr", ln.Addr().String())

@@ -122,6 +122,36 @@ func TestRunWaitsForSelfAndMinPeers(t *testing.T) {
 	}
 }
 
+// While its own name or -min-peers is missing, peer-finder asks again
+// every -interval, whatever the answer's TTL (or the SOA's negative TTL);
+// once it has acted on a complete set, it waits the TTL between lookups.
+func TestRunPollsAtIntervalUntilComplete(t *testing.T) {
+	res := newFake().on(svcName, dns.TypeSRV,
+		rcodeReply(svcName, dns.TypeSRV, dns.RcodeNameError, 30),
+		srvReply(30, "web-1"),
+		srvReply(30, "web-0", "web-1"),
+		srvReply(30, "web-0", "web-1", "web-2"))
+	c := testConfig(t, "-watch", "-min-peers", "3", "-interval", "1s", "-max-interval", "60s")
+	var pauses []time.Duration
+	ctx, cancel := context.WithCancel(context.Background())
+	o := Options{Resolver: res, Stdout: io.Discard, Stderr: io.Discard, Jitter: func() float64 { return 0 },
+		sleep: func(_ context.Context, d time.Duration) error {
+			pauses = append(pauses, d)
+			if len(pauses) == 5 {
+				cancel()
+				return context.Canceled
+			}
+			return nil
+		}}
+	if err := Run(ctx, c, o); err != nil {
+		t.Fatal(err)
+	}
+	s := time.Second
+	if want := []time.Duration{s, s, s, 30 * s, 30 * s}; !reflect.DeepEqual(pauses, want) {
+		t.Fatalf("pauses %v, want %v", pauses, want)
+	}
+}
+
 func TestRunTimeoutNamesWhatIsMissing(t *testing.T) {
 	tests := []struct {
 		name  string

@@ -14,18 +14,24 @@ import (
 // Builtins are the templates named builtin:<name>.
 var Builtins = map[string]string{
 	// etcd's configuration file (etcd --config-file, which makes etcd ignore
-	// its other flags): this member's name and URLs, the initial cluster of
-	// every peer on etcd's default ports, and the data directory.
+	// its other flags): this member's name and URLs, the initial cluster
+	// and the data directory. Without -etcd-join the initial cluster is a
+	// new one of every peer on etcd's default ports; with it, what
+	// -etcd-join found.
 	"etcd": `# etcd configuration rendered by peer-finder from {{.Service}}.{{.Namespace}}.svc.{{.Domain}}
 name: {{.Host}}
+{{- with .Etcd}}
+initial-cluster: {{.InitialCluster}}
+{{- else}}
 initial-cluster: {{range $i, $p := .Peers}}{{if $i}},{{end}}{{$p.Host}}=http://{{$p.Name}}:2380{{end}}
+{{- end}}
 initial-cluster-token: {{.Service}}.{{.Namespace}}
-initial-cluster-state: new
+initial-cluster-state: {{with .Etcd}}{{.State}}{{else}}new{{end}}
 initial-advertise-peer-urls: http://{{.Self}}:2380
 advertise-client-urls: http://{{.Self}}:2379
 listen-peer-urls: http://0.0.0.0:2380
 listen-client-urls: http://0.0.0.0:2379
-data-dir: /var/lib/etcd
+data-dir: {{with .Etcd}}{{.DataDir}}{{else}}/var/lib/etcd{{end}}
 `,
 	// ZooKeeper's server list: server.<ordinal+1>=<name>:2888:3888 (ids
 	// start at 1; a peer without an ordinal takes its position; two peers

@@ -22,8 +22,9 @@ import (
 // The peer-finder binary against the CoreDNS binary serving manifests on
 // 127.0.0.1: the manifests are edited while peer-finder runs, and its hooks'
 // invocations and standard input are checked. Twelve and more peers with two
-// ports each do not fit in a 512-byte UDP reply, so every lookup is
-// truncated and asked again over TCP; the peers come out in ordinal order.
+// ports each do not fit in peer-finder's 1232-byte EDNS0 buffer, so every
+// lookup is truncated and asked again over TCP; the peers come out in
+// ordinal order.
 func TestPeerFinderAgainstCoreDNS(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs two binaries")
@@ -38,13 +39,14 @@ func TestPeerFinderAgainstCoreDNS(t *testing.T) {
 	dnsAddr := startManifestCoreDNS(t, bins["coredns"], dir, manifests)
 	svc := "web.demo.svc.cluster.local."
 
-	// The reply really is too large for UDP: TC set at 512 bytes, all of
+	// The reply really is too large for UDP: TC set at 1232 bytes, all of
 	// it over TCP.
 	q := new(dns.Msg)
 	q.SetQuestion(svc, dns.TypeSRV)
+	q.SetEdns0(1232, false)
 	udp, _, err := (&dns.Client{Net: "udp"}).Exchange(q, dnsAddr)
 	if err != nil || !udp.Truncated {
-		t.Fatalf("UDP reply for 12 pets not truncated: %v %v", udp, err)
+		t.Fatalf("UDP reply for 12 pets not truncated at 1232 bytes: %v %v", udp, err)
 	}
 	tcp, _, err := (&dns.Client{Net: "tcp"}).Exchange(q, dnsAddr)
 	if err != nil || len(tcp.Answer) != 24 {
@@ -248,6 +250,27 @@ status:
 		retries := pfMetric(metrics, "petset_peer_finder_tcp_retries_total")
 		if retries < 2 {
 			t.Fatalf("petset_peer_finder_tcp_retries_total = %v, want the lookups of 12 and 14 pets retried over TCP\n%s", retries, metrics)
+		}
+
+		// Five pets overflow 512 bytes but fit the EDNS0 buffer: their
+		// lookups stay on UDP.
+		writePets(t, manifests, 5)
+		want += "--- 5\n" + pets(0, 5)
+		pfWaitFile(t, log, want, &stderr)
+		if udp, _, err := (&dns.Client{Net: "udp"}).Exchange(q, dnsAddr); err != nil || udp.Truncated || udp.Len() <= dns.MinMsgSize {
+			t.Fatalf("UDP reply for 5 pets with EDNS0: %v, %v; want more than 512 bytes, not truncated", udp, err)
+		}
+		retries = pfMetric(pfHTTPGet(t, "http://127.0.0.1:"+health+"/metrics"), "petset_peer_finder_tcp_retries_total")
+		lookups := func() float64 {
+			return pfMetric(pfHTTPGet(t, "http://127.0.0.1:"+health+"/metrics"), `petset_peer_finder_lookups_total{result="ok"}`)
+		}
+		for deadline, from := time.Now().Add(20*time.Second), lookups(); lookups() < from+3; time.Sleep(100 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no three lookups of the 5 pets in 20s:\n%s", stderr.String())
+			}
+		}
+		if now := pfMetric(pfHTTPGet(t, "http://127.0.0.1:"+health+"/metrics"), "petset_peer_finder_tcp_retries_total"); now != retries {
+			t.Fatalf("petset_peer_finder_tcp_retries_total went from %v to %v over lookups of 5 pets, which fit in UDP", retries, now)
 		}
 		if code := pfHTTPStatus(t, "http://127.0.0.1:"+health+"/readyz"); code != http.StatusOK {
 			t.Fatalf("/readyz %d", code)
