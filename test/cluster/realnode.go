@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // RealNodeName is the node the kubelet registers.
@@ -426,11 +427,16 @@ func (c *Cluster) stopRealNode() {
 	c.node = nil
 }
 
-// drainRealNode deletes every pod on the real node and waits until the
-// kubelet has ended them.
+// drainRealNode cordons the real node (so controllers' replacements
+// stay pending), deletes every pod on it, and waits until the kubelet has
+// ended them.
 func (c *Cluster) drainRealNode() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
+	cordon := []byte(`{"spec":{"unschedulable":true}}`)
+	if _, err := c.Client.CoreV1().Nodes().Patch(ctx, RealNodeName, types.MergePatchType, cordon, metav1.PatchOptions{}); err != nil {
+		return fmt.Errorf("cordon: %w", err)
+	}
 	pods := c.Client.CoreV1().Pods(metav1.NamespaceAll)
 	sel := metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("spec.nodeName", RealNodeName).String()}
 	one := int64(1)
