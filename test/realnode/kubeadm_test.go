@@ -65,9 +65,13 @@ func kubeadmDNS(t testing.TB) string {
 }
 
 // installKubeadmDNS installs the cluster DNS kubeadm would and waits until
-// its pods are Ready.
+// its pods are Ready. A DNS another test left in its place (petset's) is
+// removed first, so the cluster's DNS is kubeadm's as kubeadm made it.
 func installKubeadmDNS(t testing.TB) {
 	t.Helper()
+	if d, err := tb.Client.AppsV1().Deployments("kube-system").Get(ctx, "coredns", metav1.GetOptions{}); err == nil && d.Spec.Template.Spec.Containers[0].Image != tb.TestImage("coredns") {
+		kubectl(t, "delete", "-k", overlays+"/dns", "--wait=true")
+	}
 	file := filepath.Join(t.TempDir(), "kubeadm-dns.yaml")
 	if err := os.WriteFile(file, []byte(kubeadmDNS(t)), 0o644); err != nil {
 		t.Fatal(err)
