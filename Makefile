@@ -20,7 +20,7 @@ REGISTRY  ?= ghcr.io/petset
 PLATFORMS ?= linux/amd64,linux/arm64
 VERSION   ?=
 
-.PHONY: all build demo test setup lint generate verify-generated unit fuzz e2e testbed cluster-up cluster-down bench bench-dns dnsperf clean images push
+.PHONY: all build demo test setup lint generate verify-generated unit fuzz e2e testbed cluster-up cluster-down bench bench-dns bench-realnode dnsperf clean images push
 
 all: build
 
@@ -146,6 +146,13 @@ bench:
 BENCH_DNS_FLAGS ?=
 bench-dns: setup build testbed
 	$(GO) run ./test/dnsbench/cmd/dnsbench -coredns bin/coredns $(BENCH_DNS_FLAGS)
+
+# The real node's numbers (test/realnode): from kubectl apply to a healthy
+# three-member etcd (deploy/examples/etcd.yaml as a PetSet and as a
+# StatefulSet, Parallel and OrderedReady), a pet deleted to its name
+# answering again, and headless's DNS programming latency there. Needs root.
+bench-realnode: setup testbed
+	$(GO) test -tags e2e -run '^$$' -bench . -benchtime 3x -timeout 60m ./test/realnode/
 
 # dnsperf against the demo server: 20 seconds of the queries in
 # test/dnsperf/queries.txt on 127.0.0.1.

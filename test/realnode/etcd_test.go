@@ -19,13 +19,19 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// applyEtcdExample applies deploy/examples/etcd.yaml in ns through a
-// kustomization that only sets the namespace and the images (peer-finder
-// from `make images`, etcd v3.6.5 from the testbed).
+// applyEtcdExample applies deploy/examples/etcd.yaml in ns.
 func applyEtcdExample(t testing.TB, ns string) {
 	t.Helper()
+	applyEtcdFile(t, ns, filepath.Join(repo, "deploy", "examples", "etcd.yaml"))
+}
+
+// applyEtcdFile applies an etcd example in ns through a kustomization that
+// only sets the namespace and the images (peer-finder from `make images`,
+// etcd v3.6.5 from the testbed).
+func applyEtcdFile(t testing.TB, ns, file string) {
+	t.Helper()
 	dir := t.TempDir()
-	b, err := os.ReadFile(filepath.Join(repo, "deploy", "examples", "etcd.yaml"))
+	b, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,7 +39,7 @@ func TestMain(m *testing.M) { os.Exit(run(m)) }
 func run(m *testing.M) int {
 	logf := func(format string, args ...any) { fmt.Fprintf(os.Stderr, "realnode: "+format+"\n", args...) }
 	var err error
-	tb, err = cluster.Start(ctx, cluster.Options{RealNode: true, Volumes: 20, Log: logf})
+	tb, err = cluster.Start(ctx, cluster.Options{RealNode: true, Volumes: 100, Log: logf})
 	if err != nil {
 		logf("testbed: %v", err)
 		return 1
