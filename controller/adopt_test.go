@@ -1,13 +1,11 @@
 package controller
 
 import (
-	"bytes"
 	"context"
 	"strings"
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -19,7 +17,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	v1alpha1 "petset.dev/petset/api/v1alpha1"
 )
@@ -305,11 +302,10 @@ func TestCreateAlreadyExists(t *testing.T) {
 }
 
 // A set being deleted is left to the garbage collector: no pod is deleted,
-// nothing adopted; the finalizer of earlier versions is removed by a
-// patch, from live sets too.
+// nothing adopted, and the set's finalizers are left alone.
 func TestDeletionLeftToGC(t *testing.T) {
 	deleting := testSet(2)
-	deleting.Finalizers = []string{LegacyFinalizer, "orphan"}
+	deleting.Finalizers = []string{"orphan"}
 	deleting.DeletionTimestamp = &metav1.Time{Time: time.Now()}
 	f := newFixture(t, deleting,
 		testPod("db-0", "db:1", map[string]string{"app": "db"}, setRef("uid-db")),
@@ -323,14 +319,6 @@ func TestDeletionLeftToGC(t *testing.T) {
 	}
 	if p := f.pod("db-1"); len(p.OwnerReferences) != 0 {
 		t.Errorf("db-1 adopted by a set being deleted: %v", p.OwnerReferences)
-	}
-
-	live := testSet(0)
-	live.Finalizers = []string{LegacyFinalizer}
-	f = newFixture(t, live)
-	f.mustReconcile()
-	if ps := f.set(); len(ps.Finalizers) != 0 {
-		t.Errorf("finalizers %v on a live set, want none", ps.Finalizers)
 	}
 }
 
@@ -361,116 +349,5 @@ func TestPodSets(t *testing.T) {
 		if got := names(tc.pod); got != tc.want {
 			t.Errorf("pod %s %v: sets %q, want %q", tc.pod.Name, tc.pod.Labels, got, tc.want)
 		}
-	}
-}
-
-// A set deleted with orphan propagation: the revisions an earlier version
-// stored in struct order (which the garbage collector's patch cannot
-// touch) lose the set's owner reference through an update that keeps
-// their data byte for byte; canonical revisions, and every revision under
-// other propagation, are left to the garbage collector.
-func TestOrphanOldRevisions(t *testing.T) {
-	structOrder := []byte(`{"spec":{"template":{"spec":{"containers":[{"name":"db","image":"db:0"}]},"metadata":{"labels":{"app":"db"}}}}}`)
-	canonical, err := canonicalJSON(structOrder)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rev := func(name string, data []byte) *appsv1.ControllerRevision {
-		return &appsv1.ControllerRevision{
-			ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, Labels: map[string]string{LabelSetName: "db", "app": "db"},
-				OwnerReferences: []metav1.OwnerReference{*setRef("uid-db")}},
-			Data: runtime.RawExtension{Raw: data}, Revision: 1,
-		}
-	}
-	for _, tc := range []struct {
-		finalizer string
-		released  bool
-	}{
-		{metav1.FinalizerOrphanDependents, true},
-		{metav1.FinalizerDeleteDependents, false},
-	} {
-		ps := testSet(1)
-		ps.Finalizers = []string{tc.finalizer}
-		ps.DeletionTimestamp = &metav1.Time{Time: time.Now()}
-		f := newFixture(t, ps, rev("db-old", structOrder), rev("db-new", canonical))
-		f.mustReconcile()
-		var old, cur appsv1.ControllerRevision
-		if err := f.c.Get(f.ctx, types.NamespacedName{Namespace: "ns", Name: "db-old"}, &old); err != nil {
-			t.Fatal(err)
-		}
-		if err := f.c.Get(f.ctx, types.NamespacedName{Namespace: "ns", Name: "db-new"}, &cur); err != nil {
-			t.Fatal(err)
-		}
-		if got := len(old.OwnerReferences) == 0; got != tc.released {
-			t.Errorf("%s: struct-ordered revision refs %v, want released %v", tc.finalizer, refUIDs(&old), tc.released)
-		}
-		if !bytes.Equal(old.Data.Raw, structOrder) {
-			t.Errorf("%s: data of the old revision changed: %s", tc.finalizer, old.Data.Raw)
-		}
-		if controllerUID(&cur) != "uid-db" {
-			t.Errorf("%s: canonical revision refs %v, want it left to the garbage collector", tc.finalizer, refUIDs(&cur))
-		}
-	}
-}
-
-// A set an earlier version was deleting when the controller was upgraded
-// (the legacy finalizer still on it) with whenDeleted: Delete: before the
-// finalizer goes, the claims that version made for its pets (labelled,
-// no owner) get the set as controller, so the garbage collector deletes
-// them rather than leaking them. Claims of another controller, claims not
-// named as the set's, and every claim under orphan propagation or a
-// Retain policy are left alone.
-func TestLegacyDeletionGivesClaims(t *testing.T) {
-	labelled := func(name, index string, refs ...metav1.OwnerReference) *corev1.PersistentVolumeClaim {
-		return &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name,
-			Labels: map[string]string{LabelSetName: "db", LabelPodIndex: index}, OwnerReferences: refs}}
-	}
-	other := metav1.OwnerReference{APIVersion: "v1", Kind: "ConfigMap", Name: "x", UID: "uid-x", Controller: ptrTo(true)}
-	for _, tc := range []struct {
-		name       string
-		finalizers []string
-		policy     v1alpha1.RetentionPolicyType
-		given      bool
-	}{
-		{"background, whenDeleted Delete", []string{LegacyFinalizer}, v1alpha1.Delete, true},
-		{"foreground, whenDeleted Delete", []string{LegacyFinalizer, metav1.FinalizerDeleteDependents}, v1alpha1.Delete, true},
-		{"orphan propagation", []string{LegacyFinalizer, metav1.FinalizerOrphanDependents}, v1alpha1.Delete, false},
-		{"whenDeleted Retain", []string{LegacyFinalizer}, v1alpha1.Retain, false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			ps := testSet(2)
-			ps.Finalizers = tc.finalizers
-			ps.DeletionTimestamp = &metav1.Time{Time: time.Now()}
-			ps.Spec.PersistentVolumeClaimRetentionPolicy = &v1alpha1.RetentionPolicy{WhenDeleted: tc.policy}
-			// A member the status still lists (say, a pet past replicas not
-			// yet gone) is the set's; ordinal 4 it never used: its claim was
-			// kept from an earlier set of the same name.
-			ps.Status.Members = []v1alpha1.Member{{Ordinal: 0, Pod: "db-0"}, {Ordinal: 3, Pod: "db-3"}}
-			f := newFixture(t, ps, labelled("data-db-0", "0"), labelled("data-db-1", "1", other), labelled("scratch-db-0", "0"),
-				labelled("data-db-3", "3"), labelled("data-db-4", "4"))
-			f.mustReconcile()
-			// Gone, or (other finalizers left) without the legacy one.
-			cur := &v1alpha1.PetSet{}
-			if err := f.c.Get(f.ctx, setKey, cur); err == nil && controllerutil.ContainsFinalizer(cur, LegacyFinalizer) {
-				t.Fatalf("legacy finalizer still on: %v", cur.Finalizers)
-			} else if err != nil && !apierrors.IsNotFound(err) {
-				t.Fatal(err)
-			}
-			if got := controllerUID(f.claim("data-db-0")) == "uid-db"; got != tc.given {
-				t.Errorf("data-db-0 refs %v, want given to the set %v", refUIDs(f.claim("data-db-0")), tc.given)
-			}
-			if got := strings.Join(refUIDs(f.claim("data-db-1")), ","); got != "ConfigMap/uid-x*" {
-				t.Errorf("data-db-1 of another controller: refs %v", got)
-			}
-			if got := controllerUID(f.claim("data-db-3")) == "uid-db"; got != tc.given {
-				t.Errorf("data-db-3 of a member: refs %v, want given to the set %v", refUIDs(f.claim("data-db-3")), tc.given)
-			}
-			if got := refUIDs(f.claim("data-db-4")); len(got) != 0 {
-				t.Errorf("data-db-4, an ordinal the set never used: refs %v, want kept without owner", got)
-			}
-			if got := refUIDs(f.claim("scratch-db-0")); len(got) != 0 {
-				t.Errorf("scratch-db-0, no claim of the set's templates: refs %v", got)
-			}
-		})
 	}
 }

@@ -262,10 +262,9 @@ func (r *Reconciler) relabel(ctx context.Context, ps *v1alpha1.PetSet, pod *core
 }
 
 // getClaim reads a claim from the cache and, when the cache does not hold
-// it, from the API server: a claim made by a StatefulSet, or by a version
-// of the controller before claims were labelled, is not in the cache
-// until syncClaimRefs labels it. A claim that does not exist costs one
-// uncached read.
+// it, from the API server: a claim made by a StatefulSet is not in the
+// cache until syncClaimRefs labels it. A claim that does not exist costs
+// one uncached read.
 func (r *Reconciler) getClaim(ctx context.Context, key types.NamespacedName, claim *corev1.PersistentVolumeClaim) error {
 	err := r.Get(ctx, key, claim)
 	if !apierrors.IsNotFound(err) || r.APIReader == nil {

@@ -111,15 +111,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	if err := r.dropFinalizer(ctx, ps); err != nil {
-		return ctrl.Result{}, err
-	}
 	if ps.DeletionTimestamp != nil {
-		// The garbage collector deletes the pods, and the claims the
-		// retention policy gave to the set, or orphans them, as the
-		// deletion's propagation policy says; old revisions it cannot
-		// patch are orphaned here.
-		return ctrl.Result{}, r.releaseOldRevisions(ctx, ps)
+		// No finalizer, as for a StatefulSet: the garbage collector
+		// deletes or orphans pods, claims and revisions.
+		return ctrl.Result{}, nil
 	}
 	now := time.Now
 	if r.Now != nil {

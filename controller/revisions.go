@@ -112,17 +112,6 @@ func templateOf(cr *appsv1.ControllerRevision) (*corev1.PodTemplateSpec, error) 
 	return d.Spec.Template, nil
 }
 
-// sameData reports whether a revision records data, whatever the key
-// order it was stored with (revisions of earlier versions of this
-// controller were not canonical).
-func sameData(cr *appsv1.ControllerRevision, data []byte) bool {
-	if bytes.Equal(cr.Data.Raw, data) {
-		return true
-	}
-	c, err := canonicalJSON(cr.Data.Raw)
-	return err == nil && bytes.Equal(c, data)
-}
-
 // revisions is what syncRevisions found and made: the update revision
 // (the template in the spec), the current one (the pets' before the
 // update in progress) and the collision count for status.
@@ -225,7 +214,7 @@ func (r *Reconciler) syncRevisions(ctx context.Context, ps *v1alpha1.PetSet, inU
 
 	var update *appsv1.ControllerRevision
 	for _, cr := range owned {
-		if sameData(cr, data) {
+		if bytes.Equal(cr.Data.Raw, data) {
 			update = cr // the last one: the highest revision
 		}
 	}
@@ -306,7 +295,7 @@ func (r *Reconciler) createRevision(ctx context.Context, ps *v1alpha1.PetSet, da
 		if err := r.uncached().Get(ctx, client.ObjectKeyFromObject(cr), &have); err != nil {
 			return nil, fmt.Errorf("controller revision %s exists: %w", cr.Name, err)
 		}
-		if ref := metav1.GetControllerOf(&have); ref != nil && ref.UID == ps.UID && sameData(&have, data) {
+		if ref := metav1.GetControllerOf(&have); ref != nil && ref.UID == ps.UID && bytes.Equal(have.Data.Raw, data) {
 			return &have, nil
 		}
 		*collisions++
@@ -315,8 +304,7 @@ func (r *Reconciler) createRevision(ctx context.Context, ps *v1alpha1.PetSet, da
 }
 
 // adoptRevision makes ps the controller of an orphaned revision of its
-// name. An update, not a patch, so that even a revision whose data is not
-// canonical can be adopted.
+// name, with an update that fails if the revision changed meanwhile.
 func (r *Reconciler) adoptRevision(ctx context.Context, ps *v1alpha1.PetSet, cr *appsv1.ControllerRevision) error {
 	if err := controllerutil.SetControllerReference(ps, cr, r.Scheme()); err != nil {
 		return err

@@ -55,8 +55,8 @@ func TestRevisionDataCanonical(t *testing.T) {
 	if got := serverRoundTrip(t, data); !bytes.Equal(got, data) {
 		t.Errorf("data changes on the server's round trip:\n%s\n%s", data, got)
 	}
-	// The struct order the controller used to store is not canonical:
-	// this test would have caught it.
+	// Struct order (the template marshalled as is) is not canonical: the
+	// round trip above tells them apart.
 	structOrder, _ := json.Marshal(map[string]any{"spec": map[string]any{"template": tpl}})
 	if !bytes.Equal(serverRoundTrip(t, structOrder), data) {
 		t.Error("canonical data is not the server's encoding of the same template")
@@ -349,16 +349,18 @@ func TestBrokenCurrentRevisionData(t *testing.T) {
 }
 
 // A revision is matched by its data: an owned revision with the same
-// template under another name (and stored in struct order, as earlier
-// versions did) is reused, and no pet is replaced.
+// template under another name is reused, and no pet is replaced.
 func TestRevisionMatchedByData(t *testing.T) {
 	ps := testSet(1)
 	ps.Spec.VolumeClaimTemplates = nil
-	structOrder, _ := json.Marshal(map[string]any{"spec": map[string]any{"template": ps.Spec.Template}})
+	data, err := revisionData(&ps.Spec.Template)
+	if err != nil {
+		t.Fatal(err)
+	}
 	old := &appsv1.ControllerRevision{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "db-oldname", Labels: map[string]string{LabelSetName: "db", "app": "db"},
 			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(ps, v1alpha1.GroupVersion.WithKind("PetSet"))}},
-		Data:     runtime.RawExtension{Raw: structOrder},
+		Data:     runtime.RawExtension{Raw: data},
 		Revision: 1,
 	}
 	f := newRevFixture(t, ps, old)
