@@ -1,7 +1,6 @@
 package controller
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
@@ -10,132 +9,12 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/tools/events"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	v1alpha1 "petset.dev/petset/api/v1alpha1"
 )
-
-// fixture is a reconciler over a fake API holding objs.
-type fixture struct {
-	t   *testing.T
-	c   client.Client
-	r   *Reconciler
-	rec *events.FakeRecorder
-	ctx context.Context
-}
-
-func testScheme() *runtime.Scheme {
-	scheme := runtime.NewScheme()
-	clientgoscheme.AddToScheme(scheme)
-	v1alpha1.AddToScheme(scheme)
-	return scheme
-}
-
-func newFixture(t *testing.T, objs ...client.Object) *fixture {
-	t.Helper()
-	c := fake.NewClientBuilder().WithScheme(testScheme()).WithStatusSubresource(&v1alpha1.PetSet{}).WithObjects(objs...).Build()
-	rec := events.NewFakeRecorder(100)
-	return &fixture{t: t, c: c, rec: rec, ctx: context.Background(),
-		r: newLabelCacheReconciler(c, rec)}
-}
-
-var setKey = types.NamespacedName{Namespace: "ns", Name: "db"}
-
-func (f *fixture) reconcile() error {
-	f.t.Helper()
-	_, err := f.r.Reconcile(f.ctx, ctrl.Request{NamespacedName: setKey})
-	return err
-}
-
-func (f *fixture) mustReconcile() {
-	f.t.Helper()
-	if err := f.reconcile(); err != nil {
-		f.t.Fatal(err)
-	}
-}
-
-func (f *fixture) pod(name string) *corev1.Pod {
-	f.t.Helper()
-	p := &corev1.Pod{}
-	if err := f.c.Get(f.ctx, types.NamespacedName{Namespace: "ns", Name: name}, p); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil
-		}
-		f.t.Fatal(err)
-	}
-	return p
-}
-
-func (f *fixture) claim(name string) *corev1.PersistentVolumeClaim {
-	f.t.Helper()
-	c := &corev1.PersistentVolumeClaim{}
-	if err := f.c.Get(f.ctx, types.NamespacedName{Namespace: "ns", Name: name}, c); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil
-		}
-		f.t.Fatal(err)
-	}
-	return c
-}
-
-func (f *fixture) set() *v1alpha1.PetSet {
-	f.t.Helper()
-	ps := &v1alpha1.PetSet{}
-	if err := f.c.Get(f.ctx, setKey, ps); err != nil {
-		f.t.Fatal(err)
-	}
-	return ps
-}
-
-func (f *fixture) markReady(name string) {
-	f.t.Helper()
-	p := f.pod(name)
-	p.Status.Phase = corev1.PodRunning
-	p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
-	if err := f.c.Status().Update(f.ctx, p); err != nil {
-		f.t.Fatal(err)
-	}
-}
-
-// events drains the recorder into one string.
-func (f *fixture) events() string {
-	var seen []string
-	for len(f.rec.Events) > 0 {
-		seen = append(seen, <-f.rec.Events)
-	}
-	return strings.Join(seen, "\n")
-}
-
-// pod builds a pod named name with labels and containers of image.
-func testPod(name, image string, labels map[string]string, owner *metav1.OwnerReference) *corev1.Pod {
-	p := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, UID: types.UID("uid-" + name), Labels: labels},
-		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "db", Image: image}}},
-		Status: corev1.PodStatus{Phase: corev1.PodRunning, Conditions: []corev1.PodCondition{
-			{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: metav1.NewTime(time.Now().Add(-time.Hour))}}},
-	}
-	if owner != nil {
-		p.OwnerReferences = []metav1.OwnerReference{*owner}
-	}
-	return p
-}
-
-func setRef(uid types.UID) *metav1.OwnerReference {
-	return &metav1.OwnerReference{APIVersion: "petset.dev/v1alpha1", Kind: "PetSet", Name: "db", UID: uid, Controller: ptrTo(true)}
-}
-
-func controllerUID(o metav1.Object) types.UID {
-	if ref := metav1.GetControllerOf(o); ref != nil {
-		return ref.UID
-	}
-	return ""
-}
 
 // ControllerRefManager's rules for pets: orphans that match and are named
 // like pets are adopted (and labelled, the revision only when they are
@@ -289,39 +168,6 @@ func TestPodConflict(t *testing.T) {
 	}
 }
 
-// Creating a pod that already exists is an error the reconciler returns,
-// as for the StatefulSet controller.
-func TestCreateAlreadyExists(t *testing.T) {
-	ps := testSet(1)
-	ps.Spec.VolumeClaimTemplates = nil
-	f := newFixture(t, ps, testPod("db-0", "db:1", map[string]string{"app": "db"}, setRef("uid-db")))
-	err := f.r.Pets.CreatePet(f.ctx, ps, 0, "r")
-	if !apierrors.IsAlreadyExists(err) {
-		t.Errorf("CreatePet over an existing pod: %v, want AlreadyExists", err)
-	}
-}
-
-// A set being deleted is left to the garbage collector: no pod is deleted,
-// nothing adopted, and the set's finalizers are left alone.
-func TestDeletionLeftToGC(t *testing.T) {
-	deleting := testSet(2)
-	deleting.Finalizers = []string{"orphan"}
-	deleting.DeletionTimestamp = &metav1.Time{Time: time.Now()}
-	f := newFixture(t, deleting,
-		testPod("db-0", "db:1", map[string]string{"app": "db"}, setRef("uid-db")),
-		testPod("db-1", "db:1", map[string]string{"app": "db"}, nil))
-	f.mustReconcile()
-	if ps := f.set(); len(ps.Finalizers) != 1 || ps.Finalizers[0] != "orphan" {
-		t.Errorf("finalizers %v, want only the garbage collector's orphan", ps.Finalizers)
-	}
-	if f.pod("db-0") == nil {
-		t.Error("db-0 deleted by the controller")
-	}
-	if p := f.pod("db-1"); len(p.OwnerReferences) != 0 {
-		t.Errorf("db-1 adopted by a set being deleted: %v", p.OwnerReferences)
-	}
-}
-
 // An orphan pod brings back the sets whose selector matches it or whose
 // pets' names it takes; an owned pod brings back its set only.
 func TestPodSets(t *testing.T) {
@@ -349,5 +195,80 @@ func TestPodSets(t *testing.T) {
 		if got := names(tc.pod); got != tc.want {
 			t.Errorf("pod %s %v: sets %q, want %q", tc.pod.Name, tc.pod.Labels, got, tc.want)
 		}
+	}
+}
+
+// StatefulSet's TestOverlappingStatefulSets: two sets whose selectors
+// overlap (here, the same selector) keep their own pets; neither adopts,
+// deletes nor releases the other's, and an orphan goes to the set whose
+// pet's name it has. Set names that prefix each other ("db", "db-x")
+// too: db-x-0 is not pet "x-0" of db.
+func TestOverlappingSets(t *testing.T) {
+	a := testSet(2)
+	a.Spec.VolumeClaimTemplates = nil
+	b := testSet(2)
+	b.Name, b.UID = "db-x", "uid-db-x"
+	b.Spec.VolumeClaimTemplates = nil
+	orphan := NewPod(b, 1, Revision(b))
+	orphan.UID = "uid-orphan"
+	orphan.Labels = map[string]string{"app": "db"}
+	f, _ := failingFixture(t, interceptor.Funcs{}, a, b, orphan)
+	bKey := client.ObjectKeyFromObject(b)
+	reconcileB := func() {
+		t.Helper()
+		if _, err := f.r.Reconcile(f.ctx, reconcileRequest(bKey)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 3 {
+		f.mustReconcile()
+		reconcileB()
+		var list corev1.PodList
+		f.c.List(f.ctx, &list)
+		for _, p := range list.Items {
+			if !PodReady(&p) {
+				f.markReady(p.Name)
+			}
+		}
+	}
+	var list corev1.PodList
+	f.c.List(f.ctx, &list)
+	owners := map[string]types.UID{}
+	for i := range list.Items {
+		owners[list.Items[i].Name] = controllerUID(&list.Items[i])
+	}
+	want := map[string]types.UID{"db-0": "uid-db", "db-1": "uid-db", "db-x-0": "uid-db-x", "db-x-1": "uid-db-x"}
+	if len(owners) != len(want) {
+		t.Errorf("pods %v, want %v", owners, want)
+	}
+	for name, uid := range want {
+		if owners[name] != uid {
+			t.Errorf("%s controlled by %q, want %q (all: %v)", name, owners[name], uid, owners)
+		}
+	}
+	if p := f.pod("db-x-1"); p == nil || p.UID != "uid-orphan" {
+		t.Errorf("the orphan db-x-1 was replaced rather than adopted by db-x: %v", p != nil)
+	}
+	for _, key := range []client.ObjectKey{setKey, bKey} {
+		var ps v1alpha1.PetSet
+		f.c.Get(f.ctx, key, &ps)
+		if ps.Status.Replicas != 2 || len(ps.Status.Members) != 2 {
+			t.Errorf("%s status replicas %d members %v, want its own 2", key.Name, ps.Status.Replicas, ps.Status.Members)
+		}
+		if c := meta.FindStatusCondition(ps.Status.Conditions, ConditionPetsOwned); c == nil || c.Status != metav1.ConditionTrue {
+			t.Errorf("%s PetsOwned %+v, want True: the other's pods hold none of its names", key.Name, c)
+		}
+	}
+	// Scaling one down touches only its own.
+	a = f.set()
+	a.Spec.Replicas = ptrTo(int32(0))
+	if err := f.c.Update(f.ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		f.mustReconcile()
+	}
+	if f.pod("db-0") != nil || f.pod("db-1") != nil || f.pod("db-x-0") == nil || f.pod("db-x-1") == nil {
+		t.Errorf("after scaling db to 0: db-0 %v db-1 %v db-x-0 %v db-x-1 %v", f.pod("db-0") != nil, f.pod("db-1") != nil, f.pod("db-x-0") != nil, f.pod("db-x-1") != nil)
 	}
 }

@@ -2,6 +2,8 @@ package controller
 
 import (
 	"fmt"
+	"maps"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
@@ -267,6 +269,396 @@ func TestNextAvailable(t *testing.T) {
 	for _, tc := range tests {
 		if got := tc.want.nextAvailable(tc.pets); got != tc.next {
 			t.Errorf("%s: nextAvailable = %v, want %v", tc.name, got, tc.next)
+		}
+	}
+}
+
+// simPet is a pet in the convergence simulation: the plan's view, and how
+// many more steps it takes to become Ready (a new pod) or to go away (a
+// Terminating one).
+type simPet struct {
+	Pet
+	readyIn, goneIn int
+}
+
+// fluxOf says whether a pet is in flux: Terminating, or not Ready.
+func fluxOf(p Pet) bool { return p.Terminating || !p.Ready }
+
+// The plan converges when pods take time: a deleted pet stays Terminating
+// for a few steps, a created one is not Ready for a few. At every step the
+// plan is checked against the StatefulSet controller's guarantees:
+//   - nothing wanted at the update revision is deleted unless finished;
+//   - OrderedReady creates pet o only when every wanted pet below it is
+//     available, and fewer than MaxUnavailable other wanted pets are in
+//     flux (an old pet that is not Ready is stuck, down already, not in
+//     flux);
+//   - OrderedReady takes a Ready pet down (scale-down or update) only
+//     when fewer than MaxUnavailable others are in flux (wanted pets in
+//     flux, condemned ones terminating): with MaxUnavailable 1, never two
+//     pets in flux by its own doing. Condemned pets that are not Ready do
+//     not hold a scale-down back (nor do they for the StatefulSet
+//     controller, which deletes a Ready condemned pod above an unhealthy
+//     one);
+//   - a rolling update takes Ready pets down only within MaxUnavailable.
+//
+// Random delays, seeded, so a failure names a reproducible case.
+func TestDecideConvergesWithFlux(t *testing.T) {
+	for seed := uint64(0); seed < 40; seed++ {
+		rng := rand.New(rand.NewPCG(seed, 8))
+		for start := 0; start < 3; start++ {
+			for end := start; end < 6; end++ {
+				for _, parallel := range []bool{false, true} {
+					for _, maxUnavailable := range []int{1, 2} {
+						w := Want{Start: start, End: end, Parallel: parallel, Revision: "new", RollingUpdate: true, MaxUnavailable: maxUnavailable}
+						name := fmt.Sprintf("seed %d %+v", seed, w)
+						simulate(t, name, w, rng)
+					}
+				}
+			}
+		}
+	}
+}
+
+func simulate(t *testing.T, name string, w Want, rng *rand.Rand) {
+	t.Helper()
+	have := map[int]*simPet{}
+	for o := range 5 {
+		// Old pets, some not Ready (stuck on a broken revision).
+		have[o] = &simPet{Pet: Pet{Ordinal: o, Revision: "old", Ready: rng.IntN(3) > 0}}
+	}
+	inRange := func(o int) bool { return o >= w.Start && o < w.End }
+	for step := 0; ; step++ {
+		if step > 500 {
+			t.Fatalf("%s: no convergence: %v", name, dump(have))
+		}
+		var list []Pet
+		for _, p := range have {
+			list = append(list, p.Pet)
+		}
+		plan := Decide(w, list)
+		done := len(have) == w.End-w.Start
+		for o, p := range have {
+			done = done && inRange(o) && p.Revision == "new" && p.Ready && !p.Terminating
+		}
+		if done {
+			if len(plan.Create)+len(plan.Delete) > 0 {
+				t.Fatalf("%s: converged, yet the plan does %+v", name, plan)
+			}
+			return
+		}
+
+		fluxOthers := func(o int, onlyInRange bool) []int {
+			var out []int
+			for q, p := range have {
+				// An old pet that is not Ready is stuck, not in flux:
+				// it is down already and replaced at once.
+				stuck := !p.Ready && !p.Terminating && p.Revision != w.Revision
+				if q != o && fluxOf(p.Pet) && !stuck && (!onlyInRange || inRange(q)) {
+					out = append(out, q)
+				}
+			}
+			slices.Sort(out)
+			return out
+		}
+		unavailable := 0
+		for o := w.Start; o < w.End; o++ {
+			if p, ok := have[o]; !ok || fluxOf(p.Pet) {
+				unavailable++
+			}
+		}
+		takenDown := 0
+		for _, o := range plan.Delete {
+			p, ok := have[o]
+			if !ok || p.Terminating {
+				t.Fatalf("%s step %d: deletes %d, which is missing or already terminating: %v", name, step, o, dump(have))
+			}
+			if inRange(o) && p.Revision == w.Revision && !p.Finished {
+				t.Fatalf("%s step %d: deleted wanted pet %d at the update revision", name, step, o)
+			}
+			if fluxOf(p.Pet) {
+				continue // already down: replacing it costs nothing
+			}
+			if inRange(o) {
+				takenDown++
+			}
+			if !w.Parallel {
+				f := fluxOthers(o, true)
+				for q, p := range have {
+					if p.Terminating && !inRange(q) {
+						f = append(f, q)
+					}
+				}
+				if len(f) >= w.MaxUnavailable {
+					t.Fatalf("%s step %d: OrderedReady takes Ready pet %d down while %v are in flux: %v", name, step, o, f, dump(have))
+				}
+			}
+		}
+		if takenDown > 0 && unavailable+takenDown > w.MaxUnavailable {
+			t.Fatalf("%s step %d: takes %d Ready pets down with %d unavailable, MaxUnavailable %d: %v",
+				name, step, takenDown, unavailable, w.MaxUnavailable, dump(have))
+		}
+		if !w.Parallel {
+			for _, o := range plan.Create {
+				for q := w.Start; q < o; q++ {
+					if p, ok := have[q]; !ok || fluxOf(p.Pet) {
+						t.Fatalf("%s step %d: OrderedReady creates %d before %d is available: %v", name, step, o, q, dump(have))
+					}
+				}
+				if f := fluxOthers(o, true); len(f) >= w.MaxUnavailable {
+					t.Fatalf("%s step %d: OrderedReady creates %d while %v are in flux: %v", name, step, o, f, dump(have))
+				}
+			}
+		}
+
+		// Do the plan.
+		for _, o := range plan.Delete {
+			have[o].Terminating, have[o].Ready, have[o].goneIn = true, false, rng.IntN(3)
+		}
+		for _, o := range plan.Create {
+			if _, ok := have[o]; ok {
+				t.Fatalf("%s step %d: creates %d, which exists", name, step, o)
+			}
+			have[o] = &simPet{Pet: Pet{Ordinal: o, Revision: "new"}, readyIn: rng.IntN(3)}
+		}
+		// Time passes.
+		for o, p := range have {
+			switch {
+			case p.Terminating:
+				if p.goneIn--; p.goneIn < 0 {
+					delete(have, o)
+				}
+			case !p.Ready && p.Revision == "new":
+				if p.readyIn--; p.readyIn < 0 {
+					p.Ready = true
+				}
+			}
+		}
+	}
+}
+
+func dump(have map[int]*simPet) string {
+	var keys []int
+	for o := range have {
+		keys = append(keys, o)
+	}
+	slices.Sort(keys)
+	s := ""
+	for _, o := range keys {
+		p := have[o]
+		s += fmt.Sprintf(" %d:%s", o, p.Revision)
+		switch {
+		case p.Terminating:
+			s += "/terminating"
+		case !p.Ready:
+			s += "/notready"
+		}
+	}
+	return s
+}
+
+// fluxPet is a pet in the second convergence model: the plan's view, the
+// steps until a new pod is Ready or a Terminating one is gone, and ours:
+// whether it is down (or a new pod not yet available) by the plan's own
+// doing, a pet taken down while available, one made in its place, or
+// one made at an ordinal that had none. A pet that finishes, or an old
+// one stuck not Ready, is down by no doing of the plan; its replacement
+// is not counted as the plan's either.
+type fluxPet struct {
+	Pet
+	readyIn, goneIn int
+	ours            bool
+}
+
+// The convergence model with what the first one (TestDecideConvergesWithFlux)
+// leaves out: a partition, minReadySeconds on a clock (one step is one
+// second, a pet is available MinReadySeconds after it turned Ready), pods
+// that finish (Succeeded or Failed) during the first steps, and pets made
+// at the revision they are Due, from a current revision "old". After
+// every step these must hold, and each can fail:
+//   - under OrderedReady, the pets in flux by the plan's doing (Terminating,
+//     or made and not yet available) are never more than
+//     max(1, MaxUnavailable): with the default, never two;
+//   - nothing below the partition is updated: no pet in range below
+//     ordinals.start+partition is at the update revision, and none is
+//     deleted unless it finished;
+//   - OrderedReady makes pet o only when every wanted pet below it is
+//     available (Ready for MinReadySeconds);
+//   - a rolling update takes available pets down only within
+//     MaxUnavailable, counting every unavailable wanted pet;
+//   - a pet at the update revision is deleted only when it finished or is
+//     condemned.
+//
+// and the set converges: every wanted pet Ready, at "new" from the
+// partition up and at "old" below it, nothing else left.
+func TestDecideConvergesWithPartitionMinReadyFinished(t *testing.T) {
+	for seed := uint64(0); seed < 12; seed++ {
+		rng := rand.New(rand.NewPCG(seed, 80))
+		for start := 0; start < 3; start++ {
+			for end := start; end < 7; end++ {
+				for _, parallel := range []bool{false, true} {
+					for _, maxUnavailable := range []int{1, 2} {
+						for _, partition := range []int{0, 2} {
+							for _, minReady := range []time.Duration{0, 2 * time.Second} {
+								w := Want{Start: start, End: end, Parallel: parallel, Revision: "new", Current: "old", RollingUpdate: true,
+									MaxUnavailable: maxUnavailable, Partition: partition, MinReadySeconds: minReady}
+								simulateFlux(t, fmt.Sprintf("seed %d %+v", seed, w), w, rng)
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+func simulateFlux(t *testing.T, name string, w Want, rng *rand.Rand) {
+	t.Helper()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	have := map[int]*fluxPet{}
+	for o := range 5 {
+		// Old pets, some slow to become Ready (not by the plan's doing).
+		p := &fluxPet{Pet: Pet{Ordinal: o, Revision: "old", Ready: true, ReadySince: t0.Add(-time.Hour)}}
+		if rng.IntN(3) == 0 {
+			p.Ready, p.ReadySince, p.readyIn = false, time.Time{}, 2+rng.IntN(6)
+		}
+		have[o] = p
+	}
+	notOurs := map[int]bool{} // ordinals whose pet went down by no doing of the plan
+	inRange := func(o int) bool { return o >= w.Start && o < w.End }
+	below := func(o int) bool { return inRange(o) && o < w.updateMin() }
+	show := func() string {
+		var b []string
+		for _, o := range slices.Sorted(maps.Keys(have)) {
+			p := have[o]
+			s := fmt.Sprintf("%d:%s", o, p.Revision)
+			switch {
+			case p.Terminating:
+				s += "/terminating"
+			case p.Finished:
+				s += "/finished"
+			case !p.Ready:
+				s += "/notready"
+			case !w.available(p.Pet):
+				s += "/notavailable"
+			}
+			if p.ours {
+				s += "*"
+			}
+			b = append(b, s)
+		}
+		return fmt.Sprint(b)
+	}
+	for step := 0; ; step++ {
+		if step > 600 {
+			t.Fatalf("%s: no convergence: %s", name, show())
+		}
+		w.Now = t0.Add(time.Duration(step) * time.Second)
+		var list []Pet
+		for _, p := range have {
+			list = append(list, p.Pet)
+		}
+		plan := Decide(w, list)
+
+		done := len(have) == w.End-w.Start
+		for o, p := range have {
+			want := "new"
+			if below(o) {
+				want = "old"
+			}
+			done = done && inRange(o) && p.Revision == want && w.available(p.Pet) && !p.Finished
+		}
+		if done {
+			if len(plan.Create)+len(plan.Delete) > 0 {
+				t.Fatalf("%s: converged, yet the plan does %+v", name, plan)
+			}
+			return
+		}
+
+		unavailable := 0
+		for o := w.Start; o < w.End; o++ {
+			if p, ok := have[o]; !ok || !w.available(p.Pet) {
+				unavailable++
+			}
+		}
+		takenDown := 0
+		for _, o := range plan.Delete {
+			p, ok := have[o]
+			if !ok || p.Terminating {
+				t.Fatalf("%s step %d: deletes %d, missing or already terminating: %s", name, step, o, show())
+			}
+			if below(o) && !p.Finished {
+				t.Fatalf("%s step %d: deletes %d below the partition (%d), which did not finish: %s", name, step, o, w.updateMin(), show())
+			}
+			if inRange(o) && p.Revision == w.Revision && !p.Finished {
+				t.Fatalf("%s step %d: deletes wanted pet %d at the update revision: %s", name, step, o, show())
+			}
+			if inRange(o) && w.available(p.Pet) {
+				takenDown++
+			}
+		}
+		if takenDown > 0 && unavailable+takenDown > max(1, w.MaxUnavailable) {
+			t.Fatalf("%s step %d: takes %d available pets down with %d unavailable, MaxUnavailable %d: %s",
+				name, step, takenDown, unavailable, w.MaxUnavailable, show())
+		}
+		if !w.Parallel {
+			for _, o := range plan.Create {
+				for q := w.Start; q < o; q++ {
+					if p, ok := have[q]; !ok || !w.available(p.Pet) {
+						t.Fatalf("%s step %d: OrderedReady makes %d before %d is available: %s", name, step, o, q, show())
+					}
+				}
+			}
+		}
+
+		// Do the plan: each pet made at the revision it is Due, as the
+		// reconciler makes it.
+		for _, o := range plan.Delete {
+			p := have[o]
+			p.ours = w.available(p.Pet)
+			p.Terminating, p.Ready, p.goneIn = true, false, rng.IntN(3)
+		}
+		for _, o := range plan.Create {
+			if _, ok := have[o]; ok {
+				t.Fatalf("%s step %d: makes %d, which exists", name, step, o)
+			}
+			have[o] = &fluxPet{Pet: Pet{Ordinal: o, Revision: w.Due(o, list)}, readyIn: rng.IntN(3), ours: !notOurs[o]}
+			delete(notOurs, o)
+		}
+		// Invariants of the state the plan made.
+		flux := 0
+		for o, p := range have {
+			if below(o) && p.Revision == w.Revision {
+				t.Fatalf("%s step %d: pet %d below the partition (%d) is at the update revision: %s", name, step, o, w.updateMin(), show())
+			}
+			if p.ours && (p.Terminating || !w.available(p.Pet)) {
+				flux++
+			}
+		}
+		if !w.Parallel && flux > max(1, w.MaxUnavailable) {
+			t.Fatalf("%s step %d: OrderedReady has %d pets in flux by its own doing, MaxUnavailable %d: %s", name, step, flux, w.MaxUnavailable, show())
+		}
+
+		// A second passes.
+		next := w.Now.Add(time.Second)
+		for o, p := range have {
+			switch {
+			case p.Terminating:
+				if p.goneIn--; p.goneIn < 0 {
+					delete(have, o)
+					if !p.ours {
+						notOurs[o] = true
+					}
+				}
+			case p.Finished:
+			case !p.Ready:
+				if p.readyIn--; p.readyIn < 0 {
+					p.Ready, p.ReadySince = true, next
+				}
+			case step < 40 && rng.IntN(30) == 0:
+				// It finishes (Succeeded or Failed): down by no doing
+				// of the plan.
+				p.Finished, p.Ready, p.ours = true, false, false
+			}
 		}
 	}
 }
