@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -33,11 +34,7 @@ var petSetKind = v1alpha1.GroupVersion.WithKind("PetSet")
 // ordinals whose pod name is held by a pod the set may not take, with why.
 type ownership struct {
 	owned   map[int]*corev1.Pod
-	blocked map[int]string
-	// conflict marks the blocked ordinals that will not clear by
-	// themselves (a foreign controller, a selector mismatch), for the
-	// PetsOwned condition and Warning events.
-	conflict map[int]bool
+	blocked map[int]Wait
 }
 
 // claimPods is ControllerRefManager.ClaimPods for pets. Of the pods in the
@@ -55,7 +52,7 @@ type ownership struct {
 // A set being deleted neither adopts nor releases. Adoption also labels
 // the pod as a pet (see adopt).
 func (r *Reconciler) claimPods(ctx context.Context, ps *v1alpha1.PetSet, selector labels.Selector) (ownership, error) {
-	own := ownership{owned: map[int]*corev1.Pod{}, blocked: map[int]string{}, conflict: map[int]bool{}}
+	own := ownership{owned: map[int]*corev1.Pod{}, blocked: map[int]Wait{}}
 	pods, fresh, err := r.podsOf(ctx, ps, selector)
 	if err != nil {
 		return own, err
@@ -91,20 +88,18 @@ func (r *Reconciler) claimPods(ctx context.Context, ps *v1alpha1.PetSet, selecto
 				errs = append(errs, err)
 			}
 			if o >= 0 {
-				own.blocked[o] = "pod " + pod.Name + " was released: it no longer matches the selector"
+				own.blocked[o] = heldBy(HeldReleased, o, pod.Name, "")
 			}
 		case ref != nil:
 			if o >= 0 {
-				msg := fmt.Sprintf("pod %s is controlled by %s %s, not by this PetSet", pod.Name, ref.Kind, ref.Name)
-				own.blocked[o], own.conflict[o] = msg, true
+				own.blocked[o] = heldBy(HeldByController, o, pod.Name, ref.Kind+" "+ref.Name)
 			}
 		case !match:
 			if o >= 0 {
-				msg := "pod " + pod.Name + " exists and does not match the selector"
-				own.blocked[o], own.conflict[o] = msg, true
+				own.blocked[o] = heldBy(HeldByMismatch, o, pod.Name, "")
 			}
 		case pod.DeletionTimestamp != nil:
-			own.blocked[o] = "orphan pod " + pod.Name + " is being deleted"
+			own.blocked[o] = heldBy(HeldOrphanGoing, o, pod.Name, "")
 		case deleting:
 		default:
 			if !checked {
@@ -112,7 +107,7 @@ func (r *Reconciler) claimPods(ctx context.Context, ps *v1alpha1.PetSet, selecto
 			}
 			if adoptable != nil {
 				errs = append(errs, fmt.Errorf("adopt pod %s: %w", pod.Name, adoptable))
-				own.blocked[o] = "cannot adopt pod " + pod.Name
+				own.blocked[o] = heldBy(HeldNotAdoptable, o, pod.Name, "")
 				continue
 			}
 			adopted, err := r.adopt(ctx, ps, pod, o)
@@ -120,7 +115,7 @@ func (r *Reconciler) claimPods(ctx context.Context, ps *v1alpha1.PetSet, selecto
 			case apierrors.IsNotFound(err):
 			case err != nil:
 				errs = append(errs, err)
-				own.blocked[o] = "cannot adopt pod " + pod.Name
+				own.blocked[o] = heldBy(HeldNotAdoptable, o, pod.Name, "")
 			default:
 				own.owned[o] = adopted
 			}
@@ -223,14 +218,11 @@ func (r *Reconciler) release(ctx context.Context, ps *v1alpha1.PetSet, pod *core
 func ownedCondition(ps *v1alpha1.PetSet, own ownership) *metav1.Condition {
 	c := &metav1.Condition{Type: ConditionPetsOwned, Status: metav1.ConditionTrue, Reason: "NoConflict",
 		Message: "no pod holds a pet's name for someone else", ObservedGeneration: ps.Generation}
-	var conflicts []int
-	for o := range own.conflict {
-		conflicts = append(conflicts, o)
-	}
-	slices.Sort(conflicts)
 	var msgs []string
-	for _, o := range conflicts {
-		msgs = append(msgs, own.blocked[o])
+	for _, o := range slices.Sorted(maps.Keys(own.blocked)) {
+		if w := own.blocked[o]; w.conflict() {
+			msgs = append(msgs, w.String())
+		}
 	}
 	if len(msgs) > 0 {
 		c.Status, c.Reason, c.Message = metav1.ConditionFalse, "PodConflict", strings.Join(msgs, "; ")

@@ -155,7 +155,7 @@ func (r *Reconciler) keepOutside(ps *v1alpha1.PetSet, selector labels.Selector, 
 		case o < 0:
 		case own.owned[o] != nil && own.owned[o].Name == name:
 			out.names[name] = true
-		case own.blocked[o] == "":
+		case own.blocked[o].Kind == WaitNone:
 			delete(out.names, name)
 		case o >= start && o < end:
 			out.names[name] = true

@@ -2,8 +2,6 @@ package controller
 
 import (
 	"slices"
-	"strconv"
-	"strings"
 	"time"
 )
 
@@ -44,8 +42,23 @@ type Want struct {
 type Plan struct {
 	Create []int
 	Delete []int
-	// Wait says why nothing more happens now, for logs and conditions.
-	Wait string
+	// Wait is why nothing more happens now; Kind WaitNone when nothing
+	// holds the plan back.
+	Wait Wait
+	// Held are the pets taken out of Create because something outside
+	// the plan holds their place (holdBack), in ascending order.
+	Held []Wait
+}
+
+// waits is what the Ready condition names while the plan waits: the held
+// pets, then the plan's own wait (but not "creating one pet at a time"
+// when the one pet is held).
+func (p Plan) waits() []Wait {
+	out := slices.Clone(p.Held)
+	if p.Wait.Kind != WaitNone && (len(p.Held) == 0 || p.Wait.Kind != WaitCreating) {
+		out = append(out, p.Wait)
+	}
+	return out
 }
 
 // available reports whether a pet has been Ready for MinReadySeconds.
@@ -120,7 +133,7 @@ func Decide(w Want, pets []Pet) Plan {
 		}
 	}
 	if len(plan.Delete) > 0 {
-		plan.Wait = "replacing finished pets"
+		plan.Wait = Wait{Kind: WaitFinished, Ordinals: slices.Clone(plan.Delete)}
 		return plan
 	}
 
@@ -130,7 +143,7 @@ func Decide(w Want, pets []Pet) Plan {
 		if !ok {
 			plan.Create = append(plan.Create, o)
 			if !w.Parallel {
-				plan.Wait = "creating one pet at a time"
+				plan.Wait = Wait{Kind: WaitCreating, Ordinals: []int{o}}
 				return plan
 			}
 			continue
@@ -142,7 +155,7 @@ func Decide(w Want, pets []Pet) Plan {
 				plan.Delete = append(plan.Delete, o)
 				return plan
 			}
-			plan.Wait = "waiting for " + strconv.Itoa(o) + " to be available"
+			plan.Wait = Wait{Kind: WaitAvailable, Ordinals: []int{o}}
 			return plan
 		}
 	}
@@ -162,7 +175,7 @@ func Decide(w Want, pets []Pet) Plan {
 	for _, o := range condemned {
 		if by[o].Terminating {
 			if !w.Parallel {
-				plan.Wait = "waiting for " + strconv.Itoa(o) + " to terminate"
+				plan.Wait = Wait{Kind: WaitTerminating, Ordinals: []int{o}}
 				return plan
 			}
 			continue
@@ -213,38 +226,9 @@ func Decide(w Want, pets []Pet) Plan {
 	}
 	if len(held) > 0 {
 		// Every pet held back, highest first, in one reason.
-		plan.Wait = "waiting for " + strconv.Itoa(unavailable) + " unavailable pets (maxUnavailable " + strconv.Itoa(budget) +
-			") before updating " + listOrdinals(held)
+		plan.Wait = Wait{Kind: WaitBudget, Ordinals: held, Unavailable: unavailable, MaxUnavailable: budget}
 	}
 	return plan
-}
-
-// maxReasons bounds the reasons (and ordinals) a wait message names: the
-// rest are counted, so a set of a thousand held pets does not make a
-// condition message of a thousand reasons.
-const maxReasons = 5
-
-// joinReasons joins reasons in the order given with "; ", naming at most
-// maxReasons of them and counting the others.
-func joinReasons(reasons []string) string {
-	if len(reasons) <= maxReasons {
-		return strings.Join(reasons, "; ")
-	}
-	return strings.Join(reasons[:maxReasons], "; ") + "; and " + strconv.Itoa(len(reasons)-maxReasons) + " more"
-}
-
-// listOrdinals names ordinals in the order given, at most maxReasons of
-// them.
-func listOrdinals(os []int) string {
-	s := make([]string, 0, min(len(os), maxReasons))
-	for _, o := range os[:min(len(os), maxReasons)] {
-		s = append(s, strconv.Itoa(o))
-	}
-	out := strings.Join(s, ", ")
-	if len(os) > maxReasons {
-		out += " and " + strconv.Itoa(len(os)-maxReasons) + " more"
-	}
-	return out
 }
 
 // notDone says what keeps a set from Ready when the plan waits for
@@ -253,7 +237,7 @@ func listOrdinals(os []int) string {
 // sorted by ordinal, one reason per kind, in a fixed order. It says
 // nothing of the plan's own steps, so a pass that creates or deletes
 // pets says the same as the pass after it.
-func (w Want) notDone(pets []Pet) []string {
+func (w Want) notDone(pets []Pet) []Wait {
 	var condemned, terminating, unavailable, onDelete, partitioned, old []int
 	for _, p := range pets {
 		o := p.Ordinal
@@ -277,18 +261,18 @@ func (w Want) notDone(pets []Pet) []string {
 			old = append(old, o)
 		}
 	}
-	var out []string
-	add := func(os []int, what string) {
+	var out []Wait
+	add := func(kind WaitKind, os []int) {
 		if len(os) > 0 {
 			slices.Sort(os)
-			out = append(out, strings.ReplaceAll(what, "%s", listOrdinals(os)))
+			out = append(out, Wait{Kind: kind, Ordinals: os})
 		}
 	}
-	add(terminating, "waiting for %s to terminate")
-	add(condemned, "%s to be deleted")
-	add(unavailable, "waiting for %s to be available")
-	add(partitioned, "%s below the partition keep their revision")
-	add(onDelete, "%s at an old revision are updated when deleted (OnDelete)")
-	add(old, "%s not yet updated")
+	add(WaitTerminating, terminating)
+	add(WaitCondemned, condemned)
+	add(WaitAvailable, unavailable)
+	add(WaitPartition, partitioned)
+	add(WaitOnDelete, onDelete)
+	add(WaitNotUpdated, old)
 	return out
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -17,6 +18,8 @@ func pets(rev string, ready bool, ordinals ...int) []Pet {
 	return out
 }
 
+func waitOf(kind WaitKind, ordinals ...int) Wait { return Wait{Kind: kind, Ordinals: ordinals} }
+
 func TestDecide(t *testing.T) {
 	now := time.Now()
 	ordered := Want{Start: 0, End: 3, Revision: "r2", RollingUpdate: true, MaxUnavailable: 1, Now: now}
@@ -29,32 +32,39 @@ func TestDecide(t *testing.T) {
 		pets   []Pet
 		create []int
 		delete []int
+		wait   Wait
 	}{
-		{name: "empty ordered: create the lowest", want: ordered, create: []int{0}},
+		{name: "empty ordered: create the lowest", want: ordered, create: []int{0}, wait: waitOf(WaitCreating, 0)},
 		{name: "empty parallel: create all", want: parallel, create: []int{0, 1, 2}},
-		{name: "ordered waits for the lower pet", want: ordered, pets: pets("r2", false, 0)},
-		{name: "ordered creates the next once ready", want: ordered, pets: pets("r2", true, 0), create: []int{1}},
-		{name: "ordered fills a hole first", want: ordered, pets: pets("r2", true, 0, 2), create: []int{1}},
+		{name: "ordered waits for the lower pet", want: ordered, pets: pets("r2", false, 0), wait: waitOf(WaitAvailable, 0)},
+		{name: "ordered creates the next once ready", want: ordered, pets: pets("r2", true, 0), create: []int{1}, wait: waitOf(WaitCreating, 1)},
+		{name: "ordered fills a hole first", want: ordered, pets: pets("r2", true, 0, 2), create: []int{1}, wait: waitOf(WaitCreating, 1)},
 		{name: "parallel does not wait", want: parallel, pets: pets("r2", false, 0), create: []int{1, 2}},
-		{name: "ordinals start", want: with(ordered, func(w *Want) { w.Start, w.End = 5, 7 }), create: []int{5}},
+		{name: "ordinals start", want: with(ordered, func(w *Want) { w.Start, w.End = 5, 7 }), create: []int{5}, wait: waitOf(WaitCreating, 5)},
 		{name: "scale down: highest first, one at a time", want: ordered, pets: pets("r2", true, 0, 1, 2, 3, 4), delete: []int{4}},
 		{name: "scale down waits for a terminating pet", want: ordered,
-			pets: append(pets("r2", true, 0, 1, 2, 3), Pet{Ordinal: 4, Revision: "r2", Ready: true, Terminating: true})},
-		{name: "scale down waits until all are available", want: ordered, pets: append(pets("r2", true, 0, 2, 3), Pet{Ordinal: 1, Revision: "r2"})},
+			pets: append(pets("r2", true, 0, 1, 2, 3), Pet{Ordinal: 4, Revision: "r2", Ready: true, Terminating: true}), wait: waitOf(WaitTerminating, 4)},
+		{name: "scale down waits until all are available", want: ordered, pets: append(pets("r2", true, 0, 2, 3), Pet{Ordinal: 1, Revision: "r2"}), wait: waitOf(WaitAvailable, 1)},
 		{name: "parallel scale down: all condemned", want: parallel, pets: pets("r2", true, 0, 1, 2, 3, 4), delete: []int{4, 3}},
 		{name: "below start is condemned too", want: with(ordered, func(w *Want) { w.Start, w.End = 1, 3 }), pets: pets("r2", true, 0, 1, 2), delete: []int{0}},
-		{name: "finished pet is replaced", want: ordered, pets: append(pets("r2", true, 0, 2), Pet{Ordinal: 1, Revision: "r2", Finished: true}), delete: []int{1}},
-		{name: "rolling update: highest first", want: ordered, pets: pets("r1", true, 0, 1, 2), delete: []int{2}},
-		{name: "rolling update: one unavailable at a time", want: ordered, pets: append(pets("r1", true, 0, 1), Pet{Ordinal: 2, Revision: "r2"})},
-		{name: "rolling update: continues down", want: ordered, pets: append(pets("r1", true, 0, 1), pets("r2", true, 2)...), delete: []int{1}},
-		{name: "rolling update: maxUnavailable 2", want: with(ordered, func(w *Want) { w.MaxUnavailable = 2 }), pets: pets("r1", true, 0, 1, 2), delete: []int{2, 1}},
+		{name: "finished pet is replaced", want: ordered, pets: append(pets("r2", true, 0, 2), Pet{Ordinal: 1, Revision: "r2", Finished: true}), delete: []int{1}, wait: waitOf(WaitFinished, 1)},
+		{name: "rolling update: highest first", want: ordered, pets: pets("r1", true, 0, 1, 2), delete: []int{2},
+			wait: Wait{Kind: WaitBudget, Ordinals: []int{1, 0}, Unavailable: 1, MaxUnavailable: 1}},
+		{name: "rolling update: one unavailable at a time", want: ordered, pets: append(pets("r1", true, 0, 1), Pet{Ordinal: 2, Revision: "r2"}),
+			wait: waitOf(WaitAvailable, 2)},
+		{name: "rolling update: continues down", want: ordered, pets: append(pets("r1", true, 0, 1), pets("r2", true, 2)...), delete: []int{1},
+			wait: Wait{Kind: WaitBudget, Ordinals: []int{0}, Unavailable: 1, MaxUnavailable: 1}},
+		{name: "rolling update: maxUnavailable 2", want: with(ordered, func(w *Want) { w.MaxUnavailable = 2 }), pets: pets("r1", true, 0, 1, 2), delete: []int{2, 1},
+			wait: Wait{Kind: WaitBudget, Ordinals: []int{0}, Unavailable: 2, MaxUnavailable: 2}},
 		// A Terminating pet is one unavailable pet, counted once (as in
 		// StatefulSet's updateStatefulSetAfterInvariantEstablished): with
 		// maxUnavailable 2 one more pet may go.
 		{name: "rolling update: terminating pet counted once", want: with(parallel, func(w *Want) { w.MaxUnavailable = 2 }),
-			pets: append(pets("r1", true, 0, 1), Pet{Ordinal: 2, Revision: "r1", Ready: true, Terminating: true}), delete: []int{1}},
+			pets: append(pets("r1", true, 0, 1), Pet{Ordinal: 2, Revision: "r1", Ready: true, Terminating: true}), delete: []int{1},
+			wait: Wait{Kind: WaitBudget, Ordinals: []int{0}, Unavailable: 2, MaxUnavailable: 2}},
 		{name: "rolling update: terminating and unavailable fill the budget", want: with(parallel, func(w *Want) { w.MaxUnavailable = 2 }),
-			pets: append(pets("r1", true, 0), Pet{Ordinal: 1, Revision: "r2"}, Pet{Ordinal: 2, Revision: "r1", Ready: true, Terminating: true})},
+			pets: append(pets("r1", true, 0), Pet{Ordinal: 1, Revision: "r2"}, Pet{Ordinal: 2, Revision: "r1", Ready: true, Terminating: true}),
+			wait: Wait{Kind: WaitBudget, Ordinals: []int{0}, Unavailable: 2, MaxUnavailable: 2}},
 		{name: "rolling update: partition", want: with(ordered, func(w *Want) { w.Partition = 2 }), pets: append(pets("r1", true, 0, 1), pets("r2", true, 2)...)},
 		{name: "on delete: nothing", want: with(ordered, func(w *Want) { w.RollingUpdate = false }), pets: pets("r1", true, 0, 1, 2)},
 		// StatefulSet counts the partition from the start ordinal: with
@@ -70,18 +80,22 @@ func TestDecide(t *testing.T) {
 		{name: "stuck rollout, ordered: broken old pet below others", want: ordered,
 			pets: append(pets("r1", true, 0, 2), Pet{Ordinal: 1, Revision: "r1"}), delete: []int{1}},
 		{name: "broken pet of the current revision is waited for", want: ordered,
-			pets: append(pets("r2", true, 0, 2), Pet{Ordinal: 1, Revision: "r2"})},
+			pets: append(pets("r2", true, 0, 2), Pet{Ordinal: 1, Revision: "r2"}), wait: waitOf(WaitAvailable, 1)},
 		{name: "stuck below the partition is left alone", want: with(ordered, func(w *Want) { w.Partition = 2 }),
-			pets: append(pets("r1", true, 0, 2), Pet{Ordinal: 1, Revision: "r1"})},
+			pets: append(pets("r1", true, 0, 2), Pet{Ordinal: 1, Revision: "r1"}), wait: waitOf(WaitAvailable, 1)},
 		{name: "minReadySeconds: not yet available", want: with(ordered, func(w *Want) { w.MinReadySeconds = time.Minute }),
-			pets: []Pet{{Ordinal: 0, Revision: "r2", Ready: true, ReadySince: now.Add(-time.Second)}}},
+			pets: []Pet{{Ordinal: 0, Revision: "r2", Ready: true, ReadySince: now.Add(-time.Second)}}, wait: waitOf(WaitAvailable, 0)},
 		{name: "minReadySeconds: available", want: with(ordered, func(w *Want) { w.MinReadySeconds = time.Minute }),
-			pets: []Pet{{Ordinal: 0, Revision: "r2", Ready: true, ReadySince: now.Add(-2 * time.Minute)}}, create: []int{1}},
+			pets: []Pet{{Ordinal: 0, Revision: "r2", Ready: true, ReadySince: now.Add(-2 * time.Minute)}}, create: []int{1},
+			wait: waitOf(WaitCreating, 1)},
 	}
 	for _, tc := range tests {
 		p := Decide(tc.want, tc.pets)
 		if !slices.Equal(p.Create, tc.create) || !slices.Equal(p.Delete, tc.delete) {
-			t.Errorf("%s: create %v delete %v (wait %q); want create %v delete %v", tc.name, p.Create, p.Delete, p.Wait, tc.create, tc.delete)
+			t.Errorf("%s: create %v delete %v (wait %q); want create %v delete %v", tc.name, p.Create, p.Delete, p.Wait.String(), tc.create, tc.delete)
+		}
+		if !reflect.DeepEqual(p.Wait, tc.wait) {
+			t.Errorf("%s: wait %+v, want %+v", tc.name, p.Wait, tc.wait)
 		}
 	}
 }
@@ -170,7 +184,7 @@ func TestDecideConvergesFromCurrent(t *testing.T) {
 					pet.Ready = true
 					have[o] = pet
 				}
-				if len(p.Create) == 0 && len(p.Delete) == 0 && p.Wait == "" {
+				if len(p.Create) == 0 && len(p.Delete) == 0 && p.Wait.Kind == WaitNone {
 					break
 				}
 				for _, o := range p.Delete {

@@ -1,21 +1,16 @@
 package controller
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"maps"
-	"slices"
-	"strconv"
 	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -62,16 +57,8 @@ type Reconciler struct {
 	// write skips writing the same status again (which would only be
 	// answered 409).
 	written sync.Map // types.NamespacedName -> statusWrite
-}
-
-// statusWrite is the last status written for the set with uid: it made
-// resourceVersion to; before are the set's resourceVersions this process
-// saw (or wrote over) until then, which a lagging cache may still hold.
-type statusWrite struct {
-	uid    types.UID
-	before []string
-	to     string
-	status v1alpha1.PetSetStatus
+	// announced is what each set's last pass told in events.
+	announced sync.Map // types.NamespacedName -> *announced
 }
 
 // SetupWithManager registers the controller: PetSets, and the pods they
@@ -107,6 +94,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		if apierrors.IsNotFound(err) {
 			r.written.Delete(req.NamespacedName)
 			r.outside.Delete(req.NamespacedName)
+			r.announced.Delete(req.NamespacedName)
 			r.takeLeft(req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
@@ -158,8 +146,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	if len(plan.Create)+len(plan.Delete) > 0 || plan.Wait != "" {
-		log.V(2).Info("Plan", "petset", klog.KObj(ps), "create", plan.Create, "delete", plan.Delete, "wait", plan.Wait)
+	if waits := plan.waits(); len(plan.Create)+len(plan.Delete)+len(waits) > 0 {
+		log.V(2).Info("Plan", "petset", klog.KObj(ps), "create", plan.Create, "delete", plan.Delete, "wait", message(waits))
 	}
 	var errs []error
 	// Pets created in this pass count in the status it writes, as
@@ -197,10 +185,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			break
 		}
 	}
-	if cloned && len(errs) == 0 && !want.Parallel && plan.Wait == "creating one pet at a time" {
+	if cloned && len(errs) == 0 && !want.Parallel && plan.Wait.Kind == WaitCreating {
 		// What the next pass will say: the condition's message does not
 		// change, so the new pet's watch event costs no status write.
-		plan.Wait = "waiting for " + strconv.Itoa(plan.Create[len(plan.Create)-1]) + " to be available"
+		plan.Wait = Wait{Kind: WaitAvailable, Ordinals: plan.Create[len(plan.Create)-1:]}
 	}
 	if err := r.createMissingClaims(ctx, ps, owned, want); err != nil {
 		errs = append(errs, err)
@@ -211,7 +199,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	// A conflict too is returned: the status this pass computed is not
 	// written, so the set must be looked at again.
-	if err := r.writeStatus(ctx, ps, counted, want, plan, resized, ownedCondition(ps, own), retentionCondition(ps, foreignClaims)); err != nil {
+	base := r.lastWritten(ps)
+	st := computeStatus(base, counted, want, plan, resized, ownedCondition(ps, own), retentionCondition(ps, foreignClaims))
+	if err := r.writeStatus(ctx, ps, base, st); err != nil {
 		errs = append(errs, fmt.Errorf("status: %w", err))
 	}
 	if len(errs) > 0 {
@@ -291,124 +281,4 @@ func petOf(o int, pod *corev1.Pod) Pet {
 		}
 	}
 	return p
-}
-
-// writeStatus records counts, revisions, membership and conditions.
-func (r *Reconciler) writeStatus(ctx context.Context, ps *v1alpha1.PetSet, owned map[int]*corev1.Pod, want Want, plan Plan, conds ...*metav1.Condition) error {
-	// The status to compare with and build on is the set's, or, when the
-	// cache has not yet seen this process's last write over it, that
-	// write: its conditions keep their transition times, and the same
-	// status is not written twice.
-	key := client.ObjectKeyFromObject(ps)
-	base, rv := ps.Status, ps.ResourceVersion
-	var before []string
-	if v, ok := r.written.Load(key); ok {
-		if w := v.(statusWrite); w.uid == ps.UID && slices.Contains(w.before, ps.ResourceVersion) {
-			base, rv, before = w.status, w.to, slices.Clone(w.before)
-		}
-	}
-	st := v1alpha1.PetSetStatus{
-		ObservedGeneration: ps.Generation,
-		UpdateRevision:     want.Revision,
-		CurrentRevision:    cmp.Or(want.Current, base.CurrentRevision),
-		CollisionCount:     want.collisionCount,
-		Conditions:         slices.Clone(base.Conditions),
-	}
-	// The count never goes down: a pass over a cache that has not seen
-	// the write that raised it read the older count from the set.
-	if b := base.CollisionCount; b != nil && (st.CollisionCount == nil || *st.CollisionCount < *b) {
-		st.CollisionCount = b
-	}
-	if sel, err := metav1.LabelSelectorAsSelector(ps.Spec.Selector); err == nil {
-		st.Selector = sel.String()
-	}
-	ordinals := make([]int, 0, len(owned))
-	for o := range owned {
-		ordinals = append(ordinals, o)
-	}
-	slices.Sort(ordinals)
-	// Current and updated count only pets that are not Terminating, as
-	// StatefulSet's computeReplicaStatus does.
-	revisions := map[string]int32{}
-	terminating := 0
-	for _, o := range ordinals {
-		pod := owned[o]
-		pet := petOf(o, pod)
-		st.Replicas++
-		if pet.Terminating {
-			terminating++
-		} else {
-			revisions[pet.Revision]++
-		}
-		if pet.Ready {
-			st.ReadyReplicas++
-		}
-		if want.available(pet) {
-			st.AvailableReplicas++
-		}
-		m := v1alpha1.Member{Ordinal: int32(o), Pod: pod.Name, Ready: pet.Ready, Revision: pet.Revision}
-		for _, t := range ps.Spec.VolumeClaimTemplates {
-			m.Claims = append(m.Claims, ClaimName(t.Name, ps.Name, o))
-		}
-		st.Members = append(st.Members, m)
-	}
-	st.UpdatedReplicas = revisions[want.Revision]
-	// The update is complete, as StatefulSet's completeRollingUpdate
-	// says, when every pet is at the update revision and Ready: under
-	// Parallel the plan does not wait for readiness, so it is checked
-	// here too.
-	n := want.End - want.Start
-	// No pet may be Terminating either: the set is not Ready while one
-	// is going.
-	done := len(plan.Create) == 0 && len(plan.Delete) == 0 && plan.Wait == "" && terminating == 0 &&
-		int(st.UpdatedReplicas) == n && int(st.Replicas) == n && int(st.ReadyReplicas) == n
-	// Only under RollingUpdate, as StatefulSet's completeRollingUpdate:
-	// under OnDelete the current revision stays where it was (the first
-	// template, or the one in force before a switch to OnDelete) until
-	// its revision is gone, however many pets were deleted and made
-	// again at the update revision.
-	if st.CurrentRevision == "" || done && want.RollingUpdate {
-		st.CurrentRevision = want.Revision
-	}
-	st.CurrentReplicas = revisions[st.CurrentRevision]
-
-	msg := plan.Wait
-	if msg == "" && !done {
-		// The plan waits for nothing, yet the set is not Ready: say
-		// what keeps it so, from the pets as counted.
-		pets := make([]Pet, 0, len(ordinals))
-		for _, o := range ordinals {
-			pets = append(pets, petOf(o, owned[o]))
-		}
-		msg = joinReasons(want.notDone(pets))
-	}
-	readyCond := metav1.Condition{Type: "Ready", Status: metav1.ConditionFalse, Reason: "Progressing", Message: msg, ObservedGeneration: ps.Generation}
-	if done {
-		readyCond.Status, readyCond.Reason, readyCond.Message = metav1.ConditionTrue, "AllPetsReady", strconv.Itoa(int(st.ReadyReplicas))+" pets ready"
-	}
-	meta.SetStatusCondition(&st.Conditions, readyCond)
-	for _, c := range conds {
-		if c != nil {
-			meta.SetStatusCondition(&st.Conditions, *c)
-		}
-	}
-
-	if equality.Semantic.DeepEqual(base, st) {
-		return nil
-	}
-	// Over the resourceVersion of the last write when the cache lags
-	// behind it: if nothing else has written since, no 409.
-	before = append(before, ps.ResourceVersion)
-	if rv != ps.ResourceVersion {
-		before = append(before, rv)
-	}
-	if len(before) > 8 {
-		before = before[len(before)-8:]
-	}
-	ps.Status, ps.ResourceVersion = st, rv
-	if err := r.Status().Update(ctx, ps); err != nil {
-		return err
-	}
-	r.written.Store(key, statusWrite{uid: ps.UID, before: slices.Clone(before), to: ps.ResourceVersion, status: *st.DeepCopy()})
-	return nil
 }

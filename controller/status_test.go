@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"strings"
@@ -9,18 +10,17 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	v1alpha1 "petset.dev/petset/api/v1alpha1"
 )
 
-// statusPet describes one pod for TestWriteStatus.
+// statusPet describes one pod for TestComputeStatus.
 type statusPet struct {
 	rev         string
 	ready       bool
@@ -42,68 +42,131 @@ func statusPod(o int, p statusPet) *corev1.Pod {
 	return pod
 }
 
-// The status a pass writes, as the StatefulSet controller computes it
+// The status of a set, as the StatefulSet controller computes it
 // (computeReplicaStatus, completeRollingUpdate): the current revision
-// moves to the update revision only when every pet is updated and
-// Ready; Terminating pets count as neither current nor updated; the set
-// is not Ready while a pet is Terminating.
-func TestWriteStatus(t *testing.T) {
+// moves to the update revision only when every pet is updated and Ready;
+// Terminating pets count as neither current nor updated; the set is not
+// Ready while a pet is Terminating. The Ready message names what the
+// plan waits for, or else what keeps the set from Ready; the collision
+// count never goes back, and an unchanged condition keeps its time.
+func TestComputeStatus(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	earlier := metav1.NewTime(now.Add(-time.Hour))
 	tests := []struct {
 		name     string
 		parallel bool
+		replicas int32 // len(pets) when 0
 		pets     []statusPet
-		current  string // status.currentRevision after the pass
+		plan     *Plan // Decide's when nil
+		base     func(*v1alpha1.PetSetStatus)
+		current  string // status.currentRevision
 		updated  int32
 		cur      int32
 		ready    metav1.ConditionStatus
+		message  string
+		check    func(t *testing.T, st v1alpha1.PetSetStatus)
 	}{
 		{name: "parallel, updated but not ready: current stays", parallel: true,
 			pets:    []statusPet{{"new", false, false}, {"new", false, false}, {"new", true, false}},
-			current: "old", updated: 3, cur: 0, ready: metav1.ConditionFalse},
+			current: "old", updated: 3, cur: 0, ready: metav1.ConditionFalse, message: "waiting for 0, 1 to be available"},
 		{name: "parallel, updated and ready: current moves", parallel: true,
 			pets:    []statusPet{{"new", true, false}, {"new", true, false}, {"new", true, false}},
-			current: "new", updated: 3, cur: 3, ready: metav1.ConditionTrue},
+			current: "new", updated: 3, cur: 3, ready: metav1.ConditionTrue, message: "3 pets ready"},
 		{name: "ordered, updated and ready: current moves",
 			pets:    []statusPet{{"new", true, false}, {"new", true, false}, {"new", true, false}},
-			current: "new", updated: 3, cur: 3, ready: metav1.ConditionTrue},
+			current: "new", updated: 3, cur: 3, ready: metav1.ConditionTrue, message: "3 pets ready"},
 		{name: "terminating pet at the update revision: not updated, set not ready", parallel: true,
 			pets:    []statusPet{{"new", true, false}, {"new", true, false}, {"new", true, true}},
-			current: "old", updated: 2, cur: 0, ready: metav1.ConditionFalse},
+			current: "old", updated: 2, cur: 0, ready: metav1.ConditionFalse, message: "waiting for 2 to terminate"},
 		{name: "terminating pet at the current revision: not current", parallel: true,
 			pets:    []statusPet{{"old", true, true}, {"new", true, false}, {"new", true, false}},
-			current: "old", updated: 2, cur: 0, ready: metav1.ConditionFalse},
+			current: "old", updated: 2, cur: 0, ready: metav1.ConditionFalse, message: "waiting for 0 to terminate"},
 		{name: "ordered, terminating pet: set not ready",
 			pets:    []statusPet{{"new", true, false}, {"new", true, true}, {"new", true, false}},
-			current: "old", updated: 2, cur: 0, ready: metav1.ConditionFalse},
+			current: "old", updated: 2, cur: 0, ready: metav1.ConditionFalse, message: "waiting for 1 to be available"},
+		{name: "ordered, old pets: the plan's wait is the message",
+			pets:    []statusPet{{"old", true, false}, {"old", true, false}, {"new", false, false}},
+			current: "old", updated: 1, cur: 2, ready: metav1.ConditionFalse, message: "waiting for 2 to be available"},
+		{name: "held pets first, then the plan's wait; creating one at a time is not said when that one is held",
+			replicas: 2, pets: []statusPet{{"new", true, false}},
+			plan:    &Plan{Wait: Wait{Kind: WaitCreating, Ordinals: []int{1}}, Held: []Wait{heldBy(HeldByMismatch, 1, "db-1", "")}},
+			current: "old", updated: 1, cur: 0, ready: metav1.ConditionFalse, message: "pod db-1 exists and does not match the selector"},
+		{name: "all ready but the plan still creates: not Ready",
+			pets:    []statusPet{{"new", true, false}, {"new", true, false}, {"new", true, false}},
+			plan:    &Plan{Create: []int{3}},
+			current: "old", updated: 3, cur: 0, ready: metav1.ConditionFalse, message: ""},
+		{name: "collision count and current revision never go back; an unchanged condition keeps its time", parallel: true,
+			pets: []statusPet{{"new", true, false}, {"new", true, false}, {"new", true, false}},
+			base: func(st *v1alpha1.PetSetStatus) {
+				st.CollisionCount = ptrTo(int32(2))
+				st.Conditions = []metav1.Condition{{Type: "Ready", Status: metav1.ConditionTrue, Reason: "AllPetsReady", LastTransitionTime: earlier}}
+			},
+			current: "new", updated: 3, cur: 3, ready: metav1.ConditionTrue, message: "3 pets ready",
+			check: func(t *testing.T, st v1alpha1.PetSetStatus) {
+				if st.CollisionCount == nil || *st.CollisionCount != 2 {
+					t.Errorf("collisionCount %v, want 2 (the base's, above the revisions' 1)", st.CollisionCount)
+				}
+				if c := meta.FindStatusCondition(st.Conditions, "Ready"); !c.LastTransitionTime.Equal(&earlier) {
+					t.Errorf("Ready transition time %v, want %v kept", c.LastTransitionTime, earlier)
+				}
+			}},
+		{name: "a changed condition gets the pass's time, and every field of a pet its member",
+			replicas: 2, pets: []statusPet{{"new", true, false}},
+			base: func(st *v1alpha1.PetSetStatus) {
+				st.Conditions = []metav1.Condition{{Type: "Ready", Status: metav1.ConditionFalse, Reason: "Progressing", LastTransitionTime: earlier}}
+			},
+			current: "old", updated: 1, cur: 0, ready: metav1.ConditionFalse, message: "creating one pet at a time",
+			check: func(t *testing.T, st v1alpha1.PetSetStatus) {
+				if c := meta.FindStatusCondition(st.Conditions, "Ready"); !c.LastTransitionTime.Equal(&earlier) || c.ObservedGeneration != 1 {
+					t.Errorf("Ready %+v: status unchanged, so the time stays; generation 1", c)
+				}
+				if c := meta.FindStatusCondition(st.Conditions, ConditionPetsOwned); c == nil || !c.LastTransitionTime.Time.Equal(now) {
+					t.Errorf("PetsOwned %+v, want set at the pass's time", c)
+				}
+				want := []v1alpha1.Member{{Ordinal: 0, Pod: "db-0", Ready: true, Revision: "new", Claims: []string{"data-db-0"}}}
+				if !equality.Semantic.DeepEqual(st.Members, want) || st.Selector != "app=db" || st.ObservedGeneration != 1 {
+					t.Errorf("members %+v selector %q generation %d", st.Members, st.Selector, st.ObservedGeneration)
+				}
+			}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			scheme := runtime.NewScheme()
-			clientgoscheme.AddToScheme(scheme)
-			v1alpha1.AddToScheme(scheme)
-			ps := testSet(int32(len(tc.pets)))
+			ps := testSet(cmp.Or(tc.replicas, int32(len(tc.pets))))
 			ps.Status.CurrentRevision = "old"
-			c := fake.NewClientBuilder().WithScheme(scheme).WithStatusSubresource(&v1alpha1.PetSet{}).WithObjects(ps).Build()
-			r := &Reconciler{Client: c}
+			if tc.base != nil {
+				tc.base(&ps.Status)
+			}
 			owned := map[int]*corev1.Pod{}
 			var state []Pet
 			for o, p := range tc.pets {
 				owned[o] = statusPod(o, p)
 				state = append(state, petOf(o, owned[o]))
 			}
-			w := Want{Start: 0, End: len(tc.pets), Parallel: tc.parallel, Revision: "new", Current: "old", RollingUpdate: true, MaxUnavailable: 1, Now: time.Now()}
-			if err := r.writeStatus(context.Background(), ps, owned, w, Decide(w, state)); err != nil {
-				t.Fatal(err)
+			w := Want{Start: 0, End: int(*ps.Spec.Replicas), Parallel: tc.parallel, Revision: "new", Current: "old", RollingUpdate: true,
+				MaxUnavailable: 1, Now: now, collisionCount: ptrTo(int32(1))}
+			plan := Decide(w, state)
+			if tc.plan != nil {
+				plan = *tc.plan
 			}
-			st := ps.Status
+			st := computeStatus(ps, owned, w, plan, ownedCondition(ps, ownership{}))
 			if st.CurrentRevision != tc.current || st.UpdatedReplicas != tc.updated || st.CurrentReplicas != tc.cur {
 				t.Errorf("currentRevision %q updated %d current %d; want %q %d %d", st.CurrentRevision, st.UpdatedReplicas, st.CurrentReplicas, tc.current, tc.updated, tc.cur)
 			}
-			if c := meta.FindStatusCondition(st.Conditions, "Ready"); c == nil || c.Status != tc.ready {
-				t.Errorf("Ready condition %+v, want %s", c, tc.ready)
+			if c := meta.FindStatusCondition(st.Conditions, "Ready"); c == nil || c.Status != tc.ready || c.Message != tc.message {
+				t.Errorf("Ready condition %+v, want %s %q", c, tc.ready, tc.message)
+			}
+			if tc.check != nil {
+				tc.check(t, st)
 			}
 		})
 	}
+}
+
+// statusPass computes the status of the set as the reconciler's pass does and
+// writes it.
+func (r *Reconciler) statusPass(ctx context.Context, ps *v1alpha1.PetSet, owned map[int]*corev1.Pod, w Want, pets []Pet) error {
+	base := r.lastWritten(ps)
+	return r.writeStatus(ctx, ps, base, computeStatus(base, owned, w, Decide(w, pets)))
 }
 
 // A pass that reads the set from a cache that has not yet seen this
@@ -117,14 +180,15 @@ func TestWriteStatusStaleCache(t *testing.T) {
 	owned := map[int]*corev1.Pod{0: statusPod(0, statusPet{"new", true, false})}
 	w := Want{Start: 0, End: 3, Revision: "new", RollingUpdate: true, MaxUnavailable: 1, Now: time.Now()}
 	pets := []Pet{petOf(0, owned[0])}
-	if err := r.writeStatus(ctx, ps, owned, w, Decide(w, pets)); err != nil {
+	if err := r.statusPass(ctx, ps, owned, w, pets); err != nil {
 		t.Fatal(err)
 	}
-	written := ps.ResourceVersion
-	if err := r.writeStatus(ctx, stale.DeepCopy(), owned, w, Decide(w, pets)); err != nil {
+	var got v1alpha1.PetSet
+	c.Get(ctx, key, &got)
+	written := got.ResourceVersion
+	if err := r.statusPass(ctx, stale.DeepCopy(), owned, w, pets); err != nil {
 		t.Errorf("same status from a stale cache: %v, want no write", err)
 	}
-	var got v1alpha1.PetSet
 	c.Get(ctx, key, &got)
 	if got.ResourceVersion != written {
 		t.Errorf("same status from a stale cache written again: resourceVersion %s, want %s", got.ResourceVersion, written)
@@ -132,7 +196,7 @@ func TestWriteStatusStaleCache(t *testing.T) {
 
 	owned[1] = statusPod(1, statusPet{"new", false, false})
 	pets = append(pets, petOf(1, owned[1]))
-	if err := r.writeStatus(ctx, stale.DeepCopy(), owned, w, Decide(w, pets)); err != nil {
+	if err := r.statusPass(ctx, stale.DeepCopy(), owned, w, pets); err != nil {
 		t.Errorf("new status from a stale cache: %v, want it written over the last write", err)
 	}
 	c.Get(ctx, key, &got)
@@ -148,7 +212,7 @@ func TestWriteStatusStaleCache(t *testing.T) {
 	}
 	owned[2] = statusPod(2, statusPet{"new", false, false})
 	pets = append(pets, petOf(2, owned[2]))
-	if err := r.writeStatus(ctx, stale.DeepCopy(), owned, w, Decide(w, pets)); !apierrors.IsConflict(err) {
+	if err := r.statusPass(ctx, stale.DeepCopy(), owned, w, pets); !apierrors.IsConflict(err) {
 		t.Errorf("new status from a stale cache after another write: %v, want a conflict", err)
 	}
 }
@@ -164,7 +228,7 @@ func TestWriteStatusCollisionCountNeverFalls(t *testing.T) {
 	one, zero := int32(1), int32(0)
 	w := Want{Start: 0, End: 3, Revision: "new", RollingUpdate: true, MaxUnavailable: 1, Now: time.Now(), collisionCount: &one}
 	pets := []Pet{petOf(0, owned[0])}
-	if err := r.writeStatus(ctx, ps, owned, w, Decide(w, pets)); err != nil {
+	if err := r.statusPass(ctx, ps, owned, w, pets); err != nil {
 		t.Fatal(err)
 	}
 	// The next pass: the cache still has the set from before, so the
@@ -173,7 +237,7 @@ func TestWriteStatusCollisionCountNeverFalls(t *testing.T) {
 	w.collisionCount = &zero
 	owned[1] = statusPod(1, statusPet{"new", false, false})
 	pets = append(pets, petOf(1, owned[1]))
-	if err := r.writeStatus(ctx, stale, owned, w, Decide(w, pets)); err != nil {
+	if err := r.statusPass(ctx, stale, owned, w, pets); err != nil {
 		t.Fatal(err)
 	}
 	var got v1alpha1.PetSet
@@ -189,11 +253,8 @@ func TestWriteStatusCollisionCountNeverFalls(t *testing.T) {
 // read back, with a copy standing for what a lagging cache still holds.
 func staleCacheFixture(t *testing.T) (context.Context, client.Client, *Reconciler, *v1alpha1.PetSet, *v1alpha1.PetSet) {
 	t.Helper()
-	scheme := runtime.NewScheme()
-	clientgoscheme.AddToScheme(scheme)
-	v1alpha1.AddToScheme(scheme)
 	ps := testSet(3)
-	c := fake.NewClientBuilder().WithScheme(scheme).WithStatusSubresource(&v1alpha1.PetSet{}).WithObjects(ps).Build()
+	c := fake.NewClientBuilder().WithScheme(testScheme()).WithStatusSubresource(&v1alpha1.PetSet{}).WithObjects(ps).Build()
 	ctx := context.Background()
 	if err := c.Get(ctx, client.ObjectKeyFromObject(ps), ps); err != nil {
 		t.Fatal(err)
@@ -214,8 +275,8 @@ func TestReadyMessageNamesEveryReason(t *testing.T) {
 		pets = append(pets, Pet{Ordinal: o, Revision: "old", Ready: true})
 	}
 	plan := Decide(w, pets)
-	if want := "waiting for 2 unavailable pets (maxUnavailable 2) before updating 2, 1, 0"; plan.Wait != want {
-		t.Errorf("wait %q, want %q", plan.Wait, want)
+	if want := "waiting for 2 unavailable pets (maxUnavailable 2) before updating 2, 1, 0"; plan.Wait.String() != want {
+		t.Errorf("wait %q, want %q", plan.Wait.String(), want)
 	}
 	if fmt.Sprint(plan.Delete) != "[4 3]" {
 		t.Errorf("delete %v, want [4 3]", plan.Delete)
@@ -225,7 +286,7 @@ func TestReadyMessageNamesEveryReason(t *testing.T) {
 	for o := 5; o < 9; o++ {
 		pets = append(pets, Pet{Ordinal: o, Revision: "old", Ready: true})
 	}
-	if got, want := Decide(w, pets).Wait, "waiting for 1 unavailable pets (maxUnavailable 1) before updating 7, 6, 5, 4, 3 and 3 more"; got != want {
+	if got, want := Decide(w, pets).Wait.String(), "waiting for 1 unavailable pets (maxUnavailable 1) before updating 7, 6, 5, 4, 3 and 3 more"; got != want {
 		t.Errorf("wait %q, want %q", got, want)
 	}
 
@@ -357,10 +418,10 @@ func TestReadyMessageWhenPlanIdle(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			w := tc.w
 			w.Revision, w.Now, w.MaxUnavailable = "new", now, 1
-			if plan := Decide(w, tc.pets); plan.Wait != "" || len(plan.Create)+len(plan.Delete) > 0 {
+			if plan := Decide(w, tc.pets); plan.Wait.Kind != WaitNone || len(plan.Create)+len(plan.Delete) > 0 {
 				t.Fatalf("plan %+v, want idle", plan)
 			}
-			if got := joinReasons(w.notDone(tc.pets)); got != tc.want {
+			if got := message(w.notDone(tc.pets)); got != tc.want {
 				t.Errorf("message %q, want %q", got, tc.want)
 			}
 		})
