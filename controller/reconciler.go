@@ -39,6 +39,9 @@ type Reconciler struct {
 	Pets     PetControl
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// StatusInterval is the least time between two status writes of a
+	// set; zero writes every change at once.
+	StatusInterval time.Duration
 
 	// RecheckAfter is how often a set held back by pods outside the
 	// cache reads them again; DefaultRecheckAfter when zero.
@@ -104,11 +107,6 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		// deletes or orphans pods, claims and revisions.
 		return ctrl.Result{}, nil
 	}
-	now := time.Now
-	if r.Now != nil {
-		now = r.Now
-	}
-
 	selector, err := metav1.LabelSelectorAsSelector(ps.Spec.Selector)
 	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("selector: %w", err)
@@ -123,7 +121,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, err
 	}
 
-	want := wantOf(ps, now())
+	want := wantOf(ps, r.now())
 	inUse := map[string]bool{}
 	for _, pod := range owned {
 		inUse[pod.Labels[LabelRevision]] = true
@@ -201,7 +199,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	// written, so the set must be looked at again.
 	base := r.lastWritten(ps)
 	st := computeStatus(base, counted, want, plan, resized, ownedCondition(ps, own), retentionCondition(ps, foreignClaims))
-	if err := r.writeStatus(ctx, ps, base, st); err != nil {
+	statusAfter, err := r.writeStatus(ctx, ps, base, st)
+	if err != nil {
 		errs = append(errs, fmt.Errorf("status: %w", err))
 	}
 	if len(errs) > 0 {
@@ -211,12 +210,23 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	// again when the first of them will be; pods outside the cache that
 	// hold pets' names, or pets waiting for a claim to go (which may be
 	// outside the cache too): look again soon, as no watch event may say
-	// when they change.
+	// when they change; a status held back by StatusInterval: look again
+	// when it may be written.
 	after := want.nextAvailable(state)
-	if d := r.recheckAfter(ps, claimHeld); d > 0 && (after == 0 || d < after) {
-		after = d
+	for _, d := range []time.Duration{r.recheckAfter(ps, claimHeld), statusAfter} {
+		if d > 0 && (after == 0 || d < after) {
+			after = d
+		}
 	}
 	return ctrl.Result{RequeueAfter: after}, nil
+}
+
+// now is the reconciler's clock.
+func (r *Reconciler) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
 }
 
 // nextAvailable is how long until the first pet that is Ready, but not

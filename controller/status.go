@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -105,11 +106,16 @@ func computeStatus(ps *v1alpha1.PetSet, owned map[int]*corev1.Pod, want Want, pl
 	return st
 }
 
-// statusWrite is the last status written for the set with uid: it made
-// resourceVersion to; before are the set's resourceVersions this process
-// saw (or wrote over) until then, which a lagging cache may still hold.
+// DefaultStatusInterval is the StatusInterval the controller runs with.
+const DefaultStatusInterval = time.Second
+
+// statusWrite is the last status written for the set with uid, at: it
+// made resourceVersion to; before are the set's resourceVersions this
+// process saw (or wrote over) until then, which a lagging cache may still
+// hold.
 type statusWrite struct {
 	uid    types.UID
+	at     time.Time
 	before []string
 	to     string
 	status v1alpha1.PetSetStatus
@@ -137,15 +143,25 @@ func (r *Reconciler) lastWritten(ps *v1alpha1.PetSet) *v1alpha1.PetSet {
 // returned it for cached, unless it has st already. Over the
 // resourceVersion of the last write when the cache lags behind it: if
 // nothing else has written since, no 409.
-func (r *Reconciler) writeStatus(ctx context.Context, cached, base *v1alpha1.PetSet, st v1alpha1.PetSetStatus) error {
+//
+// Within StatusInterval of the set's last write it writes nothing and
+// returns how long until it may: the pass after that writes what has
+// changed by then, so a burst of pod changes costs one write per
+// interval however the passes fall in it.
+func (r *Reconciler) writeStatus(ctx context.Context, cached, base *v1alpha1.PetSet, st v1alpha1.PetSetStatus) (time.Duration, error) {
 	if equality.Semantic.DeepEqual(base.Status, st) {
-		return nil
+		return 0, nil
 	}
 	key := client.ObjectKeyFromObject(cached)
+	last, seen := r.written.Load(key)
+	if seen && last.(statusWrite).uid == cached.UID && r.StatusInterval > 0 {
+		if d := last.(statusWrite).at.Add(r.StatusInterval).Sub(r.now()); d > 0 {
+			return d, nil
+		}
+	}
 	var before []string
 	if base != cached {
-		w, _ := r.written.Load(key)
-		before = slices.Clone(w.(statusWrite).before)
+		before = slices.Clone(last.(statusWrite).before)
 	}
 	before = append(before, cached.ResourceVersion)
 	if base.ResourceVersion != cached.ResourceVersion {
@@ -157,8 +173,8 @@ func (r *Reconciler) writeStatus(ctx context.Context, cached, base *v1alpha1.Pet
 	ps := base.DeepCopy()
 	ps.Status = st
 	if err := r.Status().Update(ctx, ps); err != nil {
-		return err
+		return 0, err
 	}
-	r.written.Store(key, statusWrite{uid: ps.UID, before: before, to: ps.ResourceVersion, status: *st.DeepCopy()})
-	return nil
+	r.written.Store(key, statusWrite{uid: ps.UID, at: r.now(), before: before, to: ps.ResourceVersion, status: *st.DeepCopy()})
+	return 0, nil
 }

@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	v1alpha1 "petset.dev/petset/api/v1alpha1"
 )
@@ -166,7 +167,8 @@ func TestComputeStatus(t *testing.T) {
 // writes it.
 func (r *Reconciler) statusPass(ctx context.Context, ps *v1alpha1.PetSet, owned map[int]*corev1.Pod, w Want, pets []Pet) error {
 	base := r.lastWritten(ps)
-	return r.writeStatus(ctx, ps, base, computeStatus(base, owned, w, Decide(w, pets)))
+	_, err := r.writeStatus(ctx, ps, base, computeStatus(base, owned, w, Decide(w, pets)))
+	return err
 }
 
 // A pass that reads the set from a cache that has not yet seen this
@@ -441,5 +443,67 @@ func TestReadyMessageWhenPlanIdle(t *testing.T) {
 	f.mustReconcile()
 	if second := f.set(); second.ResourceVersion != first.ResourceVersion {
 		t.Errorf("the pass after creating wrote status again:\n%+v\n%+v", first.Status.Conditions, second.Status.Conditions)
+	}
+}
+
+// Status changes within StatusInterval of a set's last write are written
+// together at its end: ten pets turning Ready 100ms apart after the write
+// that counted them cost one more write, not ten, and each pass that holds
+// a change back asks to come back when it may be written. After a quiet
+// interval the next change is written at once.
+func TestStatusWritesCoalesced(t *testing.T) {
+	for _, tc := range []struct {
+		interval time.Duration
+		writes   int
+	}{{0, 11}, {time.Second, 2}} {
+		t.Run(tc.interval.String(), func(t *testing.T) {
+			ps := testSet(10)
+			ps.Spec.PodManagementPolicy = appsv1.ParallelPodManagement
+			ps.Spec.VolumeClaimTemplates = nil
+			writes := 0
+			f, _ := failingFixture(t, interceptor.Funcs{
+				SubResourceUpdate: func(ctx context.Context, c client.Client, sub string, obj client.Object, opts ...client.SubResourceUpdateOption) error {
+					if _, ok := obj.(*v1alpha1.PetSet); ok {
+						writes++
+					}
+					return c.SubResource(sub).Update(ctx, obj, opts...)
+				},
+			}, ps)
+			now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+			f.r.Now, f.r.StatusInterval = func() time.Time { return now }, tc.interval
+			pass := func() time.Duration {
+				t.Helper()
+				res, err := f.r.Reconcile(f.ctx, reconcileRequest(setKey))
+				if err != nil {
+					t.Fatal(err)
+				}
+				return res.RequeueAfter
+			}
+			pass() // creates the ten pets and counts them
+			for o := range 10 {
+				now = now.Add(100 * time.Millisecond)
+				f.markReady(PodName("db", o))
+				after := pass()
+				if wait := time.Second - time.Duration(o+1)*100*time.Millisecond; tc.interval > 0 && wait > 0 && after != wait {
+					t.Errorf("pass %d held its status back and asks to come back after %v, want %v", o, after, wait)
+				}
+			}
+			if writes != tc.writes {
+				t.Errorf("%d status writes, want %d", writes, tc.writes)
+			}
+			if st := f.set().Status; st.ReadyReplicas != 10 || !meta.IsStatusConditionTrue(st.Conditions, "Ready") {
+				t.Errorf("status after the last pass: ready %d, conditions %+v", st.ReadyReplicas, st.Conditions)
+			}
+
+			now = now.Add(time.Minute)
+			pod := f.pod("db-3")
+			pod.Status.Conditions[0].Status = corev1.ConditionFalse
+			if err := f.c.Status().Update(f.ctx, pod); err != nil {
+				t.Fatal(err)
+			}
+			if after := pass(); after != 0 || f.set().Status.ReadyReplicas != 9 {
+				t.Errorf("a change after a quiet minute: requeue after %v, ready %d; want written at once", after, f.set().Status.ReadyReplicas)
+			}
+		})
 	}
 }
