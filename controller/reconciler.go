@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -153,7 +154,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	// each new pod then finds the status already saying so, and one
 	// status write covers both a pet becoming Ready and the next one
 	// being created.
-	counted, cloned := owned, false
+	counted := owned
+	var made *corev1.Pod // the last pet made
 	for _, o := range plan.Create {
 		// Each pet from the template of the revision it is due.
 		rev, set := want.Due(o, state), ps
@@ -172,18 +174,30 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			errs = append(errs, err)
 			break // ordered: nothing after a failure
 		}
-		if !cloned {
-			counted, cloned = maps.Clone(owned), true
+		if made == nil {
+			counted = maps.Clone(owned)
 		}
-		counted[o] = NewPod(set, o, rev)
+		made = NewPod(set, o, rev)
+		counted[o] = made
 	}
+	var deleted *corev1.Pod
 	for _, o := range plan.Delete {
 		if err := r.Pets.DeletePet(ctx, ps, owned[o]); err != nil {
 			errs = append(errs, err)
 			break
 		}
+		deleted = owned[o]
 	}
-	if cloned && len(errs) == 0 && !want.Parallel && plan.Wait.Kind == WaitCreating {
+	// The pass after this one must see these writes, or it makes the
+	// same pet again (answered 409) or deletes it again: pods come in
+	// one watch, in order, so the cache is waited for on the last.
+	switch {
+	case deleted != nil:
+		r.awaitPod(ctx, client.ObjectKeyFromObject(deleted), true)
+	case made != nil:
+		r.awaitPod(ctx, client.ObjectKeyFromObject(made), false)
+	}
+	if made != nil && len(errs) == 0 && !want.Parallel && plan.Wait.Kind == WaitCreating {
 		// What the next pass will say: the condition's message does not
 		// change, so the new pet's watch event costs no status write.
 		plan.Wait = Wait{Kind: WaitAvailable, Ordinals: plan.Create[len(plan.Create)-1:]}
@@ -219,6 +233,19 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 	}
 	return ctrl.Result{RequeueAfter: after}, nil
+}
+
+// awaitPod waits, for a second at most, until the cache holds pod key, or
+// when deleted, holds it Terminating or no more.
+func (r *Reconciler) awaitPod(ctx context.Context, key types.NamespacedName, deleted bool) {
+	_ = wait.PollUntilContextTimeout(ctx, 5*time.Millisecond, time.Second, true, func(ctx context.Context) (bool, error) {
+		var pod corev1.Pod
+		err := r.Get(ctx, key, &pod)
+		if deleted {
+			return apierrors.IsNotFound(err) || err == nil && pod.DeletionTimestamp != nil, nil
+		}
+		return err == nil, nil
+	})
 }
 
 // now is the reconciler's clock.

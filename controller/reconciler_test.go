@@ -305,3 +305,79 @@ func TestDeletionLeftToGC(t *testing.T) {
 		t.Errorf("db-1 adopted by a set being deleted: %v", p.OwnerReferences)
 	}
 }
+
+// A pass waits until the cache shows the pods it made or deleted, so the
+// pass after it does not make or delete them again. Over a cache that
+// shows each new pod only from its fourth read and hides a pod's
+// deletion as long, two passes make one pod (not a second, answered
+// AlreadyExists), and two passes of a scale-down delete it once.
+func TestPassWaitsForItsWritesInCache(t *testing.T) {
+	ps := testSet(1)
+	ps.Spec.VolumeClaimTemplates = nil
+	lag := map[string]int{} // reads of a pod that still show it as it was
+	stale := map[string]*corev1.Pod{}
+	f, w := failingFixture(t, interceptor.Funcs{
+		Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+			err := c.Create(ctx, obj, opts...)
+			if _, ok := obj.(*corev1.Pod); ok && err == nil {
+				lag[obj.GetName()] = 3
+			}
+			return err
+		},
+		Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
+			if pod, ok := obj.(*corev1.Pod); ok {
+				lag[pod.Name], stale[pod.Name] = 3, pod.DeepCopy()
+			}
+			return c.Delete(ctx, obj, opts...)
+		},
+		Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+			if pod, ok := obj.(*corev1.Pod); ok && lag[key.Name] > 0 {
+				lag[key.Name]--
+				if stale[key.Name] == nil {
+					return apierrors.NewNotFound(corev1.Resource("pods"), key.Name)
+				}
+				stale[key.Name].DeepCopyInto(pod)
+				return nil
+			}
+			return c.Get(ctx, key, obj, opts...)
+		},
+		List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+			if err := c.List(ctx, list, opts...); err != nil {
+				return err
+			}
+			if pods, ok := list.(*corev1.PodList); ok {
+				pods.Items = slices.DeleteFunc(pods.Items, func(p corev1.Pod) bool {
+					if lag[p.Name] > 0 {
+						lag[p.Name]--
+						return true
+					}
+					return false
+				})
+				for name, p := range stale {
+					if lag[name] > 0 {
+						lag[name]--
+						pods.Items = append(pods.Items, *p)
+					}
+				}
+			}
+			return nil
+		},
+	}, ps)
+	f.mustReconcile()
+	f.mustReconcile()
+	if n := w.n["create Pod"]; n != 1 || f.pod("db-0") == nil {
+		t.Fatalf("%d pod creates over two passes, want 1", n)
+	}
+
+	f.markReady("db-0")
+	cur := f.set()
+	cur.Spec.Replicas = ptrTo(int32(0))
+	if err := f.c.Update(f.ctx, cur); err != nil {
+		t.Fatal(err)
+	}
+	f.mustReconcile()
+	f.mustReconcile()
+	if n := w.n["delete Pod"]; n != 1 {
+		t.Errorf("%d pod deletes over two passes, want 1", n)
+	}
+}
