@@ -56,10 +56,7 @@ type Reconciler struct {
 	leftMu sync.Mutex
 	left   map[types.NamespacedName]map[string]bool
 
-	// written is the last status this process wrote for each set: a
-	// pass that reads the set from a cache that has not yet seen that
-	// write skips writing the same status again (which would only be
-	// answered 409).
+	// written is when this process last wrote each set's status.
 	written sync.Map // types.NamespacedName -> statusWrite
 	// announced is what each set's last pass told in events.
 	announced sync.Map // types.NamespacedName -> *announced
@@ -211,9 +208,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	// A conflict too is returned: the status this pass computed is not
 	// written, so the set must be looked at again.
-	base := r.lastWritten(ps)
-	st := computeStatus(base, counted, want, plan, resized, ownedCondition(ps, own), retentionCondition(ps, foreignClaims))
-	statusAfter, err := r.writeStatus(ctx, ps, base, st)
+	st := computeStatus(ps, counted, want, plan, resized, ownedCondition(ps, own), retentionCondition(ps, foreignClaims))
+	statusAfter, err := r.writeStatus(ctx, ps, st)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("status: %w", err))
 	}

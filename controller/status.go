@@ -20,8 +20,8 @@ import (
 
 // computeStatus is the status of ps with the pets owned (those the pass
 // created counted in), for want and the pass's plan, with conds set
-// beside Ready. It builds on ps.Status: conditions keep their transition
-// times, and the current revision and collision count never go back.
+// beside Ready. It builds on ps.Status: unchanged conditions keep their
+// transition times.
 // Counts are StatefulSet's (computeReplicaStatus, completeRollingUpdate).
 func computeStatus(ps *v1alpha1.PetSet, owned map[int]*corev1.Pod, want Want, plan Plan, conds ...*metav1.Condition) v1alpha1.PetSetStatus {
 	base := ps.Status
@@ -31,11 +31,6 @@ func computeStatus(ps *v1alpha1.PetSet, owned map[int]*corev1.Pod, want Want, pl
 		CurrentRevision:    cmp.Or(want.Current, base.CurrentRevision),
 		CollisionCount:     want.collisionCount,
 		Conditions:         slices.Clone(base.Conditions),
-	}
-	// A pass over a cache that has not seen the write that raised the
-	// count read the older one.
-	if b := base.CollisionCount; b != nil && (st.CollisionCount == nil || *st.CollisionCount < *b) {
-		st.CollisionCount = b
 	}
 	if sel, err := metav1.LabelSelectorAsSelector(ps.Spec.Selector); err == nil {
 		st.Selector = sel.String()
@@ -109,72 +104,34 @@ func computeStatus(ps *v1alpha1.PetSet, owned map[int]*corev1.Pod, want Want, pl
 // DefaultStatusInterval is the StatusInterval the controller runs with.
 const DefaultStatusInterval = time.Second
 
-// statusWrite is the last status written for the set with uid, at: it
-// made resourceVersion to; before are the set's resourceVersions this
-// process saw (or wrote over) until then, which a lagging cache may still
-// hold.
+// statusWrite is when this process last wrote the status of the set
+// with uid.
 type statusWrite struct {
-	uid    types.UID
-	at     time.Time
-	before []string
-	to     string
-	status v1alpha1.PetSetStatus
+	uid types.UID
+	at  time.Time
 }
 
-// lastWritten returns ps as this process last wrote it when the cache
-// ps was read from has not seen that write yet, else ps itself: the
-// status to build on and compare with is then that write, and the same
-// status is not written twice (which would only be answered 409).
-func (r *Reconciler) lastWritten(ps *v1alpha1.PetSet) *v1alpha1.PetSet {
-	v, ok := r.written.Load(client.ObjectKeyFromObject(ps))
-	if !ok {
-		return ps
-	}
-	w := v.(statusWrite)
-	if w.uid != ps.UID || !slices.Contains(w.before, ps.ResourceVersion) {
-		return ps
-	}
-	out := ps.DeepCopy()
-	out.Status, out.ResourceVersion = *w.status.DeepCopy(), w.to
-	return out
-}
-
-// writeStatus writes st over the status of base, the set as lastWritten
-// returned it for cached, unless it has st already. Over the
-// resourceVersion of the last write when the cache lags behind it: if
-// nothing else has written since, no 409.
-//
-// Within StatusInterval of the set's last write it writes nothing and
-// returns how long until it may: the pass after that writes what has
-// changed by then, so a burst of pod changes costs one write per
-// interval however the passes fall in it.
-func (r *Reconciler) writeStatus(ctx context.Context, cached, base *v1alpha1.PetSet, st v1alpha1.PetSetStatus) (time.Duration, error) {
-	if equality.Semantic.DeepEqual(base.Status, st) {
+// writeStatus writes st unless ps has it already. Within StatusInterval
+// of the set's last write it writes nothing and returns how long until it
+// may: the pass after that writes what has changed by then, so a burst of
+// pod changes costs one write per interval however the passes fall in it.
+// The write carries ps's resourceVersion: over a set the cache has not
+// updated yet it is refused (409), and the pass is retried.
+func (r *Reconciler) writeStatus(ctx context.Context, ps *v1alpha1.PetSet, st v1alpha1.PetSetStatus) (time.Duration, error) {
+	if equality.Semantic.DeepEqual(ps.Status, st) {
 		return 0, nil
 	}
-	key := client.ObjectKeyFromObject(cached)
-	last, seen := r.written.Load(key)
-	if seen && last.(statusWrite).uid == cached.UID && r.StatusInterval > 0 {
-		if d := last.(statusWrite).at.Add(r.StatusInterval).Sub(r.now()); d > 0 {
+	key := client.ObjectKeyFromObject(ps)
+	if v, ok := r.written.Load(key); ok && v.(statusWrite).uid == ps.UID && r.StatusInterval > 0 {
+		if d := v.(statusWrite).at.Add(r.StatusInterval).Sub(r.now()); d > 0 {
 			return d, nil
 		}
 	}
-	var before []string
-	if base != cached {
-		before = slices.Clone(last.(statusWrite).before)
-	}
-	before = append(before, cached.ResourceVersion)
-	if base.ResourceVersion != cached.ResourceVersion {
-		before = append(before, base.ResourceVersion)
-	}
-	if len(before) > 8 {
-		before = before[len(before)-8:]
-	}
-	ps := base.DeepCopy()
+	ps = ps.DeepCopy()
 	ps.Status = st
 	if err := r.Status().Update(ctx, ps); err != nil {
 		return 0, err
 	}
-	r.written.Store(key, statusWrite{uid: ps.UID, at: r.now(), before: before, to: ps.ResourceVersion, status: *st.DeepCopy()})
+	r.written.Store(key, statusWrite{uid: ps.UID, at: r.now()})
 	return 0, nil
 }
