@@ -26,10 +26,10 @@ type Want struct {
 	RollingUpdate bool // not OnDelete
 	// Partition counts from Start, as StatefulSet's does: ordinals below
 	// Start+Partition keep their revision.
-	Partition       int
-	MaxUnavailable  int // at least 1
-	MinReadySeconds time.Duration
-	Now             time.Time
+	Partition      int
+	MaxUnavailable int // at least 1
+	MinReady       time.Duration
+	Now            time.Time
 
 	// collisionCount is carried from the revisions to status; the plan
 	// does not use it.
@@ -61,9 +61,9 @@ func (p Plan) waits() []Wait {
 	return out
 }
 
-// available reports whether a pet has been Ready for MinReadySeconds.
+// available reports whether a pet has been Ready for MinReady.
 func (w Want) available(p Pet) bool {
-	return p.Ready && !p.Terminating && (w.MinReadySeconds == 0 || !p.ReadySince.IsZero() && w.Now.Sub(p.ReadySince) >= w.MinReadySeconds)
+	return p.Ready && !p.Terminating && (w.MinReady == 0 || !p.ReadySince.IsZero() && w.Now.Sub(p.ReadySince) >= w.MinReady)
 }
 
 // updateMin is the lowest ordinal a rolling update replaces: the

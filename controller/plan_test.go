@@ -83,9 +83,9 @@ func TestDecide(t *testing.T) {
 			pets: append(pets("r2", true, 0, 2), Pet{Ordinal: 1, Revision: "r2"}), wait: waitOf(WaitAvailable, 1)},
 		{name: "stuck below the partition is left alone", want: with(ordered, func(w *Want) { w.Partition = 2 }),
 			pets: append(pets("r1", true, 0, 2), Pet{Ordinal: 1, Revision: "r1"}), wait: waitOf(WaitAvailable, 1)},
-		{name: "minReadySeconds: not yet available", want: with(ordered, func(w *Want) { w.MinReadySeconds = time.Minute }),
+		{name: "minReadySeconds: not yet available", want: with(ordered, func(w *Want) { w.MinReady = time.Minute }),
 			pets: []Pet{{Ordinal: 0, Revision: "r2", Ready: true, ReadySince: now.Add(-time.Second)}}, wait: waitOf(WaitAvailable, 0)},
-		{name: "minReadySeconds: available", want: with(ordered, func(w *Want) { w.MinReadySeconds = time.Minute }),
+		{name: "minReadySeconds: available", want: with(ordered, func(w *Want) { w.MinReady = time.Minute }),
 			pets: []Pet{{Ordinal: 0, Revision: "r2", Ready: true, ReadySince: now.Add(-2 * time.Minute)}}, create: []int{1},
 			wait: waitOf(WaitCreating, 1)},
 	}
@@ -261,7 +261,7 @@ func TestOrdinal(t *testing.T) {
 // which never do (one Ready long ago would give a delay <= 0: no requeue).
 func TestNextAvailable(t *testing.T) {
 	now := time.Now()
-	w := Want{MinReadySeconds: time.Minute, Now: now}
+	w := Want{MinReady: time.Minute, Now: now}
 	ready := func(o int, ago time.Duration, terminating bool) Pet {
 		return Pet{Ordinal: o, Ready: true, ReadySince: now.Add(-ago), Terminating: terminating}
 	}
@@ -485,7 +485,7 @@ type fluxPet struct {
 
 // The convergence model with what the first one (TestDecideConvergesWithFlux)
 // leaves out: a partition, minReadySeconds on a clock (one step is one
-// second, a pet is available MinReadySeconds after it turned Ready), pods
+// second, a pet is available MinReady after it turned Ready), pods
 // that finish (Succeeded or Failed) during the first steps, and pets made
 // at the revision they are Due, from a current revision "old". After
 // every step these must hold, and each can fail:
@@ -496,7 +496,7 @@ type fluxPet struct {
 //     ordinals.start+partition is at the update revision, and none is
 //     deleted unless it finished;
 //   - OrderedReady makes pet o only when every wanted pet below it is
-//     available (Ready for MinReadySeconds);
+//     available (Ready for MinReady);
 //   - a rolling update takes available pets down only within
 //     MaxUnavailable, counting every unavailable wanted pet;
 //   - a pet at the update revision is deleted only when it finished or is
@@ -514,7 +514,7 @@ func TestDecideConvergesWithPartitionMinReadyFinished(t *testing.T) {
 						for _, partition := range []int{0, 2} {
 							for _, minReady := range []time.Duration{0, 2 * time.Second} {
 								w := Want{Start: start, End: end, Parallel: parallel, Revision: "new", Current: "old", RollingUpdate: true,
-									MaxUnavailable: maxUnavailable, Partition: partition, MinReadySeconds: minReady}
+									MaxUnavailable: maxUnavailable, Partition: partition, MinReady: minReady}
 								simulateFlux(t, fmt.Sprintf("seed %d %+v", seed, w), w, rng)
 							}
 						}

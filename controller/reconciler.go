@@ -216,7 +216,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if len(errs) > 0 {
 		return ctrl.Result{}, errors.Join(errs...)
 	}
-	// Pets that are Ready but not yet available for MinReadySeconds: look
+	// Pets that are Ready but not yet available for MinReady: look
 	// again when the first of them will be; pods outside the cache that
 	// hold pets' names, or pets waiting for a claim to go (which may be
 	// outside the cache too): look again soon, as no watch event may say
@@ -253,11 +253,11 @@ func (r *Reconciler) now() time.Time {
 }
 
 // nextAvailable is how long until the first pet that is Ready, but not
-// yet for MinReadySeconds, becomes available (plus a little, so it is
+// yet for MinReady, becomes available (plus a little, so it is
 // by then), or zero when no pet is waiting for that. Terminating pets
 // never become available and are skipped.
 func (w Want) nextAvailable(pets []Pet) time.Duration {
-	if w.MinReadySeconds <= 0 {
+	if w.MinReady <= 0 {
 		return 0
 	}
 	var next time.Duration
@@ -265,7 +265,7 @@ func (w Want) nextAvailable(pets []Pet) time.Duration {
 		if !p.Ready || p.Terminating || p.ReadySince.IsZero() || w.available(p) {
 			continue
 		}
-		if d := w.MinReadySeconds - w.Now.Sub(p.ReadySince); d > 0 && (next == 0 || d < next) {
+		if d := w.MinReady - w.Now.Sub(p.ReadySince); d > 0 && (next == 0 || d < next) {
 			next = d
 		}
 	}
@@ -280,12 +280,12 @@ func wantOf(ps *v1alpha1.PetSet, now time.Time) Want {
 	start, end := Range(ps)
 	w := Want{
 		Start: start, End: end,
-		Parallel:        ps.Spec.PodManagementPolicy == appsv1.ParallelPodManagement,
-		Revision:        Revision(ps),
-		RollingUpdate:   ps.Spec.UpdateStrategy.Type != v1alpha1.OnDeleteStrategy,
-		MaxUnavailable:  1,
-		MinReadySeconds: time.Duration(ps.Spec.MinReadySeconds) * time.Second,
-		Now:             now,
+		Parallel:       ps.Spec.PodManagementPolicy == appsv1.ParallelPodManagement,
+		Revision:       Revision(ps),
+		RollingUpdate:  ps.Spec.UpdateStrategy.Type != v1alpha1.OnDeleteStrategy,
+		MaxUnavailable: 1,
+		MinReady:       time.Duration(ps.Spec.MinReadySeconds) * time.Second,
+		Now:            now,
 	}
 	if ru := ps.Spec.UpdateStrategy.RollingUpdate; ru != nil {
 		if ru.Partition != nil {

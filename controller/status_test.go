@@ -362,7 +362,7 @@ func TestReadyMessageWhenPlanIdle(t *testing.T) {
 		{"partition", Want{End: 3, Current: "old", RollingUpdate: true, Partition: 2},
 			[]Pet{ready(0, "old"), ready(1, "old"), ready(2, "new")},
 			"0, 1 below the partition keep their revision"},
-		{"parallel, condemned terminating and a pet not available", Want{End: 2, Parallel: true, RollingUpdate: true, MinReadySeconds: time.Minute},
+		{"parallel, condemned terminating and a pet not available", Want{End: 2, Parallel: true, RollingUpdate: true, MinReady: time.Minute},
 			[]Pet{ready(0, "new"), {Ordinal: 1, Revision: "new", Ready: true, ReadySince: now}, {Ordinal: 3, Revision: "new", Terminating: true}, {Ordinal: 2, Revision: "new", Terminating: true}},
 			"waiting for 2, 3 to terminate; waiting for 1 to be available"},
 	} {
