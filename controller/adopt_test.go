@@ -16,11 +16,9 @@ import (
 	v1alpha1 "petset.dev/petset/api/v1alpha1"
 )
 
-// ControllerRefManager's rules for pets: orphans that match and are named
-// like pets are adopted (and labelled, the revision only when they are
-// what the set would make: templateMatches); owned pods that stopped matching are
-// released; pods being deleted, pods named otherwise and pods of others
-// are left alone.
+// ControllerRefManager's rules for pets: matching orphans named like pets are
+// adopted and labelled, owned pods that stop matching released; pods being
+// deleted, named otherwise or of others are left alone.
 func TestAdoptAndRelease(t *testing.T) {
 	app := map[string]string{"app": "db"}
 	gone := testPod("db-1", "db:1", app, nil)
@@ -107,10 +105,9 @@ func TestAdoptRechecks(t *testing.T) {
 	}
 }
 
-// A pod with a pet's name that belongs to another controller, or does not
-// match the selector, holds that pet back with a Warning event and a
-// PetsOwned=False condition naming it, and makes no create calls; once it
-// goes, the pet is made.
+// A pod with a pet's name that another controller owns, or that does not match
+// the selector, holds the pet back (Warning event, PetsOwned False, no create);
+// once it goes, the pet is made.
 func TestPodConflict(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -198,11 +195,9 @@ func TestPodSets(t *testing.T) {
 	}
 }
 
-// StatefulSet's TestOverlappingStatefulSets: two sets whose selectors
-// overlap (here, the same selector) keep their own pets; neither adopts,
-// deletes nor releases the other's, and an orphan goes to the set whose
-// pet's name it has. Set names that prefix each other ("db", "db-x")
-// too: db-x-0 is not pet "x-0" of db.
+// StatefulSet's TestOverlappingStatefulSets: sets with the same selector, and
+// names that prefix each other ("db", "db-x"), keep their own pets; an orphan
+// goes to the set whose pet's name it has.
 func TestOverlappingSets(t *testing.T) {
 	a := testSet(2)
 	a.Spec.VolumeClaimTemplates = nil

@@ -60,11 +60,9 @@ func TestClaimsResizedIgnoresUnbound(t *testing.T) {
 	}
 }
 
-// Claim expansion through the reconciler: growing the claim template's
-// storage request raises the request of each bound claim whose
-// StorageClass allows expansion (ClaimsResized False, Resizing, until the
-// volume grows), and touches no claim whose class forbids it (False,
-// ExpansionNotAllowed, naming it) or that has no class.
+// A larger claim template grows each bound claim whose StorageClass allows it
+// (ClaimsResized Resizing until the volume grows) and no other (False,
+// ExpansionNotAllowed, naming it).
 func TestReconcileExpandsClaims(t *testing.T) {
 	for _, tc := range []struct {
 		name    string

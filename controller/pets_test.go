@@ -12,11 +12,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 )
 
-// StatefulSet's TestStatefulPodControlCreatePodPVCError and
-// TestStatefulPodControlCreatePodPvcGetFailure: a claim that cannot be
-// read or made fails the pass, with a Warning event for a failed create,
-// and no pod is made without its claims; once the API answers, the pet
-// is made.
+// StatefulSet's TestStatefulPodControlCreatePodPVCError and ...PvcGetFailure:
+// a claim that cannot be read or made fails the pass (a Warning for a failed
+// create) and no pod is made without it; once the API answers, the pet is.
 func TestClaimFailureMakesNoPod(t *testing.T) {
 	boom := errors.New("boom")
 	for _, tc := range []struct {

@@ -66,31 +66,22 @@ func (w Want) available(p Pet) bool {
 	return p.Ready && !p.Terminating && (w.MinReady == 0 || !p.ReadySince.IsZero() && w.Now.Sub(p.ReadySince) >= w.MinReady)
 }
 
-// updateMin is the lowest ordinal a rolling update replaces: the
-// partition is an offset from the start ordinal, as in StatefulSet
-// (newVersionedStatefulSetPod compares the ordinal with
-// start+partition; the update loop compares the index from start).
+// updateMin is the lowest ordinal a rolling update replaces: the partition
+// counts from the start ordinal, as in StatefulSet.
 func (w Want) updateMin() int {
 	return w.Start + max(0, w.Partition)
 }
 
-// stuck reports whether pet p at ordinal o is at an old revision and not
-// Ready where the update revision is due, so a rolling update may replace
-// it. A pet due the current revision is waited for instead: replacing it
-// would make it again at the same revision.
+// stuck reports whether old pet p at o is not Ready where the update revision
+// is due: replacing it costs nothing, and waiting for it would block the
+// rollout (one due the current revision would come back the same).
 func (w Want) stuck(o int, p Pet, pets []Pet) bool {
 	return w.RollingUpdate && o >= w.updateMin() && p.Revision != w.Revision && !p.Ready && !p.Terminating && w.Due(o, pets) == w.Revision
 }
 
-// Due is the revision pet o is made at when it is created, the rule of
-// the StatefulSet controller's newVersionedStatefulSetPod: the update
-// revision, except under RollingUpdate for an ordinal below the
-// partition, or one the rollout (from the highest ordinal down) has not
-// reached yet because a wanted pet above it is still at another
-// revision. Those come back at the current revision, from its stored
-// template, so a pet that is deleted, evicted or finishes below the
-// partition never spreads a new template. Under OnDelete every new pet
-// is made at the update revision: deleting a pet is how it is updated.
+// Due is the revision pet o is made at, newVersionedStatefulSetPod's rule: the
+// update revision, but under RollingUpdate the current one below the partition
+// or below an old pet, so a pet made again never spreads a new template.
 func (w Want) Due(o int, pets []Pet) string {
 	if !w.RollingUpdate || w.Current == "" || w.Current == w.Revision {
 		return w.Revision
@@ -106,19 +97,9 @@ func (w Want) Due(o int, pets []Pet) string {
 	return w.Revision
 }
 
-// Decide computes the next step for want, given the pets that exist. It is
-// the StatefulSet controller's order:
-//
-//  1. finished pets in range are deleted, so they come back;
-//  2. missing pets are created in ascending order (Parallel: all at once;
-//     OrderedReady: one, and only when every lower pet is available);
-//  3. pets outside the range are deleted from the highest ordinal down
-//     (OrderedReady: one at a time, only when all others are available);
-//  4. with everything in place and available, pets at an old revision are
-//     deleted from the highest ordinal down to the partition, at most
-//     MaxUnavailable at a time; an old pet that is not Ready is replaced
-//     at once, so a rollout stuck on a broken revision recovers when the
-//     template is fixed.
+// Decide is the next step for want and the pets that exist, in StatefulSet's
+// order: replace finished pets, create missing ones, delete condemned ones from
+// the top, then replace old ones from the top down to the partition.
 func Decide(w Want, pets []Pet) Plan {
 	by := map[int]Pet{}
 	for _, p := range pets {
@@ -231,12 +212,9 @@ func Decide(w Want, pets []Pet) Plan {
 	return plan
 }
 
-// notDone says what keeps a set from Ready when the plan waits for
-// nothing (Parallel does not wait for readiness; OnDelete and a
-// partition leave pets at an old revision), from the state of its pets,
-// sorted by ordinal, one reason per kind, in a fixed order. It says
-// nothing of the plan's own steps, so a pass that creates or deletes
-// pets says the same as the pass after it.
+// notDone is what keeps a set from Ready when the plan waits for nothing
+// (Parallel, OnDelete, a partition), from its pets alone, so a pass that
+// creates or deletes pets says what the pass after it will.
 func (w Want) notDone(pets []Pet) []Wait {
 	var condemned, terminating, unavailable, onDelete, partitioned, old []int
 	for _, p := range pets {

@@ -150,12 +150,9 @@ func TestDecideConverges(t *testing.T) {
 	}
 }
 
-// From pets at the current revision "old", half of them not Ready,
-// driving the plan with pets made at the revision they are Due and Ready
-// one step after they are made: the set always reaches the update
-// revision, and a pet made at the current revision is never deleted
-// before it was Ready (which would only make it again, at the same
-// revision).
+// From pets at the current revision, half not Ready, with new pets made at the
+// revision they are Due: the set reaches the update revision, and a pet made
+// at the current revision is never deleted before it was Ready.
 func TestDecideConvergesFromCurrent(t *testing.T) {
 	for _, partition := range []int{0, 2} {
 		for _, parallel := range []bool{false, true} {
@@ -298,24 +295,9 @@ type simPet struct {
 // fluxOf says whether a pet is in flux: Terminating, or not Ready.
 func fluxOf(p Pet) bool { return p.Terminating || !p.Ready }
 
-// The plan converges when pods take time: a deleted pet stays Terminating
-// for a few steps, a created one is not Ready for a few. At every step the
-// plan is checked against the StatefulSet controller's guarantees:
-//   - nothing wanted at the update revision is deleted unless finished;
-//   - OrderedReady creates pet o only when every wanted pet below it is
-//     available, and fewer than MaxUnavailable other wanted pets are in
-//     flux (an old pet that is not Ready is stuck, down already, not in
-//     flux);
-//   - OrderedReady takes a Ready pet down (scale-down or update) only
-//     when fewer than MaxUnavailable others are in flux (wanted pets in
-//     flux, condemned ones terminating): with MaxUnavailable 1, never two
-//     pets in flux by its own doing. Condemned pets that are not Ready do
-//     not hold a scale-down back (nor do they for the StatefulSet
-//     controller, which deletes a Ready condemned pod above an unhealthy
-//     one);
-//   - a rolling update takes Ready pets down only within MaxUnavailable.
-//
-// Random delays, seeded, so a failure names a reproducible case.
+// The plan converges when pods take a few steps to turn Ready or go, and at
+// every step keeps StatefulSet's guarantees, checked below (nothing updated
+// deleted, order, MaxUnavailable). Seeded delays name a reproducible case.
 func TestDecideConvergesWithFlux(t *testing.T) {
 	for seed := uint64(0); seed < 40; seed++ {
 		rng := rand.New(rand.NewPCG(seed, 8))
@@ -470,40 +452,18 @@ func dump(have map[int]*simPet) string {
 	return s
 }
 
-// fluxPet is a pet in the second convergence model: the plan's view, the
-// steps until a new pod is Ready or a Terminating one is gone, and ours:
-// whether it is down (or a new pod not yet available) by the plan's own
-// doing, a pet taken down while available, one made in its place, or
-// one made at an ordinal that had none. A pet that finishes, or an old
-// one stuck not Ready, is down by no doing of the plan; its replacement
-// is not counted as the plan's either.
+// fluxPet is a pet of the second model: the plan's view, the steps until it is
+// Ready or gone, and whether it is down by the plan's doing (taken down while
+// available, or made in a place), which finishing or a stuck old pet is not.
 type fluxPet struct {
 	Pet
 	readyIn, goneIn int
 	ours            bool
 }
 
-// The convergence model with what the first one (TestDecideConvergesWithFlux)
-// leaves out: a partition, minReadySeconds on a clock (one step is one
-// second, a pet is available MinReady after it turned Ready), pods
-// that finish (Succeeded or Failed) during the first steps, and pets made
-// at the revision they are Due, from a current revision "old". After
-// every step these must hold, and each can fail:
-//   - under OrderedReady, the pets in flux by the plan's doing (Terminating,
-//     or made and not yet available) are never more than
-//     max(1, MaxUnavailable): with the default, never two;
-//   - nothing below the partition is updated: no pet in range below
-//     ordinals.start+partition is at the update revision, and none is
-//     deleted unless it finished;
-//   - OrderedReady makes pet o only when every wanted pet below it is
-//     available (Ready for MinReady);
-//   - a rolling update takes available pets down only within
-//     MaxUnavailable, counting every unavailable wanted pet;
-//   - a pet at the update revision is deleted only when it finished or is
-//     condemned.
-//
-// and the set converges: every wanted pet Ready, at "new" from the
-// partition up and at "old" below it, nothing else left.
+// The first model with a partition, MinReady on a clock, pods that finish and
+// pets made at their Due revision: after every step the checks below hold
+// (flux by the plan's doing, partition, order, budget) and the set converges.
 func TestDecideConvergesWithPartitionMinReadyFinished(t *testing.T) {
 	for seed := uint64(0); seed < 12; seed++ {
 		rng := rand.New(rand.NewPCG(seed, 80))

@@ -34,8 +34,8 @@ type Reconciler struct {
 	// APIReader reads from the API server, not the cache: adoption
 	// rechecks the set through it. Nil uses Client.
 	APIReader client.Reader
-	// Recorder records events on the set for adoption, release and
-	// pets held back; nil records none.
+	// Recorder records the reconciler's own events on the set (Pets
+	// records those of its writes); nil records none.
 	Recorder events.EventRecorder
 	Pets     PetControl
 	// Now is the clock; time.Now when nil.
@@ -44,8 +44,8 @@ type Reconciler struct {
 	// set; zero writes every change at once.
 	StatusInterval time.Duration
 
-	// RecheckAfter is how often a set held back by pods outside the
-	// cache reads them again; DefaultRecheckAfter when zero.
+	// RecheckAfter is how often a set waiting on pods or claims outside
+	// the cache reads them again; DefaultRecheckAfter when zero.
 	RecheckAfter time.Duration
 
 	// outside is, for each set, what it must read from the API server
@@ -62,8 +62,8 @@ type Reconciler struct {
 	announced sync.Map // types.NamespacedName -> *announced
 }
 
-// SetupWithManager registers the controller: PetSets, and the pods they
-// own, with up to concurrency sets reconciled at once.
+// SetupWithManager registers the controller: PetSets, and their pods,
+// revisions and claims, with up to concurrency sets reconciled at once.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.PetSet{}).
@@ -146,11 +146,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		log.V(2).Info("Plan", "petset", klog.KObj(ps), "create", plan.Create, "delete", plan.Delete, "wait", message(waits))
 	}
 	var errs []error
-	// Pets created in this pass count in the status it writes, as
-	// StatefulSet's sync counts the pods it creates: the watch event of
-	// each new pod then finds the status already saying so, and one
-	// status write covers both a pet becoming Ready and the next one
-	// being created.
+	// Pets created in this pass count in its status, as in StatefulSet's
+	// sync: the new pod's watch event then finds nothing to write.
 	counted := owned
 	var made *corev1.Pod // the last pet made
 	for _, o := range plan.Create {
@@ -216,12 +213,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if len(errs) > 0 {
 		return ctrl.Result{}, errors.Join(errs...)
 	}
-	// Pets that are Ready but not yet available for MinReady: look
-	// again when the first of them will be; pods outside the cache that
-	// hold pets' names, or pets waiting for a claim to go (which may be
-	// outside the cache too): look again soon, as no watch event may say
-	// when they change; a status held back by StatusInterval: look again
-	// when it may be written.
+	// Look again when a pet becomes available, when pods or claims outside
+	// the cache may have changed (no watch says), and when a held-back
+	// status may be written.
 	after := want.nextAvailable(state)
 	for _, d := range []time.Duration{r.recheckAfter(ps, claimHeld), statusAfter} {
 		if d > 0 && (after == 0 || d < after) {
@@ -252,10 +246,8 @@ func (r *Reconciler) now() time.Time {
 	return time.Now()
 }
 
-// nextAvailable is how long until the first pet that is Ready, but not
-// yet for MinReady, becomes available (plus a little, so it is
-// by then), or zero when no pet is waiting for that. Terminating pets
-// never become available and are skipped.
+// nextAvailable is how long until the first Ready pet becomes available, plus
+// a little, or zero when none waits for MinReady.
 func (w Want) nextAvailable(pets []Pet) time.Duration {
 	if w.MinReady <= 0 {
 		return 0

@@ -148,11 +148,9 @@ func TestReconcile(t *testing.T) {
 	}
 }
 
-// StatefulSet's TestStatefulSetControllerRespectsTermination: Terminating
-// pods are neither replaced nor deleted again nor counted as current or
-// updated while they exist. Condemned pets db-3 and db-4, Terminating,
-// are waited for; a wanted pet db-1, Terminating, is not made again until
-// it is gone, and nothing above it moves meanwhile under OrderedReady.
+// StatefulSet's TestStatefulSetControllerRespectsTermination: Terminating pods
+// are not replaced, deleted again or counted as current or updated while they
+// exist, and under OrderedReady nothing above a Terminating pet moves.
 func TestTerminatingPodsRespected(t *testing.T) {
 	var objs []client.Object
 	ps := testSet(3)
@@ -306,11 +304,9 @@ func TestDeletionLeftToGC(t *testing.T) {
 	}
 }
 
-// A pass waits until the cache shows the pods it made or deleted, so the
-// pass after it does not make or delete them again. Over a cache that
-// shows each new pod only from its fourth read and hides a pod's
-// deletion as long, two passes make one pod (not a second, answered
-// AlreadyExists), and two passes of a scale-down delete it once.
+// A pass waits until the cache shows the pods it made or deleted: over a cache
+// that shows a write only from its fourth read, two passes make one pod (not a
+// second, answered AlreadyExists), and two passes of a scale-down delete once.
 func TestPassWaitsForItsWritesInCache(t *testing.T) {
 	ps := testSet(1)
 	ps.Spec.VolumeClaimTemplates = nil

@@ -17,18 +17,9 @@ import (
 	v1alpha1 "petset.dev/petset/api/v1alpha1"
 )
 
-// The retention policy is carried out by the garbage collector, through
-// owner references on the claims, as the StatefulSet controller does it:
-//
-//	whenDeleted  whenScaled  claim of a wanted pet   claim of a condemned pet
-//	Retain       Retain      none                    none
-//	Delete       Retain      the PetSet              the PetSet
-//	Retain       Delete      none                    its pod
-//	Delete       Delete      the PetSet              its pod
-//
-// Both are controller references. The controller never deletes a claim
-// itself, so a claim it has not marked (one kept from an earlier set of
-// the same name, say) is never deleted whatever its labels say.
+// The retention policy is carried out by the garbage collector, as for a
+// StatefulSet, through controller references on claims: to the set for
+// whenDeleted Delete, to a condemned pet's pod for whenScaled Delete.
 
 // policyOf is the set's retention policy, Retain where unset.
 func policyOf(ps *v1alpha1.PetSet) v1alpha1.RetentionPolicy {
@@ -58,10 +49,9 @@ func isRef(ref metav1.OwnerReference, kind, name string) bool {
 	return ref.Kind == kind && ref.Name == name
 }
 
-// staleRef returns the first owner reference of claim to an earlier object
-// in the place of ps or of pet ordinal's pod (same kind and name,
-// another UID; pod is nil when the pet has no pod). The garbage collector
-// deletes or frees such a claim; until it has, the claim is not the pet's.
+// staleRef is claim's first owner reference to an earlier set or pod in the
+// place of ps or of pet ordinal's pod (nil if none): the garbage collector is
+// about to delete or free the claim, so it is not the pet's.
 func staleRef(claim *corev1.PersistentVolumeClaim, ps *v1alpha1.PetSet, ordinal int, pod *corev1.Pod) *metav1.OwnerReference {
 	podName := PodName(ps.Name, ordinal)
 	for i, ref := range claim.OwnerReferences {
@@ -162,14 +152,9 @@ func (r *Reconciler) announcedOf(ps *v1alpha1.PetSet) *announced {
 	return a
 }
 
-// syncClaimRefs gives the claims of every pet with a pod the owner
-// references of the retention policy and the pet labels, with patches
-// that fail on a concurrent change (the next pass retries). It runs
-// before any pet is deleted, so a condemned pet's claims name their pod
-// before the pod goes. A claim with a stale reference is left to the
-// garbage collector; a claim with another controller is left alone, and
-// returned when the policy would have marked it, with a Warning event
-// when the last pass did not return it.
+// syncClaimRefs gives the claims of pets with pods the policy's owner
+// references and pet labels, before any pet is deleted. It returns the claims
+// another controller keeps from the policy, with a Warning for each new one.
 func (r *Reconciler) syncClaimRefs(ctx context.Context, ps *v1alpha1.PetSet, owned map[int]*corev1.Pod, start, end int) ([]string, error) {
 	var errs []error
 	var conflicting []string
@@ -247,12 +232,9 @@ func (r *Reconciler) syncClaimRefs(ctx context.Context, ps *v1alpha1.PetSet, own
 	return conflicting, nil
 }
 
-// claimHold says why pet ordinal, which has no pod, may not be made now
-// (Kind WaitNone if it may): one of its claims is being deleted (a claim
-// with a deletion timestamp, held by the pvc-protection finalizer or
-// waiting for the garbage collector, is never reused), or has a stale
-// owner reference, so the garbage collector is about to delete it. Once
-// the old claim is gone the pet gets a fresh one.
+// claimHold says why pet ordinal may not be made now: a claim of it is being
+// deleted, or about to be (a stale owner). Such a claim is never reused: the
+// pet gets a fresh one once it is gone.
 func (r *Reconciler) claimHold(ctx context.Context, ps *v1alpha1.PetSet, ordinal int) (Wait, error) {
 	for _, t := range ps.Spec.VolumeClaimTemplates {
 		name := ClaimName(t.Name, ps.Name, ordinal)
@@ -274,14 +256,9 @@ func (r *Reconciler) claimHold(ctx context.Context, ps *v1alpha1.PetSet, ordinal
 	return Wait{}, nil
 }
 
-// holdBack takes out of the plan's creates the pets that may not be made
-// now, into plan.Held: those whose name a pod the set may not take holds,
-// and those whose claims are on their way out. A held pet the Ready
-// condition names gets an event when the last pass did not name it, so
-// an unchanged wait is not an event on every pass. claimHeld reports
-// whether a pet waits for a claim: the claim may be one the cache does
-// not hold (a StatefulSet's), whose going no watch event reports, so the
-// set must look again on a timer (see recheckAfter).
+// holdBack moves the creates a pod or claim holds back into plan.Held, with an
+// event for each the Ready condition names anew. claimHeld: a pet waits for a
+// claim, maybe outside the cache, so the set must look again on a timer.
 func (r *Reconciler) holdBack(ctx context.Context, ps *v1alpha1.PetSet, plan Plan, own ownership) (_ Plan, claimHeld bool, _ error) {
 	var create []int
 	for _, o := range plan.Create {
@@ -315,10 +292,9 @@ func (r *Reconciler) holdBack(ctx context.Context, ps *v1alpha1.PetSet, plan Pla
 	return plan, claimHeld, nil
 }
 
-// createMissingClaims makes the missing claims of wanted pets whose pods
-// wait to be scheduled, as the StatefulSet controller does for a Pending
-// pod: a claim deleted after its pod was made would otherwise leave the
-// pod Pending for ever. A claim still being deleted is waited for.
+// createMissingClaims makes the missing claims of wanted pets still Pending, as
+// StatefulSet does: a claim deleted after its pod was made would otherwise
+// leave the pod Pending for ever.
 func (r *Reconciler) createMissingClaims(ctx context.Context, ps *v1alpha1.PetSet, owned map[int]*corev1.Pod, want Want) error {
 	if len(ps.Spec.VolumeClaimTemplates) == 0 {
 		return nil

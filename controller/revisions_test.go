@@ -277,10 +277,9 @@ func TestPetComesBackAtItsRevision(t *testing.T) {
 	}
 }
 
-// A pet of a rollout that has not reached it yet comes back at the
-// current revision: with partition 0 and db-2 still at the old revision
-// (its replacement not Ready), a deleted db-0 is made from the old
-// template, and is waited for, not replaced, until it is Ready.
+// A pet the rollout has not reached comes back at the current revision: with
+// db-2 still old (its replacement not Ready), a deleted db-0 is made from the
+// old template, and waited for, not replaced, until it is Ready.
 func TestPetNotYetUpdatedComesBackAtCurrent(t *testing.T) {
 	ps := testSet(3)
 	ps.Spec.VolumeClaimTemplates = nil
@@ -496,10 +495,9 @@ func TestRevisionLabels(t *testing.T) {
 	}
 }
 
-// StatefulSet's TestStatefulSetHonorRevisionHistoryLimit, with revisions
-// still in use by pets: old revisions past revisionHistoryLimit are
-// deleted, oldest first, but never the current or update revision nor
-// one a pet is at, whatever the limit.
+// StatefulSet's TestStatefulSetHonorRevisionHistoryLimit with revisions in
+// use: old revisions past the limit go, oldest first, but never the current or
+// update revision or one a pet is at.
 func TestRevisionHistoryLimitKeepsRevisionsInUse(t *testing.T) {
 	ps := testSet(3)
 	ps.Spec.VolumeClaimTemplates = nil
@@ -561,12 +559,9 @@ func TestRevisionHistoryLimitKeepsRevisionsInUse(t *testing.T) {
 	}
 }
 
-// An orphaned revision is adopted only after a fresh read of the set: a
-// cache that still holds a set deleted and recreated under the same name
-// (another UID) must not make the old one adopt revisions, as
-// StatefulSet's adoptOrphanRevisions checks with canAdoptFunc. The pass
-// fails and the revision keeps no owner; with a fresh read that agrees,
-// it is adopted.
+// An orphaned revision is adopted only after a fresh read of the set agrees,
+// as StatefulSet's adoptOrphanRevisions checks: a cached set since deleted or
+// recreated (another UID) fails the pass and adopts nothing.
 func TestRevisionAdoptionRechecks(t *testing.T) {
 	for _, tc := range []struct {
 		name  string

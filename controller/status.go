@@ -18,11 +18,9 @@ import (
 	v1alpha1 "petset.dev/petset/api/v1alpha1"
 )
 
-// computeStatus is the status of ps with the pets owned (those the pass
-// created counted in), for want and the pass's plan, with conds set
-// beside Ready. It builds on ps.Status: unchanged conditions keep their
-// transition times.
-// Counts are StatefulSet's (computeReplicaStatus, completeRollingUpdate).
+// computeStatus is ps's status for the pets owned (those the pass made counted
+// in), want and the plan, with conds beside Ready, counted as StatefulSet's
+// computeReplicaStatus and completeRollingUpdate count.
 func computeStatus(ps *v1alpha1.PetSet, owned map[int]*corev1.Pod, want Want, plan Plan, conds ...*metav1.Condition) v1alpha1.PetSetStatus {
 	base := ps.Status
 	st := v1alpha1.PetSetStatus{
@@ -111,12 +109,9 @@ type statusWrite struct {
 	at  time.Time
 }
 
-// writeStatus writes st unless ps has it already. Within StatusInterval
-// of the set's last write it writes nothing and returns how long until it
-// may: the pass after that writes what has changed by then, so a burst of
-// pod changes costs one write per interval however the passes fall in it.
-// The write carries ps's resourceVersion: over a set the cache has not
-// updated yet it is refused (409), and the pass is retried.
+// writeStatus writes st unless ps has it, at most once per StatusInterval:
+// within it, it returns how long to wait, so a burst of changes is one write.
+// Over a set the cache has not updated the write is refused (409), and retried.
 func (r *Reconciler) writeStatus(ctx context.Context, ps *v1alpha1.PetSet, st v1alpha1.PetSetStatus) (time.Duration, error) {
 	if equality.Semantic.DeepEqual(ps.Status, st) {
 		return 0, nil

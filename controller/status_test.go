@@ -43,13 +43,9 @@ func statusPod(o int, p statusPet) *corev1.Pod {
 	return pod
 }
 
-// The status of a set, as the StatefulSet controller computes it
-// (computeReplicaStatus, completeRollingUpdate): the current revision
-// moves to the update revision only when every pet is updated and Ready;
-// Terminating pets count as neither current nor updated; the set is not
-// Ready while a pet is Terminating. The Ready message names what the
-// plan waits for, or else what keeps the set from Ready; the collision
-// count never goes back, and an unchanged condition keeps its time.
+// The status as StatefulSet computes it (computeReplicaStatus,
+// completeRollingUpdate), with a Ready message naming the plan's waits, else
+// what keeps the set from Ready; an unchanged condition keeps its time.
 func TestComputeStatus(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	earlier := metav1.NewTime(now.Add(-time.Hour))
@@ -162,12 +158,9 @@ func TestComputeStatus(t *testing.T) {
 	}
 }
 
-// A status computed from a set the cache has not updated yet never
-// replaces a newer one: within StatusInterval of the last write it waits,
-// and after it the write carries the stale resourceVersion and is refused
-// (409), so the pass is retried on a fresh read. A collision count the
-// last write raised thus never falls back (the e2e
-// TestPetSetRevisionIdentity once saw it fall to 0 over a lagging cache).
+// A status computed from a set the cache has not updated never replaces a
+// newer one: within StatusInterval it waits, after it the write is refused 409.
+// So a collision count never falls back over a lagging cache.
 func TestWriteStatusOverStaleCache(t *testing.T) {
 	ctx, c, r, ps, stale := staleCacheFixture(t)
 	now := time.Now()
@@ -213,10 +206,9 @@ func staleCacheFixture(t *testing.T) (context.Context, client.Client, *Reconcile
 	return ctx, c, &Reconciler{Client: c}, ps, ps.DeepCopy()
 }
 
-// The Ready condition's message says every reason the set waits, not
-// the last one: each pet held back by a rolling update's budget, each
-// pet held back by a claim or a foreign pod, in a fixed order and
-// bounded.
+// The Ready message names every reason the set waits, not the last: each pet
+// a rolling update's budget holds, each pet a claim or foreign pod holds, in a
+// fixed order and bounded.
 func TestReadyMessageNamesEveryReason(t *testing.T) {
 	// A rolling update over five Ready pets with maxUnavailable 2:
 	// db-4 and db-3 go, db-2, db-1 and db-0 are held, all named.
@@ -252,10 +244,9 @@ func TestReadyMessageNamesEveryReason(t *testing.T) {
 		objs = append(objs, testPod(PodName("db", o), "db:1", map[string]string{"app": "other"}, nil))
 	}
 	f := newFixture(t, objs...)
-	// Pods that do not match the selector carry no pet label, so the
-	// label-selected cache does not hold them: the passes find them by
-	// creates that answer AlreadyExists (a pass stops at its first
-	// failed create) and read them uncached from then on.
+	// Pods that do not match the selector are not in the label-selected cache:
+	// the passes find them by creates answered AlreadyExists, one per pass, and
+	// read them uncached from then on.
 	events := ""
 	for pass := 0; ; pass++ {
 		err := f.reconcile()
@@ -291,12 +282,9 @@ func TestReadyMessageNamesEveryReason(t *testing.T) {
 	}
 }
 
-// Under OnDelete the current revision never moves, as in StatefulSet,
-// whose completeRollingUpdate acts only under RollingUpdate: even with
-// every pet deleted and made again at the update revision and Ready,
-// status.currentRevision stays the first template's, currentReplicas
-// counts the pets still at it (none), and its revision is kept. Switched
-// to RollingUpdate, the update completes and the current revision moves.
+// Under OnDelete the current revision never moves, as completeRollingUpdate
+// acts only under RollingUpdate, even once every pet is made again at the
+// update revision; switched to RollingUpdate, it moves.
 func TestOnDeleteCurrentRevisionStays(t *testing.T) {
 	ps := testSet(2)
 	ps.Spec.VolumeClaimTemplates = nil
@@ -336,12 +324,9 @@ func TestOnDeleteCurrentRevisionStays(t *testing.T) {
 	}
 }
 
-// When the plan waits for nothing and the set is not Ready, the Ready
-// message says why from the pets' state: pets not yet available under
-// Parallel, pets left at an old revision by OnDelete or below the
-// partition, pets terminating. The pass that creates pets says what the
-// pass after it says, so the new pods' watch events cost no status
-// write.
+// When the plan waits for nothing yet the set is not Ready, the message says
+// why from the pets; the pass that creates pets says what the next pass will,
+// so the new pods' events cost no status write.
 func TestReadyMessageWhenPlanIdle(t *testing.T) {
 	now := time.Now()
 	ready := func(o int, rev string) Pet {
@@ -395,11 +380,9 @@ func TestReadyMessageWhenPlanIdle(t *testing.T) {
 	}
 }
 
-// Status changes within StatusInterval of a set's last write are written
-// together at its end: ten pets turning Ready 100ms apart after the write
-// that counted them cost one more write, not ten, and each pass that holds
-// a change back asks to come back when it may be written. After a quiet
-// interval the next change is written at once.
+// Changes within StatusInterval of a set's last status write are written at
+// its end: ten pets turning Ready 100ms apart cost one write, not ten. After a
+// quiet interval a change is written at once.
 func TestStatusWritesCoalesced(t *testing.T) {
 	for _, tc := range []struct {
 		interval time.Duration

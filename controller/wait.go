@@ -23,7 +23,8 @@ const (
 	WaitOnDelete             // Ordinals are at an old revision until deleted (OnDelete)
 	WaitNotUpdated           // Ordinals are not yet updated
 
-	// Pet Ordinals[0] is not made while Object, a pod or claim, holds its place.
+	// Pet Ordinals[0] is not made while Object, a pod or claim, holds its
+	// place.
 	HeldByController // pod Object has another controller, Owner
 	HeldByMismatch   // pod Object does not match the selector
 	HeldReleased     // pod Object was released
