@@ -71,6 +71,18 @@ func revisionName(set string, data []byte, collisionCount int32) string {
 	return fmt.Sprintf("%s-%0*x", set, RevisionHashLen, h.Sum32())
 }
 
+// namedAt is the collision count, from count up, that gives the revision
+// of data its name: a pass that reads the set before the status with that
+// count was written finds it again, rather than lowering the count.
+func namedAt(set string, data []byte, name string, count int32) int32 {
+	for c := count; c < count+maxCollisions; c++ {
+		if revisionName(set, data, c) == name {
+			return c
+		}
+	}
+	return count // a name not made from data: adopted, or renamed
+}
+
 // Revision is the name the revision of ps's template gets at its
 // status.collisionCount when no revision with the same data exists yet.
 // The controller reports the name it used in status.updateRevision.
@@ -209,6 +221,7 @@ func (r *Reconciler) syncRevisions(ctx context.Context, ps *v1alpha1.PetSet, inU
 		owned = append(owned, update)
 		rs.byName[update.Name] = update
 	}
+	rs.collisionCount = namedAt(ps.Name, data, update.Name, rs.collisionCount)
 	rs.update = update.Name
 	rs.current = rs.update
 	if rs.byName[ps.Status.CurrentRevision] != nil {

@@ -407,6 +407,17 @@ func TestRevisionCollision(t *testing.T) {
 	if st2 := f.set().Status; st2.UpdateRevision != st.UpdateRevision || *st2.CollisionCount != 1 {
 		t.Errorf("second pass: %q count %v", st2.UpdateRevision, *st2.CollisionCount)
 	}
+	// A pass over a set whose status lacks the count (its write held back
+	// by StatusInterval, or refused) finds it again in the revision's name.
+	cur := f.set()
+	cur.Status.CollisionCount = nil
+	if err := f.c.Status().Update(f.ctx, cur); err != nil {
+		t.Fatal(err)
+	}
+	f.converge()
+	if st3 := f.set().Status; st3.UpdateRevision != st.UpdateRevision || st3.CollisionCount == nil || *st3.CollisionCount != 1 {
+		t.Errorf("over a status without the count: %q count %v, want %q and 1", st3.UpdateRevision, st3.CollisionCount, st.UpdateRevision)
+	}
 }
 
 // Revisions left without a controller by an orphaning deletion of an
