@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,10 +21,8 @@ import (
 	v1alpha1 "petset.dev/petset/api/v1alpha1"
 )
 
-// ConditionPetsOwned says whether every wanted pet's pod name is free or
-// the set's own. False with reason PodConflict names the pods that hold a
-// pet's name and belong to someone else (another controller, or a pod that
-// does not match the selector); those pets are not made until the pods go.
+// ConditionPetsOwned is False, reason PodConflict, while a pod of someone
+// else holds a wanted pet's name: the pet is not made until the pod goes.
 const ConditionPetsOwned = "PetsOwned"
 
 // petSetKind is the kind owner references to a PetSet carry.
@@ -33,29 +32,14 @@ var petSetKind = v1alpha1.GroupVersion.WithKind("PetSet")
 // ordinals whose pod name is held by a pod the set may not take, with why.
 type ownership struct {
 	owned   map[int]*corev1.Pod
-	blocked map[int]string
-	// conflict marks the blocked ordinals that will not clear by
-	// themselves (a foreign controller, a selector mismatch), for the
-	// PetsOwned condition and Warning events.
-	conflict map[int]bool
+	blocked map[int]Wait
 }
 
-// claimPods is ControllerRefManager.ClaimPods for pets. Of the pods in the
-// set's namespace that the cache holds (those labelled as pets) and those
-// outside it that the set must see (see outsideCache):
-//   - a pod controlled by the set is its pet if it still matches the
-//     selector and is named like a pet; otherwise it is released (the
-//     controller reference is removed by a patch);
-//   - a pod without a controller that matches the selector and is named
-//     like a pet is adopted, unless it is being deleted, after a fresh
-//     read of the set from the API server confirms its UID and that it is
-//     not being deleted;
-//   - a pod named like a pet that the set may not take blocks that ordinal.
-//
-// A set being deleted neither adopts nor releases. Adoption also labels
-// the pod as a pet (see adopt).
+// claimPods is ControllerRefManager.ClaimPods for pets, over the cache and the
+// pods outside it: matching orphans named like pets are adopted, pets that stop
+// matching released, and any other pod with a pet's name holds that pet back.
 func (r *Reconciler) claimPods(ctx context.Context, ps *v1alpha1.PetSet, selector labels.Selector) (ownership, error) {
-	own := ownership{owned: map[int]*corev1.Pod{}, blocked: map[int]string{}, conflict: map[int]bool{}}
+	own := ownership{owned: map[int]*corev1.Pod{}, blocked: map[int]Wait{}}
 	pods, fresh, err := r.podsOf(ctx, ps, selector)
 	if err != nil {
 		return own, err
@@ -91,20 +75,18 @@ func (r *Reconciler) claimPods(ctx context.Context, ps *v1alpha1.PetSet, selecto
 				errs = append(errs, err)
 			}
 			if o >= 0 {
-				own.blocked[o] = "pod " + pod.Name + " was released: it no longer matches the selector"
+				own.blocked[o] = heldBy(HeldReleased, o, pod.Name, "")
 			}
 		case ref != nil:
 			if o >= 0 {
-				msg := fmt.Sprintf("pod %s is controlled by %s %s, not by this PetSet", pod.Name, ref.Kind, ref.Name)
-				own.blocked[o], own.conflict[o] = msg, true
+				own.blocked[o] = heldBy(HeldByController, o, pod.Name, ref.Kind+" "+ref.Name)
 			}
 		case !match:
 			if o >= 0 {
-				msg := "pod " + pod.Name + " exists and does not match the selector"
-				own.blocked[o], own.conflict[o] = msg, true
+				own.blocked[o] = heldBy(HeldByMismatch, o, pod.Name, "")
 			}
 		case pod.DeletionTimestamp != nil:
-			own.blocked[o] = "orphan pod " + pod.Name + " is being deleted"
+			own.blocked[o] = heldBy(HeldOrphanGoing, o, pod.Name, "")
 		case deleting:
 		default:
 			if !checked {
@@ -112,7 +94,7 @@ func (r *Reconciler) claimPods(ctx context.Context, ps *v1alpha1.PetSet, selecto
 			}
 			if adoptable != nil {
 				errs = append(errs, fmt.Errorf("adopt pod %s: %w", pod.Name, adoptable))
-				own.blocked[o] = "cannot adopt pod " + pod.Name
+				own.blocked[o] = heldBy(HeldNotAdoptable, o, pod.Name, "")
 				continue
 			}
 			adopted, err := r.adopt(ctx, ps, pod, o)
@@ -120,7 +102,7 @@ func (r *Reconciler) claimPods(ctx context.Context, ps *v1alpha1.PetSet, selecto
 			case apierrors.IsNotFound(err):
 			case err != nil:
 				errs = append(errs, err)
-				own.blocked[o] = "cannot adopt pod " + pod.Name
+				own.blocked[o] = heldBy(HeldNotAdoptable, o, pod.Name, "")
 			default:
 				own.owned[o] = adopted
 			}
@@ -151,17 +133,9 @@ func (r *Reconciler) canAdopt(ctx context.Context, ps *v1alpha1.PetSet) error {
 	return nil
 }
 
-// adopt makes the set the controller of an orphan pod with a strategic
-// merge patch that carries the pod's UID, so a pod replaced meanwhile is
-// not touched. The patch also adds the pet labels the pod lacks (a pod of
-// a StatefulSet has none of them): the pod name, index and set labels,
-// and the revision label. A pod without a revision label that is what
-// the set would make for its ordinal now (templateMatches: identity,
-// storage and template) is labelled with the update revision, so a
-// migration from a StatefulSet with the same spec replaces nothing; any
-// other gets no revision label, so a RollingUpdate replaces it like any
-// pet at another revision, as StatefulSet replaces a pod whose
-// controller-revision-hash is not its update revision.
+// adopt makes the set the controller of an orphan pod and labels it a pet, in
+// one patch carrying the pod's UID so a replacement is not touched; the
+// revision label only if the pod is what the set would make (adoptedRevision).
 func (r *Reconciler) adopt(ctx context.Context, ps *v1alpha1.PetSet, pod *corev1.Pod, ordinal int) (*corev1.Pod, error) {
 	want := map[string]string{
 		LabelPodName:  pod.Name,
@@ -223,14 +197,11 @@ func (r *Reconciler) release(ctx context.Context, ps *v1alpha1.PetSet, pod *core
 func ownedCondition(ps *v1alpha1.PetSet, own ownership) *metav1.Condition {
 	c := &metav1.Condition{Type: ConditionPetsOwned, Status: metav1.ConditionTrue, Reason: "NoConflict",
 		Message: "no pod holds a pet's name for someone else", ObservedGeneration: ps.Generation}
-	var conflicts []int
-	for o := range own.conflict {
-		conflicts = append(conflicts, o)
-	}
-	slices.Sort(conflicts)
 	var msgs []string
-	for _, o := range conflicts {
-		msgs = append(msgs, own.blocked[o])
+	for _, o := range slices.Sorted(maps.Keys(own.blocked)) {
+		if w := own.blocked[o]; w.conflict() {
+			msgs = append(msgs, w.String())
+		}
 	}
 	if len(msgs) > 0 {
 		c.Status, c.Reason, c.Message = metav1.ConditionFalse, "PodConflict", strings.Join(msgs, "; ")
@@ -238,13 +209,9 @@ func ownedCondition(ps *v1alpha1.PetSet, own ownership) *metav1.Condition {
 	return c
 }
 
-// podSets maps a pod to the PetSets that may care: its controller if that
-// is a PetSet; otherwise (an orphan, or a pod of another controller) every
-// PetSet of its namespace whose selector matches it or whose pets' names
-// it takes, so orphans are adopted and a pod blocking a pet's name brings
-// the set back when it changes or goes. Only pods in the cache (labelled
-// with LabelSetName) are watched: pods outside it are found and looked at
-// again as outsideCache says.
+// podSets maps a pod to the sets that may care: its PetSet controller, else
+// every set whose selector matches it or whose pet's name it has, so orphans
+// are adopted and a held pet is looked at again when the pod changes.
 func (r *Reconciler) podSets(ctx context.Context, o client.Object) []reconcile.Request {
 	if ref := metav1.GetControllerOf(o); ref != nil && ref.Kind == petSetKind.Kind && ref.APIVersion == petSetKind.GroupVersion().String() {
 		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: ref.Name}}}

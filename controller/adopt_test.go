@@ -1,150 +1,24 @@
 package controller
 
 import (
-	"bytes"
-	"context"
 	"strings"
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/tools/events"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/client/fake"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	v1alpha1 "petset.dev/petset/api/v1alpha1"
 )
 
-// fixture is a reconciler over a fake API holding objs.
-type fixture struct {
-	t   *testing.T
-	c   client.Client
-	r   *Reconciler
-	rec *events.FakeRecorder
-	ctx context.Context
-}
-
-func testScheme() *runtime.Scheme {
-	scheme := runtime.NewScheme()
-	clientgoscheme.AddToScheme(scheme)
-	v1alpha1.AddToScheme(scheme)
-	return scheme
-}
-
-func newFixture(t *testing.T, objs ...client.Object) *fixture {
-	t.Helper()
-	c := fake.NewClientBuilder().WithScheme(testScheme()).WithStatusSubresource(&v1alpha1.PetSet{}).WithObjects(objs...).Build()
-	rec := events.NewFakeRecorder(100)
-	return &fixture{t: t, c: c, rec: rec, ctx: context.Background(),
-		r: newLabelCacheReconciler(c, rec)}
-}
-
-var setKey = types.NamespacedName{Namespace: "ns", Name: "db"}
-
-func (f *fixture) reconcile() error {
-	f.t.Helper()
-	_, err := f.r.Reconcile(f.ctx, ctrl.Request{NamespacedName: setKey})
-	return err
-}
-
-func (f *fixture) mustReconcile() {
-	f.t.Helper()
-	if err := f.reconcile(); err != nil {
-		f.t.Fatal(err)
-	}
-}
-
-func (f *fixture) pod(name string) *corev1.Pod {
-	f.t.Helper()
-	p := &corev1.Pod{}
-	if err := f.c.Get(f.ctx, types.NamespacedName{Namespace: "ns", Name: name}, p); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil
-		}
-		f.t.Fatal(err)
-	}
-	return p
-}
-
-func (f *fixture) claim(name string) *corev1.PersistentVolumeClaim {
-	f.t.Helper()
-	c := &corev1.PersistentVolumeClaim{}
-	if err := f.c.Get(f.ctx, types.NamespacedName{Namespace: "ns", Name: name}, c); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil
-		}
-		f.t.Fatal(err)
-	}
-	return c
-}
-
-func (f *fixture) set() *v1alpha1.PetSet {
-	f.t.Helper()
-	ps := &v1alpha1.PetSet{}
-	if err := f.c.Get(f.ctx, setKey, ps); err != nil {
-		f.t.Fatal(err)
-	}
-	return ps
-}
-
-func (f *fixture) markReady(name string) {
-	f.t.Helper()
-	p := f.pod(name)
-	p.Status.Phase = corev1.PodRunning
-	p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
-	if err := f.c.Status().Update(f.ctx, p); err != nil {
-		f.t.Fatal(err)
-	}
-}
-
-// events drains the recorder into one string.
-func (f *fixture) events() string {
-	var seen []string
-	for len(f.rec.Events) > 0 {
-		seen = append(seen, <-f.rec.Events)
-	}
-	return strings.Join(seen, "\n")
-}
-
-// pod builds a pod named name with labels and containers of image.
-func testPod(name, image string, labels map[string]string, owner *metav1.OwnerReference) *corev1.Pod {
-	p := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, UID: types.UID("uid-" + name), Labels: labels},
-		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "db", Image: image}}},
-		Status: corev1.PodStatus{Phase: corev1.PodRunning, Conditions: []corev1.PodCondition{
-			{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: metav1.NewTime(time.Now().Add(-time.Hour))}}},
-	}
-	if owner != nil {
-		p.OwnerReferences = []metav1.OwnerReference{*owner}
-	}
-	return p
-}
-
-func setRef(uid types.UID) *metav1.OwnerReference {
-	return &metav1.OwnerReference{APIVersion: "petset.dev/v1alpha1", Kind: "PetSet", Name: "db", UID: uid, Controller: ptrTo(true)}
-}
-
-func controllerUID(o metav1.Object) types.UID {
-	if ref := metav1.GetControllerOf(o); ref != nil {
-		return ref.UID
-	}
-	return ""
-}
-
-// ControllerRefManager's rules for pets: orphans that match and are named
-// like pets are adopted (and labelled, the revision only when they are
-// what the set would make: templateMatches); owned pods that stopped matching are
-// released; pods being deleted, pods named otherwise and pods of others
-// are left alone.
+// ControllerRefManager's rules for pets: matching orphans named like pets are
+// adopted and labelled, owned pods that stop matching released; pods being
+// deleted, named otherwise or of others are left alone.
 func TestAdoptAndRelease(t *testing.T) {
 	app := map[string]string{"app": "db"}
 	gone := testPod("db-1", "db:1", app, nil)
@@ -231,10 +105,9 @@ func TestAdoptRechecks(t *testing.T) {
 	}
 }
 
-// A pod with a pet's name that belongs to another controller, or does not
-// match the selector, holds that pet back with a Warning event and a
-// PetsOwned=False condition naming it, and makes no create calls; once it
-// goes, the pet is made.
+// A pod with a pet's name that another controller owns, or that does not match
+// the selector, holds the pet back (Warning event, PetsOwned False, no create);
+// once it goes, the pet is made.
 func TestPodConflict(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -292,48 +165,6 @@ func TestPodConflict(t *testing.T) {
 	}
 }
 
-// Creating a pod that already exists is an error the reconciler returns,
-// as for the StatefulSet controller.
-func TestCreateAlreadyExists(t *testing.T) {
-	ps := testSet(1)
-	ps.Spec.VolumeClaimTemplates = nil
-	f := newFixture(t, ps, testPod("db-0", "db:1", map[string]string{"app": "db"}, setRef("uid-db")))
-	err := f.r.Pets.CreatePet(f.ctx, ps, 0, "r")
-	if !apierrors.IsAlreadyExists(err) {
-		t.Errorf("CreatePet over an existing pod: %v, want AlreadyExists", err)
-	}
-}
-
-// A set being deleted is left to the garbage collector: no pod is deleted,
-// nothing adopted; the finalizer of earlier versions is removed by a
-// patch, from live sets too.
-func TestDeletionLeftToGC(t *testing.T) {
-	deleting := testSet(2)
-	deleting.Finalizers = []string{LegacyFinalizer, "orphan"}
-	deleting.DeletionTimestamp = &metav1.Time{Time: time.Now()}
-	f := newFixture(t, deleting,
-		testPod("db-0", "db:1", map[string]string{"app": "db"}, setRef("uid-db")),
-		testPod("db-1", "db:1", map[string]string{"app": "db"}, nil))
-	f.mustReconcile()
-	if ps := f.set(); len(ps.Finalizers) != 1 || ps.Finalizers[0] != "orphan" {
-		t.Errorf("finalizers %v, want only the garbage collector's orphan", ps.Finalizers)
-	}
-	if f.pod("db-0") == nil {
-		t.Error("db-0 deleted by the controller")
-	}
-	if p := f.pod("db-1"); len(p.OwnerReferences) != 0 {
-		t.Errorf("db-1 adopted by a set being deleted: %v", p.OwnerReferences)
-	}
-
-	live := testSet(0)
-	live.Finalizers = []string{LegacyFinalizer}
-	f = newFixture(t, live)
-	f.mustReconcile()
-	if ps := f.set(); len(ps.Finalizers) != 0 {
-		t.Errorf("finalizers %v on a live set, want none", ps.Finalizers)
-	}
-}
-
 // An orphan pod brings back the sets whose selector matches it or whose
 // pets' names it takes; an owned pod brings back its set only.
 func TestPodSets(t *testing.T) {
@@ -364,113 +195,75 @@ func TestPodSets(t *testing.T) {
 	}
 }
 
-// A set deleted with orphan propagation: the revisions an earlier version
-// stored in struct order (which the garbage collector's patch cannot
-// touch) lose the set's owner reference through an update that keeps
-// their data byte for byte; canonical revisions, and every revision under
-// other propagation, are left to the garbage collector.
-func TestOrphanOldRevisions(t *testing.T) {
-	structOrder := []byte(`{"spec":{"template":{"spec":{"containers":[{"name":"db","image":"db:0"}]},"metadata":{"labels":{"app":"db"}}}}}`)
-	canonical, err := canonicalJSON(structOrder)
-	if err != nil {
+// StatefulSet's TestOverlappingStatefulSets: sets with the same selector, and
+// names that prefix each other ("db", "db-x"), keep their own pets; an orphan
+// goes to the set whose pet's name it has.
+func TestOverlappingSets(t *testing.T) {
+	a := testSet(2)
+	a.Spec.VolumeClaimTemplates = nil
+	b := testSet(2)
+	b.Name, b.UID = "db-x", "uid-db-x"
+	b.Spec.VolumeClaimTemplates = nil
+	orphan := NewPod(b, 1, Revision(b))
+	orphan.UID = "uid-orphan"
+	orphan.Labels = map[string]string{"app": "db"}
+	f, _ := failingFixture(t, interceptor.Funcs{}, a, b, orphan)
+	bKey := client.ObjectKeyFromObject(b)
+	reconcileB := func() {
+		t.Helper()
+		if _, err := f.r.Reconcile(f.ctx, reconcileRequest(bKey)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 3 {
+		f.mustReconcile()
+		reconcileB()
+		var list corev1.PodList
+		f.c.List(f.ctx, &list)
+		for _, p := range list.Items {
+			if !PodReady(&p) {
+				f.markReady(p.Name)
+			}
+		}
+	}
+	var list corev1.PodList
+	f.c.List(f.ctx, &list)
+	owners := map[string]types.UID{}
+	for i := range list.Items {
+		owners[list.Items[i].Name] = controllerUID(&list.Items[i])
+	}
+	want := map[string]types.UID{"db-0": "uid-db", "db-1": "uid-db", "db-x-0": "uid-db-x", "db-x-1": "uid-db-x"}
+	if len(owners) != len(want) {
+		t.Errorf("pods %v, want %v", owners, want)
+	}
+	for name, uid := range want {
+		if owners[name] != uid {
+			t.Errorf("%s controlled by %q, want %q (all: %v)", name, owners[name], uid, owners)
+		}
+	}
+	if p := f.pod("db-x-1"); p == nil || p.UID != "uid-orphan" {
+		t.Errorf("the orphan db-x-1 was replaced rather than adopted by db-x: %v", p != nil)
+	}
+	for _, key := range []client.ObjectKey{setKey, bKey} {
+		var ps v1alpha1.PetSet
+		f.c.Get(f.ctx, key, &ps)
+		if ps.Status.Replicas != 2 || len(ps.Status.Members) != 2 {
+			t.Errorf("%s status replicas %d members %v, want its own 2", key.Name, ps.Status.Replicas, ps.Status.Members)
+		}
+		if c := meta.FindStatusCondition(ps.Status.Conditions, ConditionPetsOwned); c == nil || c.Status != metav1.ConditionTrue {
+			t.Errorf("%s PetsOwned %+v, want True: the other's pods hold none of its names", key.Name, c)
+		}
+	}
+	// Scaling one down touches only its own.
+	a = f.set()
+	a.Spec.Replicas = ptrTo(int32(0))
+	if err := f.c.Update(f.ctx, a); err != nil {
 		t.Fatal(err)
 	}
-	rev := func(name string, data []byte) *appsv1.ControllerRevision {
-		return &appsv1.ControllerRevision{
-			ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, Labels: map[string]string{LabelSetName: "db", "app": "db"},
-				OwnerReferences: []metav1.OwnerReference{*setRef("uid-db")}},
-			Data: runtime.RawExtension{Raw: data}, Revision: 1,
-		}
-	}
-	for _, tc := range []struct {
-		finalizer string
-		released  bool
-	}{
-		{metav1.FinalizerOrphanDependents, true},
-		{metav1.FinalizerDeleteDependents, false},
-	} {
-		ps := testSet(1)
-		ps.Finalizers = []string{tc.finalizer}
-		ps.DeletionTimestamp = &metav1.Time{Time: time.Now()}
-		f := newFixture(t, ps, rev("db-old", structOrder), rev("db-new", canonical))
+	for range 3 {
 		f.mustReconcile()
-		var old, cur appsv1.ControllerRevision
-		if err := f.c.Get(f.ctx, types.NamespacedName{Namespace: "ns", Name: "db-old"}, &old); err != nil {
-			t.Fatal(err)
-		}
-		if err := f.c.Get(f.ctx, types.NamespacedName{Namespace: "ns", Name: "db-new"}, &cur); err != nil {
-			t.Fatal(err)
-		}
-		if got := len(old.OwnerReferences) == 0; got != tc.released {
-			t.Errorf("%s: struct-ordered revision refs %v, want released %v", tc.finalizer, refUIDs(&old), tc.released)
-		}
-		if !bytes.Equal(old.Data.Raw, structOrder) {
-			t.Errorf("%s: data of the old revision changed: %s", tc.finalizer, old.Data.Raw)
-		}
-		if controllerUID(&cur) != "uid-db" {
-			t.Errorf("%s: canonical revision refs %v, want it left to the garbage collector", tc.finalizer, refUIDs(&cur))
-		}
 	}
-}
-
-// A set an earlier version was deleting when the controller was upgraded
-// (the legacy finalizer still on it) with whenDeleted: Delete: before the
-// finalizer goes, the claims that version made for its pets (labelled,
-// no owner) get the set as controller, so the garbage collector deletes
-// them rather than leaking them. Claims of another controller, claims not
-// named as the set's, and every claim under orphan propagation or a
-// Retain policy are left alone.
-func TestLegacyDeletionGivesClaims(t *testing.T) {
-	labelled := func(name, index string, refs ...metav1.OwnerReference) *corev1.PersistentVolumeClaim {
-		return &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name,
-			Labels: map[string]string{LabelSetName: "db", LabelPodIndex: index}, OwnerReferences: refs}}
-	}
-	other := metav1.OwnerReference{APIVersion: "v1", Kind: "ConfigMap", Name: "x", UID: "uid-x", Controller: ptrTo(true)}
-	for _, tc := range []struct {
-		name       string
-		finalizers []string
-		policy     v1alpha1.RetentionPolicyType
-		given      bool
-	}{
-		{"background, whenDeleted Delete", []string{LegacyFinalizer}, v1alpha1.Delete, true},
-		{"foreground, whenDeleted Delete", []string{LegacyFinalizer, metav1.FinalizerDeleteDependents}, v1alpha1.Delete, true},
-		{"orphan propagation", []string{LegacyFinalizer, metav1.FinalizerOrphanDependents}, v1alpha1.Delete, false},
-		{"whenDeleted Retain", []string{LegacyFinalizer}, v1alpha1.Retain, false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			ps := testSet(2)
-			ps.Finalizers = tc.finalizers
-			ps.DeletionTimestamp = &metav1.Time{Time: time.Now()}
-			ps.Spec.PersistentVolumeClaimRetentionPolicy = &v1alpha1.RetentionPolicy{WhenDeleted: tc.policy}
-			// A member the status still lists (say, a pet past replicas not
-			// yet gone) is the set's; ordinal 4 it never used: its claim was
-			// kept from an earlier set of the same name.
-			ps.Status.Members = []v1alpha1.Member{{Ordinal: 0, Pod: "db-0"}, {Ordinal: 3, Pod: "db-3"}}
-			f := newFixture(t, ps, labelled("data-db-0", "0"), labelled("data-db-1", "1", other), labelled("scratch-db-0", "0"),
-				labelled("data-db-3", "3"), labelled("data-db-4", "4"))
-			f.mustReconcile()
-			// Gone, or (other finalizers left) without the legacy one.
-			cur := &v1alpha1.PetSet{}
-			if err := f.c.Get(f.ctx, setKey, cur); err == nil && controllerutil.ContainsFinalizer(cur, LegacyFinalizer) {
-				t.Fatalf("legacy finalizer still on: %v", cur.Finalizers)
-			} else if err != nil && !apierrors.IsNotFound(err) {
-				t.Fatal(err)
-			}
-			if got := controllerUID(f.claim("data-db-0")) == "uid-db"; got != tc.given {
-				t.Errorf("data-db-0 refs %v, want given to the set %v", refUIDs(f.claim("data-db-0")), tc.given)
-			}
-			if got := strings.Join(refUIDs(f.claim("data-db-1")), ","); got != "ConfigMap/uid-x*" {
-				t.Errorf("data-db-1 of another controller: refs %v", got)
-			}
-			if got := controllerUID(f.claim("data-db-3")) == "uid-db"; got != tc.given {
-				t.Errorf("data-db-3 of a member: refs %v, want given to the set %v", refUIDs(f.claim("data-db-3")), tc.given)
-			}
-			if got := refUIDs(f.claim("data-db-4")); len(got) != 0 {
-				t.Errorf("data-db-4, an ordinal the set never used: refs %v, want kept without owner", got)
-			}
-			if got := refUIDs(f.claim("scratch-db-0")); len(got) != 0 {
-				t.Errorf("scratch-db-0, no claim of the set's templates: refs %v", got)
-			}
-		})
+	if f.pod("db-0") != nil || f.pod("db-1") != nil || f.pod("db-x-0") == nil || f.pod("db-x-1") == nil {
+		t.Errorf("after scaling db to 0: db-0 %v db-1 %v db-x-0 %v db-x-1 %v", f.pod("db-0") != nil, f.pod("db-1") != nil, f.pod("db-x-0") != nil, f.pod("db-x-1") != nil)
 	}
 }

@@ -16,16 +16,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 )
 
-// CacheOptions is what the manager's cache holds: of Pods, claims and
-// ControllerRevisions only those labelled with LabelSetName (every pet,
-// claim and revision the controller made or adopted carries it), and of
-// every kind the object without its managed fields. PetSets are cached
-// whole. StorageClasses are not cached at all: the reconciler reads one
-// from the API server only when a claim must grow (see expandable).
-//
-// Pods that do not carry the label (orphans of a deleted StatefulSet,
-// pods of other controllers holding a pet's name) are found by reads
-// that bypass the cache; see outsideCache.
+// CacheOptions keeps in the manager's cache only the pods, claims and revisions
+// labelled LabelSetName, without managed fields, so memory does not grow with
+// unrelated pods; what the set must see beyond them, outsideCache reads.
 func CacheOptions() (cache.Options, error) {
 	sel, err := OwnedSelector()
 	if err != nil {

@@ -14,10 +14,9 @@ import (
 	v1alpha1 "petset.dev/petset/api/v1alpha1"
 )
 
-// ConditionClaimsResized says whether every pet's claims have the storage
-// their template asks for. False with reason ExpansionNotAllowed names
-// the claims whose StorageClass forbids growing them; Resizing means the
-// request is raised and the volume has not caught up yet.
+// ConditionClaimsResized is False while a claim is smaller than its template:
+// reason Resizing while the volume grows, ExpansionNotAllowed when its
+// StorageClass forbids it.
 const ConditionClaimsResized = "ClaimsResized"
 
 // expandClaims raises the storage request of existing claims of wanted pets
@@ -91,13 +90,9 @@ func (r *Reconciler) expandClaims(ctx context.Context, ps *v1alpha1.PetSet, want
 	return cond, nil
 }
 
-// expandable reports whether a claim's StorageClass allows expansion. A
-// claim without a class cannot be expanded. The class is read from the
-// API server, not a cache: it is wanted only while a claim is smaller
-// than its template (after a template's storage grows, until the claim's
-// request is raised, or for each pass while the class forbids it), which
-// is rare, whereas a cache would watch every StorageClass for the life of
-// the process.
+// expandable reports whether a claim's StorageClass allows expansion. The class
+// is read uncached: it is wanted only while a claim is smaller than its
+// template, and a cache would watch every StorageClass for good.
 func (r *Reconciler) expandable(ctx context.Context, claim *corev1.PersistentVolumeClaim) (bool, error) {
 	if claim.Spec.StorageClassName == nil || *claim.Spec.StorageClassName == "" {
 		return false, nil

@@ -14,19 +14,9 @@ import (
 // InClusterNamespaceFile holds the namespace of a pod's service account.
 const InClusterNamespaceFile = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
-// LeaseNamespace chooses the namespace of the leader-election lease, in the
-// order controller-runtime's GetConfig chooses the cluster, so that the
-// lease lives beside whatever the controller talks to:
-//
-//  1. flagNS, the --leader-election-namespace flag, if set;
-//  2. with --kubeconfig (kubeconfig), its current context's namespace;
-//  3. with $KUBECONFIG (kubeconfigEnv) unset and a service-account
-//     namespace file (inClusterFile), the pod's namespace;
-//  4. otherwise the current context's namespace of $KUBECONFIG or
-//     ~/.kube/config.
-//
-// A kubeconfig context without a namespace means "default". from says
-// where the namespace came from, for the log.
+// LeaseNamespace picks the lease's namespace as GetConfig picks the cluster:
+// flagNS, else kubeconfig's context, else the pod's own (inClusterFile) unless
+// kubeconfigEnv is set, else its or ~/.kube/config's context; from says which.
 func LeaseNamespace(flagNS, kubeconfig, kubeconfigEnv, inClusterFile string) (ns, from string, err error) {
 	if flagNS != "" {
 		return flagNS, "--leader-election-namespace", nil

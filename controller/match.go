@@ -10,15 +10,9 @@ import (
 	v1alpha1 "petset.dev/petset/api/v1alpha1"
 )
 
-// adoptedRevision is the revision label an adopted pod without one gets:
-// the set's update revision when the pod is what the set would make for
-// that ordinal now (templateMatches), else "" (no label), so that under
-// RollingUpdate it is replaced like any pet at another revision, which
-// is what StatefulSet does with a pod whose controller-revision-hash is
-// not its update revision. Outside a rollout the update revision is the
-// current one, so migrating from a StatefulSet with the same spec
-// replaces nothing. The name is the one the last status reported for
-// this generation, or the one Revision gives the template.
+// adoptedRevision is the update revision if the pod is what the set would make
+// for its ordinal (templateMatches), else "": migrating a StatefulSet of the
+// same spec replaces nothing, and a rolling update replaces any other pod.
 func adoptedRevision(ps *v1alpha1.PetSet, pod *corev1.Pod, ordinal int) string {
 	rev := Revision(ps)
 	if ps.Status.ObservedGeneration == ps.Generation && ps.Status.UpdateRevision != "" {
@@ -30,27 +24,9 @@ func adoptedRevision(ps *v1alpha1.PetSet, pod *corev1.Pod, ordinal int) string {
 	return rev
 }
 
-// templateMatches reports whether pod is want, the pod the set would make,
-// as far as can be told from a pod the API server has defaulted and
-// admission has added to:
-//
-//   - identity and storage, StatefulSet's identityMatches and
-//     storageMatches: the pet's hostname and subdomain, and for every
-//     claim template a volume of that name on the pet's claim;
-//   - every label and annotation of the template is the pod's;
-//   - every field the template sets is the pod's, recursively; lists
-//     have the same length and match item by item, except volumes and
-//     volume mounts (matched by name and by mount path; the pod may have
-//     more, as the service account admission adds one) and tolerations
-//     (the pod may have more, as the default toleration admission adds);
-//   - what a template leaves out and the API server does not default is
-//     not the pod's either: containers' command, args, env, envFrom,
-//     workingDir, ports, probes and lifecycle, and the pod's init
-//     containers, node selector and affinity.
-//
-// It errs towards "no": a pod it does not match is replaced by a rolling
-// update, which costs a restart, where a false "yes" would leave a pod
-// running something else than the template for good.
+// templateMatches reports whether pod, as defaulted and admitted, is want:
+// identity, storage and every field the template sets (strictKeys, keyedLists).
+// It errs towards no: a restart costs less than a pod left unlike its template.
 func templateMatches(want, pod *corev1.Pod) bool {
 	if pod.Spec.Hostname != want.Spec.Hostname || pod.Spec.Subdomain != want.Spec.Subdomain {
 		return false

@@ -11,10 +11,9 @@ import (
 	v1alpha1 "petset.dev/petset/api/v1alpha1"
 )
 
-// stsPod is pet 0 of testSet as the StatefulSet controller made it and
-// the API server stored it: the template defaulted, claim volumes first,
-// the service account's projected volume and mount, the default
-// tolerations, the StatefulSet's labels.
+// stsPod is pet 0 of testSet as the StatefulSet controller made it and the API
+// server stored it: defaulted, with claim volumes first, the service account's
+// volume and mount, default tolerations and the StatefulSet's labels.
 func stsPod() *corev1.Pod {
 	grace := int64(30)
 	return &corev1.Pod{
@@ -42,10 +41,9 @@ func stsPod() *corev1.Pod {
 	}
 }
 
-// Which adopted pods are taken to be at the update revision (labelled,
-// left alone) and which are not (no label, replaced by a rolling update):
-// StatefulSet's identityMatches and storageMatches, and the template,
-// through what the API server and admission add.
+// Which adopted pods count as at the update revision: StatefulSet's
+// identityMatches and storageMatches, and the template, through what the API
+// server and admission add.
 func TestTemplateMatches(t *testing.T) {
 	tests := []struct {
 		name     string
@@ -116,10 +114,9 @@ func TestTemplateMatches(t *testing.T) {
 	}
 }
 
-// The revision an adopted pod gets is the update revision the status
-// reports for this generation (a revision matched by data may have
-// another name than Revision gives), never the current revision of a
-// rollout in progress: the pod was compared with spec.template.
+// An adopted pod gets the update revision the status reports for this
+// generation (matched by data, it may not be Revision's name), never the
+// current revision of a rollout: the pod was compared with spec.template.
 func TestAdoptedRevisionName(t *testing.T) {
 	ps := testSet(1)
 	ps.Status = v1alpha1Status(ps.Generation, "db-current", "db-update")
@@ -136,10 +133,9 @@ func v1alpha1Status(gen int64, current, update string) v1alpha1.PetSetStatus {
 	return v1alpha1.PetSetStatus{ObservedGeneration: gen, CurrentRevision: current, UpdateRevision: update}
 }
 
-// Adopted under RollingUpdate: the pet that is the template's stays (no
-// pod replaced on a migration), the one running other env is replaced,
-// as StatefulSet replaces a pod whose revision is not its update
-// revision, and comes back from the template.
+// Adopted under RollingUpdate, the pet that is the template's stays, and the
+// one running other env is replaced from the template, as StatefulSet replaces
+// a pod not at its update revision.
 func TestAdoptedPodReplacedUnlessItMatches(t *testing.T) {
 	old := stsPod()
 	old.Name, old.UID, old.Spec.Hostname = "db-1", "uid-db-1", "db-1"

@@ -21,29 +21,14 @@ import (
 	v1alpha1 "petset.dev/petset/api/v1alpha1"
 )
 
-// DefaultRecheckAfter is how often a set looks again at pods outside the
-// cache that hold its pets' names (another controller's pod, an orphan
-// being deleted): no watch tells it when they go.
+// DefaultRecheckAfter is how often a set looks again at what holds it back
+// outside the cache (pods with its pets' names, claims on their way out):
+// no watch tells it when they go.
 const DefaultRecheckAfter = 5 * time.Second
 
-// outsideCache is what one set must read from the API server rather than
-// from the cache, which holds only pods labelled with LabelSetName (see
-// CacheOptions). A pod without that label is one the set has not made or
-// adopted yet: an orphan of a deleted StatefulSet, a pod of another
-// controller with a pet's name, a pet whose label someone removed. The
-// set finds them by
-//   - a list of the pods matching its selector, uncached, the first time
-//     this process sees each generation of the set (a new set created
-//     over leftover pods, a changed selector or scale);
-//   - a read of each name in names on every pass: pods found outside the
-//     cache that hold a pet's name, names whose creation failed with
-//     AlreadyExists, and pets the cache reported deleted while they were
-//     not being deleted (someone removed their LabelSetName label; see
-//     podHandler). A name leaves the list once the cache holds its pod
-//     (it was adopted, or made by the set) or the pod is gone.
-//
-// Adoption labels the pod, so it enters the cache and its changes are
-// watched from then on.
+// outsideCache is what a set reads from the API server, as the cache holds only
+// labelled pods: pods matching its selector once per generation, and on every
+// pass each name in names (pods holding a pet's name, pets whose label went).
 type outsideCache struct {
 	uid        types.UID
 	generation int64 // the last generation listed uncached; 0 for none
@@ -77,10 +62,8 @@ func (r *Reconciler) uncached() client.Reader {
 	return r.Client
 }
 
-// podsOf returns the pods claimPods looks at: every pod in the cache of
-// ps's namespace, and those outside it that the set must see (see
-// outsideCache), the latter named in fresh. A pod the cache holds is
-// taken from the cache.
+// podsOf returns the pods claimPods looks at: the cache's, and those outside it
+// that the set must see (outsideCache), which are also in fresh.
 func (r *Reconciler) podsOf(ctx context.Context, ps *v1alpha1.PetSet, selector labels.Selector) (pods []*corev1.Pod, fresh map[string]*corev1.Pod, err error) {
 	var cached corev1.PodList
 	if err := r.List(ctx, &cached, client.InNamespace(ps.Namespace)); err != nil {
@@ -136,16 +119,9 @@ func (r *Reconciler) podsOf(ctx context.Context, ps *v1alpha1.PetSet, selector l
 	return pods, fresh, nil
 }
 
-// keepOutside records which of the pods read outside the cache are read
-// again on the next passes: those the set took (until the cache holds
-// them; they are labelled now), those that hold back a wanted pet, until
-// they go, and those that hold the name of an ordinal the set does not
-// want, match its selector and are not being deleted (another
-// controller's, say a StatefulSet's whose deletion orphans them: once the
-// garbage collector has, the set adopts the pod and deletes it as
-// condemned, as StatefulSet would). The others (a pod with the name of an
-// ordinal the set does not want that does not match the selector, or is
-// going) are not; a change of the set's generation lists them again.
+// keepOutside keeps reading the outside pods the set took (until the cache has
+// them), those holding a wanted pet back, and matching ones at an unwanted
+// ordinal (a StatefulSet's, orphaned later, then adopted and condemned).
 func (r *Reconciler) keepOutside(ps *v1alpha1.PetSet, selector labels.Selector, fresh map[string]*corev1.Pod, own ownership) {
 	out := r.outsideOf(ps)
 	start, end := Range(ps)
@@ -155,7 +131,7 @@ func (r *Reconciler) keepOutside(ps *v1alpha1.PetSet, selector labels.Selector, 
 		case o < 0:
 		case own.owned[o] != nil && own.owned[o].Name == name:
 			out.names[name] = true
-		case own.blocked[o] == "":
+		case own.blocked[o].Kind == WaitNone:
 			delete(out.names, name)
 		case o >= start && o < end:
 			out.names[name] = true
@@ -167,14 +143,9 @@ func (r *Reconciler) keepOutside(ps *v1alpha1.PetSet, selector labels.Selector, 
 	}
 }
 
-// podHandler maps pod events to sets (podSets) and, on a delete event of
-// a pod that was not being deleted, marks its name to be read from the API
-// server on the next pass of each set it maps to: the cache's informer,
-// which holds only labelled pods, reports a pet whose LabelSetName label
-// someone removed as deleted. The pass then finds the pet outside the
-// cache and labels it back (and deletes it if it is condemned). A pet
-// really deleted was being deleted first (a graceful deletion), so it
-// costs no read; one deleted at once costs one read of its name.
+// podHandler is podSets' handler; on the delete event of a pod that was not
+// being deleted it marks the name to be read uncached: the cache reports a pet
+// whose LabelSetName label was removed as deleted, and the pass labels it back.
 type podHandler struct {
 	handler.EventHandler
 	r *Reconciler
@@ -227,11 +198,9 @@ func (r *Reconciler) recheck(ps *v1alpha1.PetSet, name string) {
 	r.outsideOf(ps).names[name] = true
 }
 
-// recheckAfter is when the set must look again at pods outside the cache,
-// or at the claims a pet waits for (claimHeld), zero when there are none:
-// nothing else would bring it back when they change or go. A claim the
-// cache does not hold (a StatefulSet's, held by a finalizer or by an owner
-// reference to a pod that is gone) sends no event when it goes.
+// recheckAfter is when the set must look again at pods outside the cache or
+// at claims a pet waits for (claimHeld), zero when none: no watch event would
+// bring it back when they change or go.
 func (r *Reconciler) recheckAfter(ps *v1alpha1.PetSet, claimHeld bool) time.Duration {
 	if len(r.outsideOf(ps).names) == 0 && !claimHeld {
 		return 0
@@ -261,11 +230,8 @@ func (r *Reconciler) relabel(ctx context.Context, ps *v1alpha1.PetSet, pod *core
 	return out, nil
 }
 
-// getClaim reads a claim from the cache and, when the cache does not hold
-// it, from the API server: a claim made by a StatefulSet, or by a version
-// of the controller before claims were labelled, is not in the cache
-// until syncClaimRefs labels it. A claim that does not exist costs one
-// uncached read.
+// getClaim reads a claim from the cache, else from the API server: a
+// StatefulSet's claim is not in the cache until syncClaimRefs labels it.
 func (r *Reconciler) getClaim(ctx context.Context, key types.NamespacedName, claim *corev1.PersistentVolumeClaim) error {
 	err := r.Get(ctx, key, claim)
 	if !apierrors.IsNotFound(err) || r.APIReader == nil {
@@ -275,14 +241,9 @@ func (r *Reconciler) getClaim(ctx context.Context, key types.NamespacedName, cla
 	return r.APIReader.Get(ctx, key, claim)
 }
 
-// petClaim is getClaim for syncClaimRefs, which reads the claims of every
-// pet with a pod on every pass: a claim the API server says does not
-// exist (a claim template added to a set whose pets were made before it)
-// is read from the cache only, not from the API server again, until the
-// set's generation changes or this process restarts. A claim the
-// controller makes is labelled, so the cache holds it; only a claim made
-// by someone else, unlabelled, for a pet that already has a pod, waits
-// until then to get the retention policy's owner references.
+// petClaim is getClaim for syncClaimRefs, which reads every pet's claims each
+// pass: a claim the API server says does not exist is not asked for again
+// until the set's next generation.
 func (r *Reconciler) petClaim(ctx context.Context, ps *v1alpha1.PetSet, key types.NamespacedName, claim *corev1.PersistentVolumeClaim) error {
 	out := r.outsideOf(ps)
 	if out.absent == nil || out.absentGen != ps.Generation {

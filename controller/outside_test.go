@@ -26,11 +26,9 @@ import (
 	v1alpha1 "petset.dev/petset/api/v1alpha1"
 )
 
-// labelCache is the manager's cache as CacheOptions configures it, over a
-// fake API: reads of pods, claims and ControllerRevisions see only those
-// labelled with LabelSetName (a Get of another is NotFound, as from an
-// informer that never held it); writes go through. The fixtures give it
-// to the reconciler as Client and the fake itself as APIReader.
+// labelCache is the manager's cache as CacheOptions makes it: reads of pods,
+// claims and revisions see only those labelled LabelSetName; writes go through.
+// The fixtures give it to the reconciler as Client, the fake as APIReader.
 type labelCache struct{ client.Client }
 
 func labelSelected(obj runtime.Object) bool {
@@ -114,11 +112,9 @@ func (f *fixture) reconcileResult() ctrl.Result {
 	return res
 }
 
-// The cache of the fixtures holds only labelled pods: the orphans a
-// StatefulSet leaves have none of petset's labels and are found by the
-// uncached list of the set's first pass, adopted in place and labelled,
-// so the cache holds them from then on. The set makes only the pet that
-// is missing, with no AlreadyExists on the way.
+// A StatefulSet's orphans, outside the cache, are found by the set's first
+// uncached list and adopted in place and labelled; the set makes only the
+// missing pet, with no AlreadyExists on the way.
 func TestAdoptOutsideCache(t *testing.T) {
 	app := map[string]string{"app": "db"}
 	ps := testSet(3)
@@ -185,11 +181,9 @@ func TestUncachedListOncePerGeneration(t *testing.T) {
 	}
 }
 
-// A pod outside the cache that holds a pet's name for someone else is
-// found (by the uncached list when it matches the selector, by a read of
-// its name after the create fails with AlreadyExists when it does not),
-// holds the pet back with PodConflict, and is read again on a timer, as
-// no watch event tells when it goes; once gone, the pet is made.
+// A foreign pod outside the cache with a pet's name is found (by the list, or
+// by a read after AlreadyExists), holds the pet back, and is read again on a
+// timer, as no watch says when it goes; once gone, the pet is made.
 func TestConflictOutsideCache(t *testing.T) {
 	for _, tc := range []struct {
 		name          string
@@ -359,12 +353,9 @@ func TestRevisionCollisionOutsideCache(t *testing.T) {
 	}
 }
 
-// A pet held back by a claim the cache does not hold (a StatefulSet's,
-// without petset's labels) is looked at again on a timer: no watch event
-// says when that claim goes, and a claim event would map to no set. Once
-// the claim is gone the pet is made, with a fresh claim, and the timer
-// stops. Held by a finalizer of a claim being deleted, or by an owner
-// reference to a pod that is gone (the garbage collector will delete it).
+// A pet held back by a claim outside the cache (being deleted, or owned by a
+// pod that is gone) is looked at again on a timer, as no event says when the
+// claim goes; then the pet is made with a fresh claim and the timer stops.
 func TestClaimHoldRequeues(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
@@ -425,12 +416,9 @@ func TestClaimHoldRequeues(t *testing.T) {
 	}
 }
 
-// Migrating from a StatefulSet to a PetSet of fewer replicas: the set's
-// first pass finds the condemned pod still controlled by the StatefulSet
-// (the garbage collector has not orphaned it yet), outside the cache.
-// It is read again on a timer while it matches the selector, so once it
-// is orphaned the set adopts it and deletes it as condemned, as
-// StatefulSet would, without waiting for a new generation of the set.
+// Migrating to a PetSet of fewer replicas: a condemned pod the StatefulSet
+// still controls is read again on a timer, so once the garbage collector
+// orphans it the set adopts and deletes it, without a new generation.
 func TestCondemnedOrphanedLater(t *testing.T) {
 	ps := testSet(1)
 	ps.Spec.VolumeClaimTemplates = nil
@@ -491,12 +479,9 @@ func (f *fixture) deleteEvent(obj client.Object) []reconcile.Request {
 	return out
 }
 
-// A pet whose petset.dev/set-name label someone removes leaves the
-// label-selected cache, whose informer reports it deleted. The set's next
-// pass reads that name from the API server (one read, no list) and labels
-// the pet back: a condemned pet is then deleted as StatefulSet would, an
-// in-range one is the same pod again, counted in status. A pet really
-// deleted (it was being deleted first) costs no read.
+// A pet whose set-name label is removed leaves the cache as if deleted: the
+// next pass reads that name (one read, no list) and labels the pet back, or
+// deletes it if condemned. A pet really deleted costs no read.
 func TestPetLabelRemovedFoundOnDeleteEvent(t *testing.T) {
 	ps := testSet(3)
 	ps.Spec.VolumeClaimTemplates = nil
@@ -568,11 +553,9 @@ func TestPetLabelRemovedFoundOnDeleteEvent(t *testing.T) {
 	}
 }
 
-// A claim template added to a set whose pets were made without it: the
-// pets' claims do not exist (under OnDelete the pets stay), and
-// syncClaimRefs looks for them on every pass. The API server is asked
-// once per claim and generation, not on every pass; a new generation asks
-// again, and a claim made meanwhile is found then.
+// A claim template added to a set whose pets have pods: the missing claims are
+// asked of the API server once per claim and generation, not on every pass; a
+// new generation finds a claim made meanwhile.
 func TestAbsentClaimsReadOncePerGeneration(t *testing.T) {
 	ps := testSet(3)
 	ps.Spec.VolumeClaimTemplates = nil

@@ -26,11 +26,9 @@ type PetControl interface {
 	CreatePet(ctx context.Context, ps *v1alpha1.PetSet, ordinal int, rev string) error
 	// DeletePet deletes a pet's pod; its claims stay.
 	DeletePet(ctx context.Context, ps *v1alpha1.PetSet, pod *corev1.Pod) error
-	// CreateClaims makes the claims of pet ordinal that do not exist,
-	// reading the cache first. A claim being deleted is not reused: it
-	// returns ErrClaimTerminating. Claims are never deleted here: the
-	// garbage collector does it, following the owner references the
-	// retention policy puts on them (retention.go).
+	// CreateClaims makes pet ordinal's missing claims, reading the cache first;
+	// a claim being deleted is not reused (ErrClaimTerminating). Only the
+	// garbage collector deletes claims (retention.go).
 	CreateClaims(ctx context.Context, ps *v1alpha1.PetSet, ordinal int) error
 	// ExpandClaim raises a claim's storage request to size.
 	ExpandClaim(ctx context.Context, ps *v1alpha1.PetSet, claim *corev1.PersistentVolumeClaim, size resource.Quantity) error

@@ -2,8 +2,6 @@ package controller
 
 import (
 	"slices"
-	"strconv"
-	"strings"
 	"time"
 )
 
@@ -28,10 +26,10 @@ type Want struct {
 	RollingUpdate bool // not OnDelete
 	// Partition counts from Start, as StatefulSet's does: ordinals below
 	// Start+Partition keep their revision.
-	Partition       int
-	MaxUnavailable  int // at least 1
-	MinReadySeconds time.Duration
-	Now             time.Time
+	Partition      int
+	MaxUnavailable int // at least 1
+	MinReady       time.Duration
+	Now            time.Time
 
 	// collisionCount is carried from the revisions to status; the plan
 	// does not use it.
@@ -44,40 +42,46 @@ type Want struct {
 type Plan struct {
 	Create []int
 	Delete []int
-	// Wait says why nothing more happens now, for logs and conditions.
-	Wait string
+	// Wait is why nothing more happens now; Kind WaitNone when nothing
+	// holds the plan back.
+	Wait Wait
+	// Held are the pets taken out of Create because something outside
+	// the plan holds their place (holdBack), in ascending order.
+	Held []Wait
 }
 
-// available reports whether a pet has been Ready for MinReadySeconds.
+// waits is what the Ready condition names while the plan waits: the held
+// pets, then the plan's own wait (but not "creating one pet at a time"
+// when the one pet is held).
+func (p Plan) waits() []Wait {
+	out := slices.Clone(p.Held)
+	if p.Wait.Kind != WaitNone && (len(p.Held) == 0 || p.Wait.Kind != WaitCreating) {
+		out = append(out, p.Wait)
+	}
+	return out
+}
+
+// available reports whether a pet has been Ready for MinReady.
 func (w Want) available(p Pet) bool {
-	return p.Ready && !p.Terminating && (w.MinReadySeconds == 0 || !p.ReadySince.IsZero() && w.Now.Sub(p.ReadySince) >= w.MinReadySeconds)
+	return p.Ready && !p.Terminating && (w.MinReady == 0 || !p.ReadySince.IsZero() && w.Now.Sub(p.ReadySince) >= w.MinReady)
 }
 
-// updateMin is the lowest ordinal a rolling update replaces: the
-// partition is an offset from the start ordinal, as in StatefulSet
-// (newVersionedStatefulSetPod compares the ordinal with
-// start+partition; the update loop compares the index from start).
+// updateMin is the lowest ordinal a rolling update replaces: the partition
+// counts from the start ordinal, as in StatefulSet.
 func (w Want) updateMin() int {
 	return w.Start + max(0, w.Partition)
 }
 
-// stuck reports whether pet p at ordinal o is at an old revision and not
-// Ready where the update revision is due, so a rolling update may replace
-// it. A pet due the current revision is waited for instead: replacing it
-// would make it again at the same revision.
+// stuck reports whether old pet p at o is not Ready where the update revision
+// is due: replacing it costs nothing, and waiting for it would block the
+// rollout (one due the current revision would come back the same).
 func (w Want) stuck(o int, p Pet, pets []Pet) bool {
 	return w.RollingUpdate && o >= w.updateMin() && p.Revision != w.Revision && !p.Ready && !p.Terminating && w.Due(o, pets) == w.Revision
 }
 
-// Due is the revision pet o is made at when it is created, the rule of
-// the StatefulSet controller's newVersionedStatefulSetPod: the update
-// revision, except under RollingUpdate for an ordinal below the
-// partition, or one the rollout (from the highest ordinal down) has not
-// reached yet because a wanted pet above it is still at another
-// revision. Those come back at the current revision, from its stored
-// template, so a pet that is deleted, evicted or finishes below the
-// partition never spreads a new template. Under OnDelete every new pet
-// is made at the update revision: deleting a pet is how it is updated.
+// Due is the revision pet o is made at, newVersionedStatefulSetPod's rule: the
+// update revision, but under RollingUpdate the current one below the partition
+// or below an old pet, so a pet made again never spreads a new template.
 func (w Want) Due(o int, pets []Pet) string {
 	if !w.RollingUpdate || w.Current == "" || w.Current == w.Revision {
 		return w.Revision
@@ -93,19 +97,9 @@ func (w Want) Due(o int, pets []Pet) string {
 	return w.Revision
 }
 
-// Decide computes the next step for want, given the pets that exist. It is
-// the StatefulSet controller's order:
-//
-//  1. finished pets in range are deleted, so they come back;
-//  2. missing pets are created in ascending order (Parallel: all at once;
-//     OrderedReady: one, and only when every lower pet is available);
-//  3. pets outside the range are deleted from the highest ordinal down
-//     (OrderedReady: one at a time, only when all others are available);
-//  4. with everything in place and available, pets at an old revision are
-//     deleted from the highest ordinal down to the partition, at most
-//     MaxUnavailable at a time; an old pet that is not Ready is replaced
-//     at once, so a rollout stuck on a broken revision recovers when the
-//     template is fixed.
+// Decide is the next step for want and the pets that exist, in StatefulSet's
+// order: replace finished pets, create missing ones, delete condemned ones from
+// the top, then replace old ones from the top down to the partition.
 func Decide(w Want, pets []Pet) Plan {
 	by := map[int]Pet{}
 	for _, p := range pets {
@@ -120,7 +114,7 @@ func Decide(w Want, pets []Pet) Plan {
 		}
 	}
 	if len(plan.Delete) > 0 {
-		plan.Wait = "replacing finished pets"
+		plan.Wait = Wait{Kind: WaitFinished, Ordinals: slices.Clone(plan.Delete)}
 		return plan
 	}
 
@@ -130,7 +124,7 @@ func Decide(w Want, pets []Pet) Plan {
 		if !ok {
 			plan.Create = append(plan.Create, o)
 			if !w.Parallel {
-				plan.Wait = "creating one pet at a time"
+				plan.Wait = Wait{Kind: WaitCreating, Ordinals: []int{o}}
 				return plan
 			}
 			continue
@@ -142,7 +136,7 @@ func Decide(w Want, pets []Pet) Plan {
 				plan.Delete = append(plan.Delete, o)
 				return plan
 			}
-			plan.Wait = "waiting for " + strconv.Itoa(o) + " to be available"
+			plan.Wait = Wait{Kind: WaitAvailable, Ordinals: []int{o}}
 			return plan
 		}
 	}
@@ -162,7 +156,7 @@ func Decide(w Want, pets []Pet) Plan {
 	for _, o := range condemned {
 		if by[o].Terminating {
 			if !w.Parallel {
-				plan.Wait = "waiting for " + strconv.Itoa(o) + " to terminate"
+				plan.Wait = Wait{Kind: WaitTerminating, Ordinals: []int{o}}
 				return plan
 			}
 			continue
@@ -213,47 +207,15 @@ func Decide(w Want, pets []Pet) Plan {
 	}
 	if len(held) > 0 {
 		// Every pet held back, highest first, in one reason.
-		plan.Wait = "waiting for " + strconv.Itoa(unavailable) + " unavailable pets (maxUnavailable " + strconv.Itoa(budget) +
-			") before updating " + listOrdinals(held)
+		plan.Wait = Wait{Kind: WaitBudget, Ordinals: held, Unavailable: unavailable, MaxUnavailable: budget}
 	}
 	return plan
 }
 
-// maxReasons bounds the reasons (and ordinals) a wait message names: the
-// rest are counted, so a set of a thousand held pets does not make a
-// condition message of a thousand reasons.
-const maxReasons = 5
-
-// joinReasons joins reasons in the order given with "; ", naming at most
-// maxReasons of them and counting the others.
-func joinReasons(reasons []string) string {
-	if len(reasons) <= maxReasons {
-		return strings.Join(reasons, "; ")
-	}
-	return strings.Join(reasons[:maxReasons], "; ") + "; and " + strconv.Itoa(len(reasons)-maxReasons) + " more"
-}
-
-// listOrdinals names ordinals in the order given, at most maxReasons of
-// them.
-func listOrdinals(os []int) string {
-	s := make([]string, 0, min(len(os), maxReasons))
-	for _, o := range os[:min(len(os), maxReasons)] {
-		s = append(s, strconv.Itoa(o))
-	}
-	out := strings.Join(s, ", ")
-	if len(os) > maxReasons {
-		out += " and " + strconv.Itoa(len(os)-maxReasons) + " more"
-	}
-	return out
-}
-
-// notDone says what keeps a set from Ready when the plan waits for
-// nothing (Parallel does not wait for readiness; OnDelete and a
-// partition leave pets at an old revision), from the state of its pets,
-// sorted by ordinal, one reason per kind, in a fixed order. It says
-// nothing of the plan's own steps, so a pass that creates or deletes
-// pets says the same as the pass after it.
-func (w Want) notDone(pets []Pet) []string {
+// notDone is what keeps a set from Ready when the plan waits for nothing
+// (Parallel, OnDelete, a partition), from its pets alone, so a pass that
+// creates or deletes pets says what the pass after it will.
+func (w Want) notDone(pets []Pet) []Wait {
 	var condemned, terminating, unavailable, onDelete, partitioned, old []int
 	for _, p := range pets {
 		o := p.Ordinal
@@ -277,18 +239,18 @@ func (w Want) notDone(pets []Pet) []string {
 			old = append(old, o)
 		}
 	}
-	var out []string
-	add := func(os []int, what string) {
+	var out []Wait
+	add := func(kind WaitKind, os []int) {
 		if len(os) > 0 {
 			slices.Sort(os)
-			out = append(out, strings.ReplaceAll(what, "%s", listOrdinals(os)))
+			out = append(out, Wait{Kind: kind, Ordinals: os})
 		}
 	}
-	add(terminating, "waiting for %s to terminate")
-	add(condemned, "%s to be deleted")
-	add(unavailable, "waiting for %s to be available")
-	add(partitioned, "%s below the partition keep their revision")
-	add(onDelete, "%s at an old revision are updated when deleted (OnDelete)")
-	add(old, "%s not yet updated")
+	add(WaitTerminating, terminating)
+	add(WaitCondemned, condemned)
+	add(WaitAvailable, unavailable)
+	add(WaitPartition, partitioned)
+	add(WaitOnDelete, onDelete)
+	add(WaitNotUpdated, old)
 	return out
 }

@@ -18,15 +18,9 @@ import (
 	v1alpha1 "petset.dev/petset/api/v1alpha1"
 )
 
-// repairIdentity puts back the identity labels of the set's pets, as
-// StatefulSet's processReplica does when identityMatches fails: a pet
-// whose petset.dev/pod-name, pod-index or set-name label is missing or
-// wrong (someone edited it; a per-pet Service selecting pod-name would
-// lose its endpoint) gets them back in one strategic merge patch that
-// carries the pod's UID. A pet whose labels are right costs nothing, and
-// a Terminating pet is left alone. Hostname and subdomain are not
-// repaired: a pod's spec.hostname and spec.subdomain cannot change. The
-// repaired pods replace the cached ones in owned.
+// repairIdentity gives pets whose identity labels were removed or changed them
+// back, as StatefulSet's processReplica does: a per-pet Service selecting
+// pod-name would lose its endpoint. The patched pods replace those in owned.
 func (r *Reconciler) repairIdentity(ctx context.Context, ps *v1alpha1.PetSet, owned map[int]*corev1.Pod) error {
 	var errs []error
 	for _, o := range slices.Sorted(maps.Keys(owned)) {

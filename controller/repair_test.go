@@ -11,10 +11,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 )
 
-// A pet whose identity labels someone removed or changed gets them back
-// in one patch, as StatefulSet's processReplica restores a pod whose
-// identityMatches fails; the pod is not replaced, and a pass over healthy
-// pets writes nothing to them.
+// A pet whose identity labels were removed or changed gets them back in one
+// patch, as StatefulSet's processReplica does, without being replaced; healthy
+// pets cost no write.
 func TestIdentityRepaired(t *testing.T) {
 	ps := testSet(3)
 	ps.Spec.VolumeClaimTemplates = nil

@@ -10,7 +10,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -18,18 +17,9 @@ import (
 	v1alpha1 "petset.dev/petset/api/v1alpha1"
 )
 
-// The retention policy is carried out by the garbage collector, through
-// owner references on the claims, as the StatefulSet controller does it:
-//
-//	whenDeleted  whenScaled  claim of a wanted pet   claim of a condemned pet
-//	Retain       Retain      none                    none
-//	Delete       Retain      the PetSet              the PetSet
-//	Retain       Delete      none                    its pod
-//	Delete       Delete      the PetSet              its pod
-//
-// Both are controller references. The controller never deletes a claim
-// itself, so a claim it has not marked (one kept from an earlier set of
-// the same name, say) is never deleted whatever its labels say.
+// The retention policy is carried out by the garbage collector, as for a
+// StatefulSet, through controller references on claims: to the set for
+// whenDeleted Delete, to a condemned pet's pod for whenScaled Delete.
 
 // policyOf is the set's retention policy, Retain where unset.
 func policyOf(ps *v1alpha1.PetSet) v1alpha1.RetentionPolicy {
@@ -59,10 +49,9 @@ func isRef(ref metav1.OwnerReference, kind, name string) bool {
 	return ref.Kind == kind && ref.Name == name
 }
 
-// staleRef returns the first owner reference of claim to an earlier object
-// in the place of ps or of pet ordinal's pod (same kind and name,
-// another UID; pod is nil when the pet has no pod). The garbage collector
-// deletes or frees such a claim; until it has, the claim is not the pet's.
+// staleRef is claim's first owner reference to an earlier set or pod in the
+// place of ps or of pet ordinal's pod (nil if none): the garbage collector is
+// about to delete or free the claim, so it is not the pet's.
 func staleRef(claim *corev1.PersistentVolumeClaim, ps *v1alpha1.PetSet, ordinal int, pod *corev1.Pod) *metav1.OwnerReference {
 	podName := PodName(ps.Name, ordinal)
 	for i, ref := range claim.OwnerReferences {
@@ -135,45 +124,50 @@ func retentionCondition(ps *v1alpha1.PetSet, foreign []string) *metav1.Condition
 	if len(foreign) > 0 {
 		slices.Sort(foreign)
 		c.Status, c.Reason = metav1.ConditionFalse, "ConflictingController"
-		c.Message = foreignPrefix + strings.Join(foreign, ", ")
+		c.Message = "the retention policy is not applied to claims with another controller: " + strings.Join(foreign, ", ")
 	}
 	return c
 }
 
-const foreignPrefix = "the retention policy is not applied to claims with another controller: "
-
-// foreignSaid reports whether the RetentionApplied condition being
-// replaced already names claim.
-func foreignSaid(ps *v1alpha1.PetSet, claim string) bool {
-	c := meta.FindStatusCondition(ps.Status.Conditions, ConditionRetentionApplied)
-	if c == nil || c.Status != metav1.ConditionFalse {
-		return false
-	}
-	list, ok := strings.CutPrefix(c.Message, foreignPrefix)
-	return ok && slices.Contains(strings.Split(list, ", "), claim)
+// announced is what this process last told of a set: the held pets its
+// Ready condition named and the claims with another controller it warned
+// of, so that each is an event once, not one on every pass.
+type announced struct {
+	uid     types.UID
+	held    map[heldKey]bool
+	foreign map[string]bool
 }
 
-// syncClaimRefs gives the claims of every pet with a pod the owner
-// references of the retention policy and the pet labels, with patches
-// that fail on a concurrent change (the next pass retries). It runs
-// before any pet is deleted, so a condemned pet's claims name their pod
-// before the pod goes. A claim with a stale reference is left to the
-// garbage collector; a claim with another controller is left alone, and
-// returned when the policy would have marked it, with a Warning event the
-// first time (when the RetentionApplied condition being replaced does not
-// name it yet).
+// announcedOf returns the record of ps, a fresh one for a set not seen
+// before or replaced by another of the same name.
+func (r *Reconciler) announcedOf(ps *v1alpha1.PetSet) *announced {
+	key := client.ObjectKeyFromObject(ps)
+	if v, ok := r.announced.Load(key); ok {
+		if a := v.(*announced); a.uid == ps.UID {
+			return a
+		}
+	}
+	a := &announced{uid: ps.UID}
+	r.announced.Store(key, a)
+	return a
+}
+
+// syncClaimRefs gives the claims of pets with pods the policy's owner
+// references and pet labels, before any pet is deleted. It returns the claims
+// another controller keeps from the policy, with a Warning for each new one.
 func (r *Reconciler) syncClaimRefs(ctx context.Context, ps *v1alpha1.PetSet, owned map[int]*corev1.Pod, start, end int) ([]string, error) {
 	var errs []error
 	var conflicting []string
+	said := r.announcedOf(ps)
 	// A wanted pet without a pod now (being made again) keeps the
-	// claims the condition named: they are looked at again once it has
-	// one, and a replaced pod is no news.
+	// claims the last pass returned: they are looked at again once it
+	// has one, and a replaced pod is no news.
 	for o := start; o < end; o++ {
 		if owned[o] != nil {
 			continue
 		}
 		for _, t := range ps.Spec.VolumeClaimTemplates {
-			if name := ClaimName(t.Name, ps.Name, o); foreignSaid(ps, name) {
+			if name := ClaimName(t.Name, ps.Name, o); said.foreign[name] {
 				conflicting = append(conflicting, name)
 			}
 		}
@@ -199,7 +193,7 @@ func (r *Reconciler) syncClaimRefs(ctx context.Context, ps *v1alpha1.PetSet, own
 			}
 			if foreign && policyOf(ps) != (v1alpha1.RetentionPolicy{WhenDeleted: v1alpha1.Retain, WhenScaled: v1alpha1.Retain}) {
 				conflicting = append(conflicting, claim.Name)
-				if !foreignSaid(ps, claim.Name) {
+				if !said.foreign[claim.Name] {
 					r.event(ps, corev1.EventTypeWarning, "ConflictingController", "RetainClaim",
 						"claim %s has another controller: the retention policy is not applied to it", claim.Name)
 				}
@@ -228,16 +222,20 @@ func (r *Reconciler) syncClaimRefs(ctx context.Context, ps *v1alpha1.PetSet, own
 			operations.WithLabelValues("update_claim_owners").Inc()
 		}
 	}
-	return conflicting, errors.Join(errs...)
+	if len(errs) > 0 {
+		return conflicting, errors.Join(errs...)
+	}
+	said.foreign = map[string]bool{}
+	for _, name := range conflicting {
+		said.foreign[name] = true
+	}
+	return conflicting, nil
 }
 
-// claimHold says why pet ordinal, which has no pod, may not be made now,
-// or "" if it may: one of its claims is being deleted (a claim with a
-// deletion timestamp, held by the pvc-protection finalizer or waiting for
-// the garbage collector, is never reused), or has a stale owner
-// reference, so the garbage collector is about to delete it. Once the old
-// claim is gone the pet gets a fresh one.
-func (r *Reconciler) claimHold(ctx context.Context, ps *v1alpha1.PetSet, ordinal int) (string, error) {
+// claimHold says why pet ordinal may not be made now: a claim of it is being
+// deleted, or about to be (a stale owner). Such a claim is never reused: the
+// pet gets a fresh one once it is gone.
+func (r *Reconciler) claimHold(ctx context.Context, ps *v1alpha1.PetSet, ordinal int) (Wait, error) {
 	for _, t := range ps.Spec.VolumeClaimTemplates {
 		name := ClaimName(t.Name, ps.Name, ordinal)
 		claim := &corev1.PersistentVolumeClaim{}
@@ -246,85 +244,57 @@ func (r *Reconciler) claimHold(ctx context.Context, ps *v1alpha1.PetSet, ordinal
 			continue
 		}
 		if err != nil {
-			return "", err
+			return Wait{}, err
 		}
 		if claim.DeletionTimestamp != nil {
-			return "claim " + name + " is being deleted; pet " + strconv.Itoa(ordinal) + " waits for a fresh one", nil
+			return heldBy(HeldClaimGoing, ordinal, name, ""), nil
 		}
 		if ref := staleRef(claim, ps, ordinal, nil); ref != nil {
-			return fmt.Sprintf("claim %s belongs to a deleted %s %s; pet %d waits for the garbage collector", name, ref.Kind, ref.Name, ordinal), nil
+			return heldBy(HeldClaimStale, ordinal, name, ref.Kind+" "+ref.Name), nil
 		}
 	}
-	return "", nil
+	return Wait{}, nil
 }
 
-// holdBack removes from the plan the pets that may not be made now: those
-// whose name a pod the set may not take holds, and those whose claims are
-// on their way out. The plan's Wait says why (every held pet, at most
-// maxReasons by name and the others counted, so the Ready condition
-// names them). A held pet named there gets an event when its reason is
-// new: one the Ready condition being replaced does not already say, so
-// an unchanged wait is not an event on every pass. claimHeld reports
-// whether a pet waits for a claim: the claim may be one the cache does not
-// hold (a StatefulSet's), whose going no watch event reports, so the set
-// must look again on a timer (see recheckAfter).
+// holdBack moves the creates a pod or claim holds back into plan.Held, with an
+// event for each the Ready condition names anew. claimHeld: a pet waits for a
+// claim, maybe outside the cache, so the set must look again on a timer.
 func (r *Reconciler) holdBack(ctx context.Context, ps *v1alpha1.PetSet, plan Plan, own ownership) (_ Plan, claimHeld bool, _ error) {
-	said := ""
-	if c := meta.FindStatusCondition(ps.Status.Conditions, "Ready"); c != nil {
-		said = c.Message
-	}
-	type held struct{ kind, reason, why string }
 	var create []int
-	var holds []held
 	for _, o := range plan.Create {
-		h := held{why: own.blocked[o]}
-		switch {
-		case own.conflict[o]:
-			h.kind, h.reason = corev1.EventTypeWarning, "PodConflict"
-		case h.why != "":
-			h.kind, h.reason = corev1.EventTypeNormal, "WaitForPod"
-		default:
+		h, blocked := own.blocked[o]
+		if !blocked {
 			var err error
-			if h.why, err = r.claimHold(ctx, ps, o); err != nil {
+			if h, err = r.claimHold(ctx, ps, o); err != nil {
 				return plan, false, err
 			}
-			h.kind, h.reason = corev1.EventTypeNormal, "WaitForClaim"
-			claimHeld = claimHeld || h.why != ""
+			claimHeld = claimHeld || h.Kind != WaitNone
 		}
-		if h.why != "" {
-			holds = append(holds, h)
+		if h.Kind != WaitNone {
+			plan.Held = append(plan.Held, h)
 			continue
 		}
 		create = append(create, o)
 	}
-	if len(holds) > 0 {
-		// Every held pet, in ascending order, bounded (joinReasons). A
-		// plan that created pets says only why the others wait; any
-		// other reason the plan gave is kept after them.
-		whys := make([]string, 0, len(holds)+1)
-		for i, h := range holds {
-			whys = append(whys, h.why)
-			// Events for the pets the message names, each once: a
-			// reason the message being replaced already says is no
-			// news, and pets past the bound are only counted, so a
-			// thousand held pets are not a thousand events a pass.
-			if i < maxReasons && !strings.Contains(said, h.why) {
-				r.event(ps, h.kind, h.reason, "CreatePod", "%s", h.why)
-			}
-		}
-		if plan.Wait != "" && plan.Wait != "creating one pet at a time" {
-			whys = append(whys, plan.Wait)
-		}
-		plan.Wait = joinReasons(whys)
-	}
 	plan.Create = create
+	// Pets past the bound are only counted in the message, so a
+	// thousand held pets are not a thousand events a pass.
+	said := r.announcedOf(ps)
+	named := map[heldKey]bool{}
+	for _, h := range plan.Held[:min(len(plan.Held), maxReasons)] {
+		named[h.key()] = true
+		if !said.held[h.key()] {
+			kind, reason := h.event()
+			r.event(ps, kind, reason, "CreatePod", "%s", h.String())
+		}
+	}
+	said.held = named
 	return plan, claimHeld, nil
 }
 
-// createMissingClaims makes the missing claims of wanted pets whose pods
-// wait to be scheduled, as the StatefulSet controller does for a Pending
-// pod: a claim deleted after its pod was made would otherwise leave the
-// pod Pending for ever. A claim still being deleted is waited for.
+// createMissingClaims makes the missing claims of wanted pets still Pending, as
+// StatefulSet does: a claim deleted after its pod was made would otherwise
+// leave the pod Pending for ever.
 func (r *Reconciler) createMissingClaims(ctx context.Context, ps *v1alpha1.PetSet, owned map[int]*corev1.Pod, want Want) error {
 	if len(ps.Spec.VolumeClaimTemplates) == 0 {
 		return nil

@@ -57,12 +57,9 @@ func refUIDs(o metav1.Object) []string {
 	return out
 }
 
-// Claims carry the retention policy as owner references: the set's with
-// whenDeleted Delete, from creation on; a condemned pet's pod's (and no
-// longer the set's) with whenScaled Delete, before the pod is deleted.
-// The controller deletes no claim itself. A policy change updates the
-// references; a claim of an earlier set that no pet of this one uses is
-// never touched.
+// Claims carry the retention policy as owner references, from creation and
+// before a condemned pet's pod goes, and follow a policy change; the
+// controller deletes no claim, and never touches an earlier set's.
 func TestClaimRetentionRefs(t *testing.T) {
 	ps := testSet(2)
 	ps.Spec.PersistentVolumeClaimRetentionPolicy = &v1alpha1.RetentionPolicy{WhenDeleted: v1alpha1.Delete, WhenScaled: v1alpha1.Delete}
@@ -113,9 +110,8 @@ func TestClaimRetentionRefs(t *testing.T) {
 	}
 }
 
-// A claim with another controller gets no reference from the set, and a
-// Warning event says the policy is not applied to it; a claim with a
-// stale reference (same name, other UID) is left to the garbage
+// A claim with another controller gets no reference from the set, with a
+// Warning event; a claim with a stale reference is left to the garbage
 // collector.
 func TestClaimRefsLeftAlone(t *testing.T) {
 	ps := testSet(1)
@@ -164,10 +160,9 @@ func TestClaimRefsLeftAlone(t *testing.T) {
 	}
 }
 
-// A claim being deleted, or marked for the garbage collector by a
-// reference to a deleted pod of the same name, is never reused: the pet
-// waits with an event and the plan's Wait in the Ready condition, and
-// gets a fresh claim once the old one is gone.
+// A claim being deleted, or about to be (a deleted pod's), is never reused:
+// the pet waits, with an event and the reason in the Ready condition, and gets
+// a fresh claim once the old one is gone.
 func TestClaimBeingDeletedNotReused(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
@@ -220,10 +215,9 @@ func TestClaimBeingDeletedNotReused(t *testing.T) {
 	}
 }
 
-// Claims are read from the cache before they are made: a pet whose claim
-// exists costs no claim create (no 409 per claim per rolling-update
-// step); a pod Pending on a claim deleted after it was made gets the
-// claim back.
+// Claims are read from the cache before they are made, so an existing claim
+// costs no create (no 409 per rolling-update step); a Pending pod whose claim
+// was deleted gets it back.
 func TestClaimsReadBeforeCreate(t *testing.T) {
 	creates := 0
 	// A claim the set made carries its labels (so the cache holds it).

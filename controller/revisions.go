@@ -21,9 +21,8 @@ import (
 	v1alpha1 "petset.dev/petset/api/v1alpha1"
 )
 
-// RevisionHashLen is the length of the hash that ends a revision name,
-// <set>-<hash>: eight hex digits. The revision name is the value of the
-// petset.dev/revision label, so a set name can be at most
+// RevisionHashLen is how many hex digits end a revision name, <set>-<hash>,
+// the petset.dev/revision label's value: a set name is at most
 // 63 - 1 - RevisionHashLen = 54 characters (the CRD enforces it).
 const RevisionHashLen = 8
 
@@ -42,13 +41,9 @@ func revisionData(t *corev1.PodTemplateSpec) ([]byte, error) {
 	return canonicalJSON(b)
 }
 
-// canonicalJSON re-encodes a JSON document the way the API server does when
-// it patches an object: through generic maps, so that object keys are
-// sorted at every level, with numbers kept as written. ControllerRevision
-// data is immutable and compared byte for byte, so data that is not in
-// this form is rejected by any patch of the revision (the garbage
-// collector's removal of an owner reference, for one) with "data: field
-// is immutable". The StatefulSet controller's getPatch does the same.
+// canonicalJSON re-encodes JSON as the API server does on a patch (keys
+// sorted, numbers kept): revision data is immutable, so in any other form every
+// patch of the revision fails, the garbage collector's too.
 func canonicalJSON(b []byte) ([]byte, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
@@ -66,16 +61,26 @@ func canonicalJSON(b []byte) ([]byte, error) {
 	return out, nil
 }
 
-// revisionName is <set>-<hash>, the hash an FNV-1a of the revision data
-// and the collision count, as the StatefulSet controller names its
-// revisions (there: history.HashControllerRevision). A name taken by a
-// revision with other data is a collision: the count goes up and so does
-// the name.
+// revisionName is <set>-<hash of data and collision count>, as StatefulSet
+// names revisions (history.HashControllerRevision); a name taken by other data
+// is a collision, and the next count gives the next name.
 func revisionName(set string, data []byte, collisionCount int32) string {
 	h := fnv.New32a()
 	h.Write(data)
 	h.Write([]byte(strconv.FormatInt(int64(collisionCount), 10)))
 	return fmt.Sprintf("%s-%0*x", set, RevisionHashLen, h.Sum32())
+}
+
+// namedAt is the collision count, from count up, that gives the revision
+// of data its name: a pass that reads the set before the status with that
+// count was written finds it again, rather than lowering the count.
+func namedAt(set string, data []byte, name string, count int32) int32 {
+	for c := count; c < count+maxCollisions; c++ {
+		if revisionName(set, data, c) == name {
+			return c
+		}
+	}
+	return count // a name not made from data: adopted, or renamed
 }
 
 // Revision is the name the revision of ps's template gets at its
@@ -112,17 +117,6 @@ func templateOf(cr *appsv1.ControllerRevision) (*corev1.PodTemplateSpec, error) 
 	return d.Spec.Template, nil
 }
 
-// sameData reports whether a revision records data, whatever the key
-// order it was stored with (revisions of earlier versions of this
-// controller were not canonical).
-func sameData(cr *appsv1.ControllerRevision, data []byte) bool {
-	if bytes.Equal(cr.Data.Raw, data) {
-		return true
-	}
-	c, err := canonicalJSON(cr.Data.Raw)
-	return err == nil && bytes.Equal(c, data)
-}
-
 // revisions is what syncRevisions found and made: the update revision
 // (the template in the spec), the current one (the pets' before the
 // update in progress) and the collision count for status.
@@ -132,10 +126,8 @@ type revisions struct {
 	byName          map[string]*appsv1.ControllerRevision
 }
 
-// setAt returns ps as it was at revision name: a copy whose pod template is
-// the one that revision stored (ps itself for the update revision). Only
-// the template is a revision's; claim templates and everything else are
-// the spec's.
+// setAt is ps with the pod template revision name stored (ps itself for the
+// update revision): only the template is a revision's.
 func (rs *revisions) setAt(ps *v1alpha1.PetSet, name string) (*v1alpha1.PetSet, error) {
 	if name == rs.update {
 		return ps, nil
@@ -153,21 +145,9 @@ func (rs *revisions) setAt(ps *v1alpha1.PetSet, name string) (*v1alpha1.PetSet, 
 	return set, nil
 }
 
-// syncRevisions makes sure a ControllerRevision records the current
-// template and is the newest, the way the StatefulSet controller's
-// getStatefulSetRevisions does:
-//
-//   - a revision is matched by its data, not its name: an owned revision
-//     with the same template is reused whatever its name, and renumbered
-//     the newest if it was not (a rollback);
-//   - otherwise a new revision is created, named by a hash of the data
-//     and status.collisionCount; a name taken by a revision with other
-//     data bumps the collision count and tries the next name;
-//   - revisions labelled for this set that no controller owns (left by an
-//     orphaning deletion of an earlier set of the same name) and that
-//     match the selector are adopted first;
-//   - revisions beyond revisionHistoryLimit that are neither current nor
-//     updated nor used by a pet are pruned, oldest first.
+// syncRevisions finds or makes the current template's revision, as
+// StatefulSet's getStatefulSetRevisions: matched by data (renumbered on a
+// rollback), orphans adopted, unused ones pruned past revisionHistoryLimit.
 func (r *Reconciler) syncRevisions(ctx context.Context, ps *v1alpha1.PetSet, inUse map[string]bool) (*revisions, error) {
 	data, err := revisionData(&ps.Spec.Template)
 	if err != nil {
@@ -188,10 +168,8 @@ func (r *Reconciler) syncRevisions(ctx context.Context, ps *v1alpha1.PetSet, inU
 		cr := &list.Items[i]
 		ref := metav1.GetControllerOf(cr)
 		if ref == nil && cr.DeletionTimestamp == nil && selector.Matches(labels.Set(cr.Labels)) {
-			// As for pods (and StatefulSet's adoptOrphanRevisions): a
-			// fresh read of the set first, once per pass, so a set the
-			// cache still holds after it was deleted, or replaced by
-			// another of the same name, adopts nothing.
+			// A fresh read of the set first, once a pass, as for pods: a set
+			// the cache holds after it was deleted or replaced adopts nothing.
 			if !checked {
 				if err := r.canAdopt(ctx, ps); err != nil {
 					return nil, fmt.Errorf("adopt controller revisions: %w", err)
@@ -225,7 +203,7 @@ func (r *Reconciler) syncRevisions(ctx context.Context, ps *v1alpha1.PetSet, inU
 
 	var update *appsv1.ControllerRevision
 	for _, cr := range owned {
-		if sameData(cr, data) {
+		if bytes.Equal(cr.Data.Raw, data) {
 			update = cr // the last one: the highest revision
 		}
 	}
@@ -243,6 +221,7 @@ func (r *Reconciler) syncRevisions(ctx context.Context, ps *v1alpha1.PetSet, inU
 		owned = append(owned, update)
 		rs.byName[update.Name] = update
 	}
+	rs.collisionCount = namedAt(ps.Name, data, update.Name, rs.collisionCount)
 	rs.update = update.Name
 	rs.current = rs.update
 	if rs.byName[ps.Status.CurrentRevision] != nil {
@@ -306,7 +285,7 @@ func (r *Reconciler) createRevision(ctx context.Context, ps *v1alpha1.PetSet, da
 		if err := r.uncached().Get(ctx, client.ObjectKeyFromObject(cr), &have); err != nil {
 			return nil, fmt.Errorf("controller revision %s exists: %w", cr.Name, err)
 		}
-		if ref := metav1.GetControllerOf(&have); ref != nil && ref.UID == ps.UID && sameData(&have, data) {
+		if ref := metav1.GetControllerOf(&have); ref != nil && ref.UID == ps.UID && bytes.Equal(have.Data.Raw, data) {
 			return &have, nil
 		}
 		*collisions++
@@ -315,8 +294,7 @@ func (r *Reconciler) createRevision(ctx context.Context, ps *v1alpha1.PetSet, da
 }
 
 // adoptRevision makes ps the controller of an orphaned revision of its
-// name. An update, not a patch, so that even a revision whose data is not
-// canonical can be adopted.
+// name, with an update that fails if the revision changed meanwhile.
 func (r *Reconciler) adoptRevision(ctx context.Context, ps *v1alpha1.PetSet, cr *appsv1.ControllerRevision) error {
 	if err := controllerutil.SetControllerReference(ps, cr, r.Scheme()); err != nil {
 		return err

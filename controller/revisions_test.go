@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -55,8 +57,8 @@ func TestRevisionDataCanonical(t *testing.T) {
 	if got := serverRoundTrip(t, data); !bytes.Equal(got, data) {
 		t.Errorf("data changes on the server's round trip:\n%s\n%s", data, got)
 	}
-	// The struct order the controller used to store is not canonical:
-	// this test would have caught it.
+	// Struct order (the template marshalled as is) is not canonical: the
+	// round trip above tells them apart.
 	structOrder, _ := json.Marshal(map[string]any{"spec": map[string]any{"template": tpl}})
 	if !bytes.Equal(serverRoundTrip(t, structOrder), data) {
 		t.Error("canonical data is not the server's encoding of the same template")
@@ -275,10 +277,9 @@ func TestPetComesBackAtItsRevision(t *testing.T) {
 	}
 }
 
-// A pet of a rollout that has not reached it yet comes back at the
-// current revision: with partition 0 and db-2 still at the old revision
-// (its replacement not Ready), a deleted db-0 is made from the old
-// template, and is waited for, not replaced, until it is Ready.
+// A pet the rollout has not reached comes back at the current revision: with
+// db-2 still old (its replacement not Ready), a deleted db-0 is made from the
+// old template, and waited for, not replaced, until it is Ready.
 func TestPetNotYetUpdatedComesBackAtCurrent(t *testing.T) {
 	ps := testSet(3)
 	ps.Spec.VolumeClaimTemplates = nil
@@ -349,16 +350,18 @@ func TestBrokenCurrentRevisionData(t *testing.T) {
 }
 
 // A revision is matched by its data: an owned revision with the same
-// template under another name (and stored in struct order, as earlier
-// versions did) is reused, and no pet is replaced.
+// template under another name is reused, and no pet is replaced.
 func TestRevisionMatchedByData(t *testing.T) {
 	ps := testSet(1)
 	ps.Spec.VolumeClaimTemplates = nil
-	structOrder, _ := json.Marshal(map[string]any{"spec": map[string]any{"template": ps.Spec.Template}})
+	data, err := revisionData(&ps.Spec.Template)
+	if err != nil {
+		t.Fatal(err)
+	}
 	old := &appsv1.ControllerRevision{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "db-oldname", Labels: map[string]string{LabelSetName: "db", "app": "db"},
 			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(ps, v1alpha1.GroupVersion.WithKind("PetSet"))}},
-		Data:     runtime.RawExtension{Raw: structOrder},
+		Data:     runtime.RawExtension{Raw: data},
 		Revision: 1,
 	}
 	f := newRevFixture(t, ps, old)
@@ -403,6 +406,17 @@ func TestRevisionCollision(t *testing.T) {
 	f.converge()
 	if st2 := f.set().Status; st2.UpdateRevision != st.UpdateRevision || *st2.CollisionCount != 1 {
 		t.Errorf("second pass: %q count %v", st2.UpdateRevision, *st2.CollisionCount)
+	}
+	// A pass over a set whose status lacks the count (its write held back
+	// by StatusInterval, or refused) finds it again in the revision's name.
+	cur := f.set()
+	cur.Status.CollisionCount = nil
+	if err := f.c.Status().Update(f.ctx, cur); err != nil {
+		t.Fatal(err)
+	}
+	f.converge()
+	if st3 := f.set().Status; st3.UpdateRevision != st.UpdateRevision || st3.CollisionCount == nil || *st3.CollisionCount != 1 {
+		t.Errorf("over a status without the count: %q count %v, want %q and 1", st3.UpdateRevision, st3.CollisionCount, st.UpdateRevision)
 	}
 }
 
@@ -489,5 +503,170 @@ func TestRevisionLabels(t *testing.T) {
 		if !sel.Matches(labels.Set(cr.Labels)) || cr.Labels[LabelSetName] != "db" {
 			t.Errorf("revision labels %v not matched by %s", cr.Labels, sel)
 		}
+	}
+}
+
+// StatefulSet's TestStatefulSetHonorRevisionHistoryLimit with revisions in
+// use: old revisions past the limit go, oldest first, but never the current or
+// update revision or one a pet is at.
+func TestRevisionHistoryLimitKeepsRevisionsInUse(t *testing.T) {
+	ps := testSet(3)
+	ps.Spec.VolumeClaimTemplates = nil
+	ps.Spec.UpdateStrategy.Type = v1alpha1.OnDeleteStrategy
+	ps.Spec.RevisionHistoryLimit = ptrTo(int32(1))
+	f := newRevFixture(t, ps)
+	f.converge()
+	r1 := f.set().Status.UpdateRevision
+	// Under OnDelete each deleted pet comes back at the newest template:
+	// db-2 at image 2, db-1 at image 3; db-0 stays at image 1 (current).
+	f.setImage("db:2")
+	f.converge()
+	r2 := f.set().Status.UpdateRevision
+	f.deletePod("db-2")
+	f.converge()
+	f.setImage("db:3")
+	f.converge()
+	r3 := f.set().Status.UpdateRevision
+	f.deletePod("db-1")
+	f.converge()
+	// Two unused revisions in a row: image 4 and image 5 (update).
+	f.setImage("db:4")
+	f.converge()
+	r4 := f.set().Status.UpdateRevision
+	f.setImage("db:5")
+	f.converge()
+	r5 := f.set().Status.UpdateRevision
+	f.setImage("db:6")
+	f.converge()
+	r6 := f.set().Status.UpdateRevision
+
+	got := keys(f.revisions())
+	slices.Sort(got)
+	// r1 current (db-0), r2 (db-2) and r3 (db-1) in use, r6 the update
+	// revision; of the unused r4 and r5 the limit keeps one, the newer.
+	want := []string{r1, r2, r3, r5, r6}
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("revisions %v, want %v (r4 %s pruned)", got, want, r4)
+	}
+	for name, rev := range map[string]string{"db-0": r1, "db-1": r3, "db-2": r2} {
+		if p := f.pod(name); p == nil || p.Labels[LabelRevision] != rev {
+			t.Errorf("%s at %v, want %s", name, p, rev)
+		}
+	}
+	// Limit 0: every unused old revision goes, the ones in use stay.
+	cur := f.set()
+	cur.Spec.RevisionHistoryLimit = ptrTo(int32(0))
+	if err := f.c.Update(f.ctx, cur); err != nil {
+		t.Fatal(err)
+	}
+	f.converge()
+	got = keys(f.revisions())
+	slices.Sort(got)
+	want = []string{r1, r2, r3, r6}
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("limit 0: revisions %v, want %v", got, want)
+	}
+}
+
+// An orphaned revision is adopted only after a fresh read of the set agrees,
+// as StatefulSet's adoptOrphanRevisions checks: a cached set since deleted or
+// recreated (another UID) fails the pass and adopts nothing.
+func TestRevisionAdoptionRechecks(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		fresh func(*v1alpha1.PetSet)
+		want  string // error; "" for adopted
+	}{
+		{"recreated with a new uid", func(ps *v1alpha1.PetSet) { ps.UID = "uid-recreated" }, "is gone"},
+		{"being deleted", func(ps *v1alpha1.PetSet) {
+			ps.DeletionTimestamp, ps.Finalizers = &metav1.Time{Time: time.Now()}, []string{"test/hold"}
+		}, "being deleted"},
+		{"same set", func(*v1alpha1.PetSet) {}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ps := testSet(0)
+			data, _ := revisionData(&ps.Spec.Template)
+			orphan := &appsv1.ControllerRevision{
+				ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "db-left", Labels: map[string]string{LabelSetName: "db", "app": "db"}},
+				Data:       runtime.RawExtension{Raw: data},
+				Revision:   1,
+			}
+			f := newFixture(t, ps, orphan)
+			fresh := testSet(0)
+			tc.fresh(fresh)
+			f.r.APIReader = fake.NewClientBuilder().WithScheme(testScheme()).WithObjects(fresh).Build()
+			err := f.reconcile()
+			var cr appsv1.ControllerRevision
+			if gerr := f.c.Get(f.ctx, client.ObjectKeyFromObject(orphan), &cr); gerr != nil {
+				t.Fatal(gerr)
+			}
+			if tc.want == "" {
+				if err != nil || controllerUID(&cr) != ps.UID {
+					t.Fatalf("reconcile %v, revision controller %q; want adopted by %s", err, controllerUID(&cr), ps.UID)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("reconcile error %v, want one saying %q", err, tc.want)
+			}
+			if len(cr.OwnerReferences) != 0 {
+				t.Errorf("revision adopted: %v", cr.OwnerReferences)
+			}
+			var list appsv1.ControllerRevisionList
+			f.c.List(f.ctx, &list)
+			if len(list.Items) != 1 {
+				t.Errorf("%d revisions, want only the orphan (no new one made by a set that may be gone)", len(list.Items))
+			}
+		})
+	}
+}
+
+// Every template gets a ControllerRevision; a rollback renumbers the old
+// one; revisions no pet uses are pruned past revisionHistoryLimit.
+func TestControllerRevisions(t *testing.T) {
+	scheme := runtime.NewScheme()
+	clientgoscheme.AddToScheme(scheme)
+	v1alpha1.AddToScheme(scheme)
+	ps := testSet(0)
+	ps.Spec.RevisionHistoryLimit = ptrTo(int32(0))
+	c := fake.NewClientBuilder().WithScheme(scheme).WithStatusSubresource(&v1alpha1.PetSet{}).WithObjects(ps).Build()
+	r := &Reconciler{Client: c, Pets: NewPetControl(c, events.NewFakeRecorder(100))}
+	ctx := context.Background()
+	key := types.NamespacedName{Namespace: "ns", Name: "db"}
+	revisions := func() map[string]int64 {
+		var list appsv1.ControllerRevisionList
+		c.List(ctx, &list)
+		out := map[string]int64{}
+		for _, cr := range list.Items {
+			out[cr.Name] = cr.Revision
+		}
+		return out
+	}
+	setImage := func(image string) string {
+		t.Helper()
+		var cur v1alpha1.PetSet
+		c.Get(ctx, key, &cur)
+		cur.Spec.Template.Spec.Containers[0].Image = image
+		if err := c.Update(ctx, &cur); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: key}); err != nil {
+			t.Fatal(err)
+		}
+		return Revision(&cur)
+	}
+	r1 := setImage("db:1")
+	r2 := setImage("db:2")
+	if got := revisions(); len(got) != 2 || got[r1] != 1 || got[r2] != 2 {
+		t.Fatalf("revisions %v, want %s=1 and %s=2", got, r1, r2)
+	}
+	r3 := setImage("db:3")
+	if got := revisions(); len(got) != 2 || got[r3] != 3 {
+		t.Fatalf("revisions %v, want the one neither current nor updated pruned (limit 0)", got)
+	}
+	if back := setImage("db:2"); back != r2 || revisions()[r2] != 4 {
+		t.Fatalf("rollback: revisions %v, want %s renumbered 4", revisions(), r2)
 	}
 }

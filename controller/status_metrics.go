@@ -13,10 +13,9 @@ import (
 	v1alpha1 "petset.dev/petset/api/v1alpha1"
 )
 
-// The status metrics describe every PetSet as its status says, read from
-// the controller's cache at scrape time: what the alerts in deploy/alerts
-// watch. Every replica serves them (the cache runs on all), so queries
-// aggregate with max by (namespace, petset).
+// The status metrics describe each PetSet as its status says, read from the
+// cache at scrape time; every replica serves them, so aggregate with max by
+// (namespace, petset).
 var (
 	descReplicas      = prometheus.NewDesc("petset_spec_replicas", "Pets a PetSet asks for (spec.replicas).", []string{"namespace", "petset"}, nil)
 	descReadyReplicas = prometheus.NewDesc("petset_status_ready_replicas", "Ready pets of a PetSet (status.readyReplicas).", []string{"namespace", "petset"}, nil)

@@ -83,6 +83,9 @@ func main() {
 		APIReader: mgr.GetAPIReader(),
 		Recorder:  mgr.GetEventRecorder("ordinal-controller"),
 		Pets:      controller.NewPetControl(mgr.GetClient(), mgr.GetEventRecorder("ordinal-controller")),
+		// A set's status changes gathered into one write a second, so
+		// the writes follow what changed, not how the passes fell.
+		StatusInterval: controller.DefaultStatusInterval,
 	}
 	if err := r.SetupWithManager(mgr, *maxConcurrency); err != nil {
 		fail(err)

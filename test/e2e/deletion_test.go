@@ -13,7 +13,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -109,60 +108,11 @@ func TestPetSetOrphanDeletionKeepsPods(t *testing.T) {
 	waitLiveClaims(t, ns, "data-or-0", "data-or-1")
 }
 
-// A set made by an earlier version keeps a revision whose data is in
-// struct order, which the garbage collector's patch cannot touch. Deleted
-// with orphan propagation, the set still goes: the controller takes its
-// owner reference off that revision with an update (data byte for byte).
-func TestPetSetOrphanDeletionOldRevision(t *testing.T) {
-	c, stop := startController(t)
-	defer stop()
-	ns := tb.Namespace(t, "orphan-old")
-	headlessService(t, ns, "oo", map[string]string{"app": "oo"}, false, svcPort{"peer", 2380, corev1.ProtocolTCP})
-	ps := newPetSet(ns, "oo", "oo", 1)
-	ps.Spec.VolumeClaimTemplates = nil
-	if err := c.Create(ctx, ps); err != nil {
-		t.Fatal(err)
-	}
-	waitPods(t, ns, "oo", 1)
-	var cur v1alpha1.PetSet
-	if err := c.Get(ctx, client.ObjectKeyFromObject(ps), &cur); err != nil {
-		t.Fatal(err)
-	}
-	old := cur.Spec.Template.DeepCopy()
-	old.Spec.Containers[0].Image = "registry.invalid/petset/fake:0"
-	structOrder, _ := json.Marshal(map[string]any{"spec": map[string]any{"template": old}})
-	rev := &appsv1.ControllerRevision{
-		ObjectMeta: metav1.ObjectMeta{Name: "oo-struct", Labels: map[string]string{"app": "oo", controller.LabelSetName: "oo"},
-			OwnerReferences: []metav1.OwnerReference{{APIVersion: "petset.dev/v1alpha1", Kind: "PetSet", Name: "oo", UID: cur.UID,
-				Controller: ptr(true), BlockOwnerDeletion: ptr(true)}}},
-		Data:     runtime.RawExtension{Raw: structOrder},
-		Revision: 0,
-	}
-	if _, err := tb.Client.AppsV1().ControllerRevisions(ns).Create(ctx, rev, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Delete(ctx, &cur, client.PropagationPolicy(metav1.DeletePropagationOrphan)); err != nil {
-		t.Fatal(err)
-	}
-	pollUntil(t, 60*time.Second, "PetSet gone after an orphaning delete", func() (bool, string) {
-		var left v1alpha1.PetSet
-		err := c.Get(ctx, client.ObjectKeyFromObject(ps), &left)
-		return apierrors.IsNotFound(err), fmt.Sprintf("finalizers %v, err %v", left.Finalizers, err)
-	})
-	got, err := tb.Client.AppsV1().ControllerRevisions(ns).Get(ctx, "oo-struct", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got.OwnerReferences) != 0 || string(got.Data.Raw) != string(structOrder) {
-		t.Errorf("struct-order revision: refs %v, data changed %v", got.OwnerReferences, string(got.Data.Raw) != string(structOrder))
-	}
-}
-
 // `kubectl delete petset --cascade=orphan` finishes: the garbage collector
 // patches the owner reference off every ControllerRevision, which the API
 // server only accepts because the revision data is canonical JSON. A
-// revision stored the way the controller used to (keys in struct order)
-// is shown to be rejected by the same kind of patch.
+// revision with keys in struct order is shown to be rejected by the same
+// kind of patch.
 func TestPetSetOrphanDeletion(t *testing.T) {
 	c, stop := startController(t)
 	defer stop()
@@ -215,9 +165,8 @@ func TestPetSetOrphanDeletion(t *testing.T) {
 	// The garbage collector patches built-in objects with a strategic
 	// merge patch, which the API server applies to the object decoded
 	// into maps: the data is encoded again, with sorted keys. On a
-	// revision whose data is in struct order, as the controller used to
-	// write it, the same kind of patch fails: the failure this fix
-	// removes.
+	// revision whose data is in struct order the same kind of patch
+	// fails: what canonical data avoids.
 	structOrder, _ := json.Marshal(map[string]any{"spec": map[string]any{"template": cur.Spec.Template}})
 	old := &appsv1.ControllerRevision{
 		ObjectMeta: metav1.ObjectMeta{Name: "struct-order", Labels: map[string]string{"app": "none"}},
@@ -235,75 +184,5 @@ func TestPetSetOrphanDeletion(t *testing.T) {
 		if _, err := tb.Client.AppsV1().ControllerRevisions(ns).Patch(ctx, cr.Name, types.StrategicMergePatchType, []byte(`{"metadata":{"labels":{"patched":"yes"}}}`), metav1.PatchOptions{}); err != nil {
 			t.Errorf("patching %s: %v", cr.Name, err)
 		}
-	}
-}
-
-// A set an earlier version was deleting when the controller was upgraded:
-// it carries the legacy finalizer and its claims have no owner (that
-// version deleted them by label). The new controller gives the claims to
-// the set before it drops the finalizer (whenDeleted: Delete, background
-// propagation), so the garbage collector deletes them: nothing leaks.
-func TestPetSetLegacyDeletionDeletesClaims(t *testing.T) {
-	c, stop := startController(t)
-	ns := tb.Namespace(t, "legacy")
-	headlessService(t, ns, "lg", map[string]string{"app": "lg"}, false, svcPort{"peer", 2380, corev1.ProtocolTCP})
-	ps := newPetSet(ns, "lg", "lg", 2)
-	ps.Spec.PersistentVolumeClaimRetentionPolicy = &v1alpha1.RetentionPolicy{WhenDeleted: v1alpha1.Delete}
-	if err := c.Create(ctx, ps); err != nil {
-		t.Fatal(err)
-	}
-	waitPods(t, ns, "lg", 2)
-	waitLiveClaims(t, ns, "data-lg-0", "data-lg-1")
-
-	// The earlier version's state: no controller running, claims without
-	// owner, the legacy finalizer on the set, the set being deleted.
-	stop()
-	for name := range liveClaims(t, ns) {
-		if _, err := tb.Client.CoreV1().PersistentVolumeClaims(ns).Patch(ctx, name, types.MergePatchType,
-			[]byte(`{"metadata":{"ownerReferences":null}}`), metav1.PatchOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	updatePetSet(t, c, client.ObjectKeyFromObject(ps), func(p *v1alpha1.PetSet) {
-		p.Finalizers = append(p.Finalizers, controller.LegacyFinalizer)
-	})
-	if err := c.Delete(ctx, ps, client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil {
-		t.Fatal(err)
-	}
-	// Background propagation: the garbage collector deletes the
-	// dependents once the set is gone, and the finalizer holds it.
-	var held v1alpha1.PetSet
-	if err := c.Get(ctx, client.ObjectKeyFromObject(ps), &held); err != nil || held.DeletionTimestamp == nil {
-		t.Fatalf("set not held by the legacy finalizer: %v %v", err, held.Finalizers)
-	}
-	if got := liveClaims(t, ns); len(got) != 2 {
-		t.Fatalf("claims %v before the upgrade, want both", got)
-	}
-	// data-lg-4 was kept from an earlier set "lg": this one never had an
-	// ordinal 4, so its label match gives it to no one.
-	earlier := &corev1.PersistentVolumeClaim{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "data-lg-4",
-			Labels: map[string]string{"app": "lg", "petset.dev/set-name": "lg", "petset.dev/pod-index": "4"}},
-		Spec: corev1.PersistentVolumeClaimSpec{
-			AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
-			Resources:   corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}},
-		},
-	}
-	if _, err := tb.Client.CoreV1().PersistentVolumeClaims(ns).Create(ctx, earlier, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-
-	runController(t) // the upgraded controller
-	pollUntil(t, 90*time.Second, "set, pods and the set's claims gone", func() (bool, string) {
-		var left v1alpha1.PetSet
-		err := c.Get(ctx, client.ObjectKeyFromObject(ps), &left)
-		claims := claimSet(liveClaims(t, ns))
-		pods, _ := tb.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=lg"})
-		return apierrors.IsNotFound(err) && slices.Equal(claims, []string{"data-lg-4"}) && len(pods.Items) == 0,
-			fmt.Sprintf("set err %v finalizers %v, live claims %v, %d pods", err, left.Finalizers, claims, len(pods.Items))
-	})
-	kept := liveClaims(t, ns)["data-lg-4"]
-	if kept == nil || len(kept.OwnerReferences) != 0 {
-		t.Fatalf("data-lg-4 of an earlier set: %v, want kept without owner", kept)
 	}
 }
