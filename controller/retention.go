@@ -285,7 +285,9 @@ func (r *Reconciler) holdBack(ctx context.Context, ps *v1alpha1.PetSet, plan Pla
 		named[h.key()] = true
 		if !said.held[h.key()] {
 			kind, reason := h.event()
-			r.event(ps, kind, reason, "CreatePod", "%s", h.String())
+			if r.Recorder != nil {
+				r.Recorder.Eventf(ps, h.related(ps.Namespace), kind, reason, "CreatePod", "%s", h.String())
+			}
 		}
 	}
 	said.held = named

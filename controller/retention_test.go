@@ -2,13 +2,17 @@ package controller
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
@@ -274,5 +278,40 @@ func TestAdoptedPetClaims(t *testing.T) {
 	}
 	if p := f.pod("db-0"); controllerUID(p) != "uid-db" {
 		t.Errorf("db-0 not adopted")
+	}
+}
+
+// relatedRecorder records each event's reason and the object it is
+// related to.
+type relatedRecorder struct{ got []string }
+
+func (r *relatedRecorder) Eventf(_ runtime.Object, related runtime.Object, _, reason, _, _ string, _ ...any) {
+	name := "-"
+	if o, ok := related.(metav1.Object); ok && related != nil {
+		name = related.GetObjectKind().GroupVersionKind().Kind + "/" + o.GetName()
+	}
+	r.got = append(r.got, reason+" "+name)
+}
+
+// Events about pets held by two claims name their claims as related
+// objects: the events API merges events of one set, reason and action
+// into one series under its first note, and a second claim's wait was
+// never seen (TestPetSetScaleDownUpFreshClaims).
+func TestHeldEventsNameTheirClaims(t *testing.T) {
+	var claims []client.Object
+	for _, name := range []string{"data-db-0", "data-db-1"} {
+		claims = append(claims, &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{
+			Namespace: "ns", Name: name, UID: types.UID("uid-" + name),
+			DeletionTimestamp: &metav1.Time{Time: time.Now()}, Finalizers: []string{"kubernetes.io/pvc-protection"}}})
+	}
+	ps := testSet(2)
+	ps.Spec.PodManagementPolicy = appsv1.ParallelPodManagement
+	f := newFixture(t, append([]client.Object{ps}, claims...)...)
+	rec := &relatedRecorder{}
+	f.r.Recorder = rec
+	f.mustReconcile()
+	want := []string{"WaitForClaim PersistentVolumeClaim/data-db-0", "WaitForClaim PersistentVolumeClaim/data-db-1"}
+	if !slices.Equal(rec.got, want) {
+		t.Errorf("events %v, want %v", rec.got, want)
 	}
 }

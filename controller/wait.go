@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 )
 
 // WaitKind is what a Wait is about: what the plan waits for, what keeps
@@ -105,6 +107,21 @@ func (w Wait) event() (kind, reason string) {
 		return corev1.EventTypeNormal, "WaitForClaim"
 	}
 	return corev1.EventTypeNormal, "WaitForPod"
+}
+
+// related is the pod or claim holding a pet back, for its event: the
+// events API merges repeated events of one set, reason and action into one
+// series under the first note, so events about two claims must name their
+// claims to be seen apart.
+func (w Wait) related(ns string) runtime.Object {
+	meta := metav1.ObjectMeta{Namespace: ns, Name: w.Object}
+	switch w.Kind {
+	case HeldClaimGoing, HeldClaimStale:
+		return &corev1.PersistentVolumeClaim{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "PersistentVolumeClaim"}, ObjectMeta: meta}
+	case HeldByController, HeldByMismatch, HeldReleased, HeldOrphanGoing, HeldNotAdoptable:
+		return &corev1.Pod{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"}, ObjectMeta: meta}
+	}
+	return nil
 }
 
 // heldKey identifies a held pet's wait, to tell a new one from one
